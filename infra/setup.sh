@@ -24,6 +24,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# pip, minus the noise of index locations configured on some machines but absent there.
+pip_in() {  # venv args...
+  local venv=$1; shift
+  "$venv/bin/python" -m pip "$@" 2>&1 | { grep -v -e 'is ignored: it is neither' -e 'BuildBackendWarning' || true; }
+  return "${PIPESTATUS[0]}"
+}
+
 stamp_of() { cat setup.cfg pyproject.toml infra/setup.sh | sha256sum | cut -c1-16; }
 
 make_venv() {  # name extras extra-packages...
@@ -36,8 +43,8 @@ make_venv() {  # name extras extra-packages...
   fi
   echo "setup: building $venv ([$extras]) — this downloads several hundred MB the first time"
   [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
-  "$venv/bin/python" -m pip install -q -e ".[$extras]" "$@"
+  pip_in "$venv" install -q --upgrade pip setuptools wheel
+  pip_in "$venv" install -q -e ".[$extras]" "$@"
   echo "$want" > "$venv/.stamp"
 }
 

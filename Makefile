@@ -1,0 +1,39 @@
+# Set-up, local stack, tests, lint and benchmarks. Two virtualenvs (DESIGN.md section 3):
+# .venv/jobs for PyFlink, Kafka, Redis and the join; .venv/trainer for TensorFlow.
+JOBS_PY    := .venv/jobs/bin/python
+TRAINER_PY := .venv/trainer/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help setup up down status test test-jobs test-trainer lint bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup:  ## create .venv/jobs and .venv/trainer (idempotent; installs Java 17 / redis-server as root if missing)
+	@bash infra/setup.sh
+
+up: setup  ## start the local broker + redis-server and create the topics
+	$(JOBS_PY) -m infra.local up
+
+down:  ## stop the local stack
+	$(JOBS_PY) -m infra.local down
+
+status:  ## show the local stack's addresses and health
+	$(JOBS_PY) -m infra.local status
+
+test:  ## every suite, each in its own venv; fails if any fails
+	@bash infra/run_tests.sh $(PYTEST_ARGS)
+
+test-jobs:  ## schemas, jobs, infra and end-to-end suites (.venv/jobs)
+	$(JOBS_PY) -m pytest tests/schemas tests/jobs tests/infra tests/e2e $(PYTEST_ARGS)
+
+test-trainer:  ## trainer suite (.venv/trainer)
+	$(TRAINER_PY) -m pytest tests/trainer $(PYTEST_ARGS)
+
+lint:  ## ruff and mypy on the packages
+	$(JOBS_PY) -m ruff check schemas jobs infra trainer tests
+	$(JOBS_PY) -m mypy schemas jobs infra
+	$(TRAINER_PY) -m mypy trainer
+
+clean:  ## remove caches and local state (keeps the venvs)
+	rm -rf .state .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis
