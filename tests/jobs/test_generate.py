@@ -1,0 +1,174 @@
+"""The synthetic event generator: determinism, ground truth, disorder bound, CTR and delays."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from jobs.generate import GenerateError, GeneratorConfig, main, run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _generate(tmp_path: Path, name: str = "a", **kw) -> tuple[list[dict], list[dict], Path, Path]:
+    out, truth = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.truth.jsonl"
+    run(GeneratorConfig(**kw), out=str(out), truth=str(truth))
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [json.loads(line) for line in truth.read_text().splitlines()]
+    return events, rows, out, truth
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
+    _, _, out_a, truth_a = _generate(tmp_path, "a", impressions=3000, seed=7)
+    _, _, out_b, truth_b = _generate(tmp_path, "b", impressions=3000, seed=7)
+    _, _, out_c, _ = _generate(tmp_path, "c", impressions=3000, seed=8)
+    assert out_a.read_bytes() == out_b.read_bytes()
+    assert truth_a.read_bytes() == truth_b.read_bytes()
+    assert out_a.read_bytes() != out_c.read_bytes()
+
+
+def test_events_follow_the_json_forms(tmp_path: Path) -> None:
+    events, _, _, _ = _generate(tmp_path, impressions=2000, seed=1)
+    kinds = Counter(e["type"] for e in events)
+    assert set(kinds) == {"impression", "feature_snapshot", "label"}
+    fields = {
+        "impression": {
+            "type",
+            "request_id",
+            "impression_id",
+            "user_id",
+            "item_id",
+            "event_time_ms",
+            "position",
+            "context",
+        },
+        "feature_snapshot": {"type", "request_id", "event_time_ms", "sparse", "dense"},
+        "label": {"type", "request_id", "impression_id", "label_type", "event_time_ms", "value"},
+    }
+    for e in events:
+        assert set(e) == fields[e["type"]], e
+        assert isinstance(e["event_time_ms"], int)
+    label_types = Counter(e["label_type"] for e in events if e["type"] == "label")
+    assert {"click", "conversion", "like"} <= set(label_types)
+
+
+def test_truth_agrees_with_the_events(tmp_path: Path) -> None:
+    events, rows, _, _ = _generate(tmp_path, impressions=5000, seed=3, duplicate_rate=0.05, orphan_rate=0.01)
+    impressions = {e["impression_id"]: e for e in events if e["type"] == "impression"}
+    assert len(rows) == 5000 == len(impressions)
+    assert len({r["impression_id"] for r in rows}) == len(rows)
+    clicks: dict[str, list[dict]] = {}
+    for e in events:
+        if e["type"] == "label" and e["label_type"] == "click":
+            clicks.setdefault(e["impression_id"], []).append(e)
+    for r in rows:
+        imp = impressions[r["impression_id"]]
+        assert (imp["request_id"], imp["user_id"], imp["item_id"], imp["event_time_ms"]) == (
+            r["request_id"],
+            r["user_id"],
+            r["item_id"],
+            r["impression_time_ms"],
+        )
+        assert 0.0 < r["p_click"] < 1.0
+        if r["clicked"]:
+            labels = clicks.pop(r["impression_id"])
+            assert {e["event_time_ms"] - imp["event_time_ms"] for e in labels} == {r["delay_ms"]}
+        else:
+            assert r["delay_ms"] is None
+            assert r["impression_id"] not in clicks
+    # what is left are orphans: their request has no impression at all
+    requests = {e["request_id"] for e in impressions.values()}
+    assert clicks and all(e["request_id"] not in requests for es in clicks.values() for e in es)
+    # duplicates: some impressions and some clicks appear twice, with identical content
+    dup_imps = Counter(json.dumps(e, sort_keys=True) for e in events if e["type"] == "impression")
+    assert any(n == 2 for n in dup_imps.values())
+
+
+@pytest.mark.parametrize("disorder_ms", [0, 500, 3000])
+def test_disorder_stays_within_its_bound(tmp_path: Path, disorder_ms: int) -> None:
+    events, _, _, _ = _generate(tmp_path, impressions=4000, seed=5, disorder_ms=disorder_ms, rate=200.0)
+    max_seen = -1
+    worst = 0
+    for e in events:
+        t = e["event_time_ms"]
+        worst = max(worst, max_seen - t)
+        max_seen = max(max_seen, t)
+    assert worst <= disorder_ms
+    if disorder_ms:
+        assert worst > disorder_ms // 4  # the bound is actually used
+
+
+@pytest.mark.parametrize("ctr", [0.02, 0.1])
+def test_ctr_is_close_to_the_configured_one(tmp_path: Path, ctr: float) -> None:
+    _, rows, _, _ = _generate(tmp_path, impressions=30_000, seed=11, ctr=ctr)
+    observed = sum(r["clicked"] for r in rows) / len(rows)
+    mean_p = sum(r["p_click"] for r in rows) / len(rows)
+    assert abs(mean_p - ctr) < 0.2 * ctr
+    assert abs(observed - ctr) < 0.2 * ctr
+    # the model carries signal: probabilities spread well beyond the mean
+    ps = sorted(r["p_click"] for r in rows)
+    assert ps[int(0.9 * len(ps))] > 2 * ps[int(0.1 * len(ps))]
+
+
+def test_delays_are_placed_relative_to_window_and_horizon(tmp_path: Path) -> None:
+    window, horizon = 60_000, 600_000
+    _, rows, _, _ = _generate(
+        tmp_path,
+        impressions=20_000,
+        seed=2,
+        ctr=0.2,
+        window_ms=window,
+        horizon_ms=horizon,
+        delay_mean_ms=10_000,
+        late_fraction=0.25,
+        beyond_horizon_fraction=0.1,
+    )
+    delays = [r["delay_ms"] for r in rows if r["clicked"]]
+    assert all(d > 0 for d in delays)
+    late = sum(window < d <= horizon for d in delays) / len(delays)
+    beyond = sum(d > horizon for d in delays) / len(delays)
+    assert abs(late - 0.25) < 0.04 and abs(beyond - 0.1) < 0.03
+
+
+def test_snapshots_lag_a_little_and_some_are_missing(tmp_path: Path) -> None:
+    events, _, _, _ = _generate(tmp_path, impressions=5000, seed=4, snapshot_missing=0.1, snapshot_max_delay_ms=1500)
+    first_imp: dict[str, int] = {}
+    for e in events:
+        if e["type"] == "impression":
+            first_imp.setdefault(e["request_id"], e["event_time_ms"])
+    snaps = {e["request_id"]: e["event_time_ms"] for e in events if e["type"] == "feature_snapshot"}
+    missing = 1 - len(snaps) / len(first_imp)
+    assert 0.05 < missing < 0.15
+    assert all(0 <= snaps[r] - first_imp[r] <= 1500 for r in snaps)
+
+
+def test_bad_arguments_exit_2_with_one_line_and_leave_no_file(tmp_path: Path) -> None:
+    out = tmp_path / "x.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.generate", "--out", str(out), "--ctr", "1.5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "--ctr" in proc.stderr
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_no_output_is_an_error() -> None:
+    with pytest.raises(GenerateError):
+        run(GeneratorConfig(impressions=10))
+
+
+def test_cli_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "e.jsonl"
+    assert main(["--out", str(out), "--impressions", "500", "--summary", "--quiet", "--window", "1m"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["impressions"] == 500
+    assert summary["events"] == len(out.read_text().splitlines())
