@@ -1,6 +1,7 @@
 """The local stack: a Tansu broker and a redis-server on loopback, for the embedded default and tests.
 
-`python -m infra.local up | down | status` (and `make up` / `make down`). Both services keep their
+`python -m infra.local up | down | status` (and `make up` / `make down`); `topics` only creates the
+topics on the broker that `KAFKA_BOOTSTRAP_SERVERS` names (used by docker-compose's init step). Both services keep their
 data in memory, so a restarted stack starts empty. `KAFKA_BOOTSTRAP_SERVERS` / `REDIS_URL` select
 external services instead: then nothing is started for them, but topics are still created.
 """
@@ -196,7 +197,10 @@ def create_topics(bootstrap: str, topics: dict[str, tuple[int, int]], timeout_s:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except Exception as exc:
+        raise InfraError(f"cannot reach Kafka at {bootstrap} to create topics: {exc}") from exc
     wanted = [
         NewTopic(name, num_partitions=partitions, replication_factor=1,
                  config={"retention.ms": str(retention)} if retention else {})
@@ -319,7 +323,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Start, inspect or stop the local Kafka-compatible broker (Tansu) and redis-server. "
                     "KAFKA_BOOTSTRAP_SERVERS / REDIS_URL select external services instead.",
     )
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "topics"])
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                         help="where the state file and logs live (default: %(default)s)")
     parser.add_argument("--kafka-port", type=int, default=LOCAL_KAFKA_PORT, help="default: %(default)s")
@@ -337,6 +341,12 @@ def main(argv: Iterable[str] | None = None) -> int:
             started = stack.up()
             print(f"KAFKA_BOOTSTRAP_SERVERS={started.kafka_bootstrap_servers}")
             print(f"REDIS_URL={started.redis_url}")
+            return 0
+        if args.command == "topics":
+            bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{args.kafka_port}"
+            topics = load_topics(args.topics)
+            created = create_topics(bootstrap, topics)
+            print(f"topics on {bootstrap}: {len(topics)} configured, {len(created)} created")
             return 0
         if args.command == "down":
             stack.down()

@@ -102,3 +102,20 @@ def test_topics_file_with_a_typo_names_the_file(tmp_path: Path) -> None:
     bad.write_text("topics:\n  events.labels: {partitons: 3}\n")
     with pytest.raises(ConfigError, match=r"topics\.yaml.*partitons"):
         load_topics(bad)
+
+
+def test_topics_command_creates_configured_topics(kafka_bootstrap: str, tmp_path: Path) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    topics_file = tmp_path / "topics.yaml"
+    name = f"events.test.{uuid.uuid4().hex[:8]}"
+    topics_file.write_text(f"defaults: {{partitions: 3}}\ntopics:\n  {name}: {{}}\n")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    command = [sys.executable, "-m", "infra.local", "topics", "--topics", str(topics_file)]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    second = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    assert "1 configured, 1 created" in first.stdout
+    assert "1 configured, 0 created" in second.stdout
+    metadata = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10)
+    assert len(metadata.topics[name].partitions) == 3
