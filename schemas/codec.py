@@ -1,0 +1,256 @@
+"""Avro single-object encoding on fastavro (Avro spec, "Single-object encoding").
+
+A message is ``0xC3 0x01`` + the 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's
+Parsing Canonical Form + the Avro binary body. Decoding looks the fingerprint up among every released
+version and the current definition of every record, and resolves the body to the reader's current
+schema of that record (new fields get their defaults, removed ones are skipped).
+
+Everything is precomputed when a :class:`Codec` is built; encode and decode are one dict lookup plus
+fastavro's Cython writer or reader. A Codec is immutable and safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import functools
+from io import BytesIO
+from pathlib import Path
+from typing import Any, overload
+
+import fastavro
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.validation import ValidationError
+from fastavro.validation import validate as _fastavro_validate
+
+from .errors import (
+    BadBody,
+    BadMagic,
+    DecodeError,
+    EncodeError,
+    ResolutionError,
+    TruncatedMessage,
+    UnknownFingerprint,
+    UnknownRecord,
+    WrongRecord,
+)
+from .registry import SchemaSet, SchemaVersion, load_schema_set
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = 10  # magic (2) + fingerprint (8)
+_ENCODE_ERRORS = (ValueError, TypeError, OverflowError, AttributeError, KeyError, UnicodeError)
+_SHOW_BYTES = 16
+
+
+def _show(data: bytes | bytearray | memoryview, n: int = _SHOW_BYTES) -> str:
+    head = bytes(data[:n]).hex(" ")
+    return f"{head} ..." if len(data) > n else head
+
+
+class _Sink(list):  # type: ignore[type-arg]
+    """A write-only file for fastavro: it collects the chunks fastavro writes (one, in practice)."""
+
+    __slots__ = ()
+    write = list.append
+
+
+class Codec:
+    """Encode and decode the records of one schema set. Build with :meth:`default` or :meth:`from_dir`."""
+
+    def __init__(self, schema_set: SchemaSet) -> None:
+        self.schema_set = schema_set
+        # record name -> (header bytes, parsed current schema)
+        self._writers: dict[str, tuple[bytes, Any]] = {}
+        # fingerprint -> (record name, parsed writer schema, parsed reader schema or None, version label)
+        self._readers: dict[bytes, tuple[str, Any, Any, str]] = {}
+        self._fingerprints: dict[str, bytes] = {}
+        self._field_names: dict[str, frozenset[str]] = {}
+        for name, rec in schema_set.records.items():
+            self._field_names[name] = frozenset(f["name"] for f in rec.current.schema["fields"])
+            reader = fastavro.parse_schema(rec.current.schema)
+            self._writers[name] = (MAGIC + rec.current.fingerprint, reader)
+            self._fingerprints[name] = rec.current.fingerprint
+            for ver in rec.all_versions:
+                self._add_reader(name, ver, reader, rec.current.fingerprint)
+
+    def _add_reader(self, name: str, ver: SchemaVersion, reader: Any, current_fp: bytes) -> None:
+        if ver.fingerprint in self._readers:
+            known = self._readers[ver.fingerprint]
+            if known[0] != name:  # pragma: no cover - canonical forms include the record's full name
+                raise ResolutionError(
+                    f"fingerprint {ver.fingerprint.hex()} of {name} {ver.label} is also {known[0]} {known[3]}"
+                )
+            if ver.version is not None:
+                return  # an older release identical in canonical form; keep the first
+        if ver.fingerprint == current_fp:
+            self._readers[ver.fingerprint] = (name, reader, None, ver.label)  # no resolution needed
+        else:
+            writer = fastavro.parse_schema(ver.schema)
+            self._readers[ver.fingerprint] = (name, writer, reader, ver.label)
+
+    # ---------------------------------------------------------------- construction
+
+    @staticmethod
+    def default() -> Codec:
+        """The codec of the schemas shipped in this package (loaded once, then cached)."""
+        return _default_codec()
+
+    @classmethod
+    def from_dir(cls, root: Path | str) -> Codec:
+        """A codec over another schema directory (same layout as the package's)."""
+        return cls(load_schema_set(root))
+
+    # ---------------------------------------------------------------- introspection
+
+    @property
+    def records(self) -> tuple[str, ...]:
+        return tuple(self._writers)
+
+    def fingerprint(self, name: str) -> bytes:
+        """The 8-byte fingerprint of `name`'s current schema, as written in each message header."""
+        try:
+            return self._fingerprints[name]
+        except KeyError:
+            raise self._unknown(name) from None
+
+    def schema(self, name: str) -> dict[str, Any]:
+        """The current schema of `name` as written in its .avsc file."""
+        return self.schema_set.record(name).current.schema
+
+    def known_fingerprints(self) -> dict[bytes, tuple[str, str]]:
+        """Every fingerprint this codec decodes -> (record name, version label)."""
+        return {fp: (entry[0], entry[3]) for fp, entry in self._readers.items()}
+
+    def record_name(self, data: bytes | bytearray | memoryview) -> str:
+        """The record a message holds, from its header alone (no body decoding)."""
+        return self._lookup(data)[0]
+
+    def _unknown(self, name: object) -> UnknownRecord:
+        return UnknownRecord(f"unknown record {name!r}; known: {', '.join(self._writers)}")
+
+    # ---------------------------------------------------------------- encode
+
+    def encode(self, name: str, record: dict[str, Any], *, validate: bool = False) -> bytes:
+        """Single-object encoding of `record` (an Avro dict of `name`'s current schema).
+
+        fastavro fills missing fields that have defaults and ignores unknown keys; it does not check
+        int ranges or reject a float for an int. `validate=True` checks the record fully first (slower).
+        """
+        try:
+            header, schema = self._writers[name]
+        except (KeyError, TypeError):
+            raise self._unknown(name) from None
+        if validate:
+            self.validate(name, record)
+        sink = _Sink((header,))
+        try:
+            schemaless_writer(sink, schema, record)
+        except _ENCODE_ERRORS as exc:
+            raise EncodeError(f"cannot encode {name}: {type(exc).__name__}: {exc}") from exc
+        return b"".join(sink)
+
+    def validate(self, name: str, record: dict[str, Any]) -> None:
+        """Raise EncodeError unless `record` is valid for `name`'s current schema.
+
+        Checks types, int/long ranges, required fields (missing ones with a default are fine) and
+        rejects keys the schema does not define.
+        """
+        try:
+            _, schema = self._writers[name]
+        except (KeyError, TypeError):
+            raise self._unknown(name) from None
+        if not isinstance(record, dict):
+            raise EncodeError(f"cannot encode {name}: expected a dict, got {type(record).__name__}")
+        unknown = set(record) - self._field_names[name]
+        if unknown:
+            raise EncodeError(f"invalid {name}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+        try:
+            _fastavro_validate(record, schema, raise_errors=True, strict=True)
+        except ValidationError as exc:
+            problems = "; ".join(str(e) for e in exc.errors) or str(exc)
+            raise EncodeError(f"invalid {name}: {problems}") from exc
+        except _ENCODE_ERRORS as exc:
+            raise EncodeError(f"invalid {name}: {type(exc).__name__}: {exc}") from exc
+
+    # ---------------------------------------------------------------- decode
+
+    def _lookup(self, data: bytes | bytearray | memoryview) -> tuple[str, Any, Any, str]:
+        try:
+            fp = data[2:10]
+            entry = self._readers.get(fp if type(fp) is bytes else bytes(fp))  # type: ignore[arg-type]
+        except TypeError:
+            raise DecodeError(f"expected bytes, got {type(data).__name__}") from None
+        if entry is not None and data[:2] == MAGIC:
+            return entry
+        if len(data) < 2 or data[:2] != MAGIC:
+            if len(data) < 2 and MAGIC.startswith(bytes(data)):
+                raise TruncatedMessage(
+                    f"message of {len(data)} bytes is shorter than the 10-byte single-object header: "
+                    f"[{_show(data)}]"
+                )
+            raise BadMagic(
+                f"message does not start with the single-object marker c3 01: got [{_show(data)}] "
+                f"({len(data)} bytes)"
+            )
+        if len(data) < HEADER_SIZE:
+            raise TruncatedMessage(
+                f"message of {len(data)} bytes is shorter than the 10-byte single-object header: "
+                f"[{_show(data)}]"
+            )
+        raise UnknownFingerprint(
+            f"unknown writer-schema fingerprint {bytes(fp).hex()} (message of {len(data)} bytes); "
+            f"it matches no released or current version of {', '.join(self._writers)}"
+        )
+
+    @overload
+    def decode(self, data: bytes | bytearray | memoryview) -> tuple[str, dict[str, Any]]: ...
+
+    @overload
+    def decode(self, data: bytes | bytearray | memoryview, expected: str) -> dict[str, Any]: ...
+
+    def decode(
+        self, data: bytes | bytearray | memoryview, expected: str | None = None
+    ) -> tuple[str, dict[str, Any]] | dict[str, Any]:
+        """Decode one message to ``(record name, dict in the current schema)``.
+
+        With `expected`, return the dict only, and raise WrongRecord if the message holds another record.
+        """
+        name, writer, reader, label = self._lookup(data)
+        if expected is not None and expected != name:
+            if expected not in self._writers:
+                raise self._unknown(expected)
+            raise WrongRecord(
+                f"expected a {expected} message, got {name} ({label}, fingerprint {bytes(data[2:10]).hex()})"
+            )
+        fo = BytesIO(data)
+        fo.seek(HEADER_SIZE)
+        try:
+            record = schemaless_reader(fo, writer, reader)
+        except Exception as exc:
+            raise self._body_error(exc, data, fo, name, label) from exc
+        if fo.tell() != len(data):
+            raise BadBody(
+                f"{name} ({label}) message has {len(data) - fo.tell()} trailing bytes after its body "
+                f"(message of {len(data)} bytes, body ends at offset {fo.tell()}): [{_show(data[fo.tell():])}]"
+            )
+        if expected is None:
+            return name, record
+        return record  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _body_error(
+        exc: Exception, data: bytes | bytearray | memoryview, fo: BytesIO, name: str, label: str
+    ) -> DecodeError:
+        where = (
+            f"{name} ({label}) body of {len(data) - HEADER_SIZE} bytes, at offset {fo.tell()} of the "
+            f"{len(data)}-byte message"
+        )
+        if type(exc).__name__ == "SchemaResolutionError":
+            return ResolutionError(f"cannot resolve {name} {label} to the current schema: {exc}")
+        at_end = fo.tell() >= len(data)
+        if isinstance(exc, EOFError) or (isinstance(exc, IndexError) and at_end):
+            return TruncatedMessage(f"{where}: the body ends early ({str(exc) or 'end of data'})")
+        return BadBody(f"{where}: {type(exc).__name__}: {exc}; body starts [{_show(data[HEADER_SIZE:])}]")
+
+
+@functools.lru_cache(maxsize=1)
+def _default_codec() -> Codec:
+    return Codec(load_schema_set())
