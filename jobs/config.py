@@ -102,6 +102,15 @@ class FlinkConfig(StrictConfig):
     state_backend: Literal["rocksdb", "hashmap"] = "rocksdb"
 
 
+class LocalRuntimeConfig(StrictConfig):
+    """Knobs of the embedded runtime (``--engine local``) only."""
+
+    # Bounded mode (tests, benchmarks): once every assigned partition is at its end and nothing has
+    # arrived for this long (wall time), resolve everything pending as at the end of a bounded input
+    # (watermark to +inf), flush, checkpoint and exit. None (the default): run until stopped.
+    exit_when_idle: DurationMs | None = None
+
+
 class MetricsConfig(StrictConfig):
     port: int | None = Field(default=None, ge=0, le=65535)  # Prometheus /metrics; None disables
 
@@ -115,6 +124,7 @@ class SampleJoinConfig(StrictConfig):
     checkpoint: CheckpointConfig = CheckpointConfig()
     flink: FlinkConfig = FlinkConfig()
     metrics: MetricsConfig = MetricsConfig()
+    local: LocalRuntimeConfig = LocalRuntimeConfig()
 
     @classmethod
     def load(cls, path: str | Path | None, overrides: dict[str, Any] | None = None) -> SampleJoinConfig:
