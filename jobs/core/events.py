@@ -1,0 +1,244 @@
+"""Input events of the sample join (DESIGN §5): light value types and their JSON form.
+
+The types are frozen slots dataclasses: cheap to build, no validation on construction. Validation
+happens once, at the edge, in :func:`event_from_json`, which raises :class:`BadEvent` with a reason
+that names the field, what was received and what was expected (it goes to the dead letter).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs.errors import JobError
+
+# Event times must fit comfortably in a signed 64-bit long (Flink timers) after adding a horizon.
+MAX_EVENT_TIME_MS = 2**62
+MIN_EVENT_TIME_MS = -(2**62)
+
+EVENT_TYPES = ("impression", "feature_snapshot", "label")
+
+
+class BadEvent(JobError):
+    """An input record that is not a valid event; the message is the dead-letter reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Impression:
+    request_id: str
+    impression_id: str
+    user_id: str
+    item_id: str
+    event_time_ms: int
+    position: int = 0
+    context: dict[str, str] = field(default_factory=dict)  # treat as immutable
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSnapshot:
+    request_id: str
+    event_time_ms: int
+    sparse: dict[str, str] = field(default_factory=dict)  # treat as immutable
+    dense: dict[str, float] = field(default_factory=dict)  # treat as immutable
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    request_id: str
+    impression_id: str
+    label_type: str
+    event_time_ms: int
+    value: float = 1.0
+
+
+Event = Impression | FeatureSnapshot | Label
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}" if value is not None else "null"
+
+
+def _id(obj: dict[str, Any], name: str, kind: str) -> str:
+    value = obj.get(name)
+    if type(value) is str and value:
+        return value
+    if name not in obj:
+        raise BadEvent(f"{kind}: missing field {name!r} (expected a non-empty string)")
+    raise BadEvent(f"{kind}: field {name!r} must be a non-empty string, got {_describe(value)}")
+
+
+def _text(obj: dict[str, Any], name: str, kind: str) -> str:
+    value = obj.get(name)
+    if type(value) is str:
+        return value
+    if name not in obj:
+        raise BadEvent(f"{kind}: missing field {name!r} (expected a string)")
+    raise BadEvent(f"{kind}: field {name!r} must be a string, got {_describe(value)}")
+
+
+def _time(obj: dict[str, Any], kind: str) -> int:
+    value = obj.get("event_time_ms")
+    if type(value) is int:
+        if MIN_EVENT_TIME_MS <= value < MAX_EVENT_TIME_MS:
+            return value
+    elif type(value) is float and value.is_integer():
+        if MIN_EVENT_TIME_MS <= value < MAX_EVENT_TIME_MS:
+            return int(value)
+    elif "event_time_ms" not in obj:
+        raise BadEvent(f"{kind}: missing field 'event_time_ms' (expected an integer, epoch milliseconds)")
+    raise BadEvent(
+        f"{kind}: field 'event_time_ms' must be an integer of epoch milliseconds within +-2**62, got {_describe(value)}"
+    )
+
+
+def _str_map(obj: dict[str, Any], name: str, kind: str) -> dict[str, str]:
+    value = obj.get(name)
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise BadEvent(f"{kind}: field {name!r} must be an object of strings, got {_describe(value)}")
+    for k, v in value.items():
+        if type(v) is not str:
+            raise BadEvent(f"{kind}: field {name!r}: value of {k!r} must be a string, got {_describe(v)}")
+    return value
+
+
+def _float_map(obj: dict[str, Any], name: str, kind: str) -> dict[str, float]:
+    value = obj.get(name)
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise BadEvent(f"{kind}: field {name!r} must be an object of numbers, got {_describe(value)}")
+    converted = False
+    for k, v in value.items():
+        tv = type(v)
+        if tv is float:
+            if not math.isfinite(v):
+                raise BadEvent(f"{kind}: field {name!r}: value of {k!r} must be finite, got {v!r}")
+        elif tv is int:
+            converted = True
+        else:
+            raise BadEvent(f"{kind}: field {name!r}: value of {k!r} must be a number, got {_describe(v)}")
+    if converted:
+        return {k: float(v) for k, v in value.items()}
+    return value
+
+
+def _impression(obj: dict[str, Any]) -> Impression:
+    kind = "impression"
+    position = obj.get("position", 0)
+    if position is None:
+        position = 0
+    elif type(position) is not int:
+        raise BadEvent(f"impression: field 'position' must be an integer, got {_describe(position)}")
+    return Impression(
+        _id(obj, "request_id", kind),
+        _id(obj, "impression_id", kind),
+        _text(obj, "user_id", kind),
+        _text(obj, "item_id", kind),
+        _time(obj, kind),
+        position,
+        _str_map(obj, "context", kind),
+    )
+
+
+def _snapshot(obj: dict[str, Any]) -> FeatureSnapshot:
+    kind = "feature_snapshot"
+    return FeatureSnapshot(
+        _id(obj, "request_id", kind),
+        _time(obj, kind),
+        _str_map(obj, "sparse", kind),
+        _float_map(obj, "dense", kind),
+    )
+
+
+def _label(obj: dict[str, Any]) -> Label:
+    kind = "label"
+    value = obj.get("value", 1.0)
+    tv = type(value)
+    if value is None:
+        value = 1.0
+    elif tv is int:
+        value = float(value)
+    elif tv is not float or not math.isfinite(value):
+        raise BadEvent(f"label: field 'value' must be a finite number, got {_describe(value)}")
+    return Label(
+        _id(obj, "request_id", kind),
+        _id(obj, "impression_id", kind),
+        _id(obj, "label_type", kind),
+        _time(obj, kind),
+        value,
+    )
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {
+    "impression": _impression,
+    "feature_snapshot": _snapshot,
+    "label": _label,
+}
+
+
+def event_from_json(obj: Any) -> Event:
+    """Build an event from its DESIGN §5 JSON form (a decoded object with a ``type`` field).
+
+    Unknown extra fields are ignored (forward compatibility); missing or mistyped ones raise
+    :class:`BadEvent` naming the field.
+    """
+    if type(obj) is not dict:
+        raise BadEvent(f"expected a JSON object with a 'type' field, got {_describe(obj)}")
+    kind = obj.get("type")
+    parser = _PARSERS.get(kind) if type(kind) is str else None
+    if parser is None:
+        if "type" not in obj:
+            raise BadEvent("missing field 'type' (expected one of impression, feature_snapshot, label)")
+        raise BadEvent(f"unknown event type {_describe(kind)} (expected one of impression, feature_snapshot, label)")
+    return parser(obj)
+
+
+def event_to_json(event: Event) -> dict[str, Any]:
+    """The DESIGN §5 JSON form of ``event`` (inverse of :func:`event_from_json`), with ``type``."""
+    if isinstance(event, Impression):
+        return {
+            "type": "impression",
+            "request_id": event.request_id,
+            "impression_id": event.impression_id,
+            "user_id": event.user_id,
+            "item_id": event.item_id,
+            "event_time_ms": event.event_time_ms,
+            "position": event.position,
+            "context": dict(event.context),
+        }
+    if isinstance(event, FeatureSnapshot):
+        return {
+            "type": "feature_snapshot",
+            "request_id": event.request_id,
+            "event_time_ms": event.event_time_ms,
+            "sparse": dict(event.sparse),
+            "dense": dict(event.dense),
+        }
+    if isinstance(event, Label):
+        return {
+            "type": "label",
+            "request_id": event.request_id,
+            "impression_id": event.impression_id,
+            "label_type": event.label_type,
+            "event_time_ms": event.event_time_ms,
+            "value": event.value,
+        }
+    raise TypeError(f"not an event: {type(event).__name__}")
+
+
+def label_to_json(label: Label) -> dict[str, Any]:
+    """A label's fields without ``type`` (the body of an unmatched record)."""
+    return {
+        "request_id": label.request_id,
+        "impression_id": label.impression_id,
+        "label_type": label.label_type,
+        "event_time_ms": label.event_time_ms,
+        "value": label.value,
+    }

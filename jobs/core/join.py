@@ -1,0 +1,481 @@
+"""The sample join (DESIGN §6) as per-key logic, in the shape of a Flink KeyedProcessFunction.
+
+Keyed by ``request_id``. The runtime owns the keyed state store and the event-time timer service
+and calls :meth:`SampleJoin.on_event` for each event and :meth:`SampleJoin.on_timer` when the
+watermark reaches a registered timer; both return a :class:`Step`.
+
+Decisions depend on event times only (not on when the watermark happens to advance), as long as
+the input's disorder is within the allowed out-of-orderness:
+
+* a label is classified by its delay ``d = t_l - t_i``: ``d <= W`` makes a POSITIVE; ``W < d <= H``
+  a NEGATIVE (at ``t_i + W``) and a LATE_POSITIVE; ``d > H`` goes to unmatched ``beyond_horizon``
+  (``no_impression`` once the impression's state was dropped at ``t_i + H``);
+* a label with ``d > W`` that arrives before the NEGATIVE is due waits for ``t_i + W`` (at most
+  the out-of-orderness longer): then the features are frozen, and the NEGATIVE and the
+  LATE_POSITIVE go out together;
+* the first feature snapshot of a request is joined to an impression when
+  ``t_i - H <= t_s <= t_i + S`` and it arrived before the watermark passed ``t_i + S``; a POSITIVE
+  whose snapshot has not arrived waits for it until the watermark passes ``t_i + S``;
+* a LATE_POSITIVE carries the same features as its NEGATIVE;
+* labels whose impression is unknown wait until the watermark passes ``t_l + W``, then go to
+  unmatched ``no_impression``;
+* the first impression with an ``impression_id`` wins, and the first label (in arrival order) of a
+  type for an impression wins (labels buffered before their impression count in their arrival
+  order): later ones are unmatched ``duplicate``. When several tasks share one label type,
+  the first of them (in config order) reports the label's unmatched records;
+* an impression is dropped when the watermark passes ``t_i + max H``; a request's state is cleared
+  when no impression, no waiting label and no unexpired snapshot (``t_s + max H``) is left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jobs.config import JoinConfig
+from jobs.core.events import Event, FeatureSnapshot, Impression, Label, label_to_json
+from jobs.core.state import (
+    CLOSED,
+    LATE_WAIT,
+    NEG,
+    OPEN,
+    POS_WAIT,
+    WATERMARK_END,
+    WATERMARK_START,
+    ImpressionState,
+    RequestState,
+)
+
+POSITIVE = "POSITIVE"
+NEGATIVE = "NEGATIVE"
+LATE_POSITIVE = "LATE_POSITIVE"
+ATTRIBUTIONS = (POSITIVE, NEGATIVE, LATE_POSITIVE)
+
+NO_IMPRESSION = "no_impression"
+BEYOND_HORIZON = "beyond_horizon"
+DUPLICATE = "duplicate"
+UNMATCHED_REASONS = (NO_IMPRESSION, BEYOND_HORIZON, DUPLICATE)
+
+_EMPTY: dict[str, Any] = {}
+
+__all__ = [
+    "ATTRIBUTIONS",
+    "BEYOND_HORIZON",
+    "DUPLICATE",
+    "LATE_POSITIVE",
+    "NEGATIVE",
+    "NO_IMPRESSION",
+    "POSITIVE",
+    "UNMATCHED_REASONS",
+    "WATERMARK_END",
+    "WATERMARK_START",
+    "RequestState",
+    "Sample",
+    "SampleJoin",
+    "Step",
+    "UnmatchedLabel",
+]
+
+
+@dataclass(slots=True)
+class Sample:
+    """One training sample (DESIGN §5); :meth:`to_json` gives exactly the contract's fields."""
+
+    sample_id: str
+    task: str
+    request_id: str
+    impression_id: str
+    user_id: str
+    item_id: str
+    position: int
+    context: dict[str, str]
+    impression_time_ms: int
+    label: int
+    attribution: str
+    label_time_ms: int | None
+    delay_ms: int | None
+    emit_time_ms: int
+    sparse: dict[str, str]
+    dense: dict[str, float]
+    has_snapshot: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sample_id": self.sample_id,
+            "task": self.task,
+            "request_id": self.request_id,
+            "impression_id": self.impression_id,
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "position": self.position,
+            "context": self.context,
+            "impression_time_ms": self.impression_time_ms,
+            "label": self.label,
+            "attribution": self.attribution,
+            "label_time_ms": self.label_time_ms,
+            "delay_ms": self.delay_ms,
+            "emit_time_ms": self.emit_time_ms,
+            "sparse": self.sparse,
+            "dense": self.dense,
+            "has_snapshot": self.has_snapshot,
+        }
+
+
+@dataclass(slots=True)
+class UnmatchedLabel:
+    """A label that produced no sample; :meth:`to_json` gives the label's fields plus ``reason``."""
+
+    label: Label
+    reason: str
+    task: str  # the task that reported it (not part of the JSON form)
+
+    @property
+    def request_id(self) -> str:
+        return self.label.request_id
+
+    @property
+    def impression_id(self) -> str:
+        return self.label.impression_id
+
+    def to_json(self) -> dict[str, Any]:
+        out = label_to_json(self.label)
+        out["reason"] = self.reason
+        return out
+
+
+@dataclass(slots=True)
+class Step:
+    """What one call produced. ``state`` None means: clear the key's state."""
+
+    state: RequestState | None
+    timers: list[int]
+    samples: list[Sample]
+    unmatched: list[UnmatchedLabel]
+    ignored_label_types: list[str]
+
+
+class SampleJoin:
+    """The join's per-key logic; stateless itself (all state is in the RequestState it is given)."""
+
+    def __init__(self, config: JoinConfig | None = None) -> None:
+        config = config or JoinConfig()
+        self.config = config
+        tasks = config.tasks
+        self.task_names: tuple[str, ...] = tuple(t.name for t in tasks)
+        self.n_tasks = len(tasks)
+        self.windows = [t.window for t in tasks]
+        self.horizons = [t.horizon for t in tasks]
+        self.snapshot_waits = [t.snapshot_wait for t in tasks]
+        self.label_types = [t.label_type for t in tasks]
+        self.max_horizon = max(self.horizons)
+        by_type: dict[str, list[int]] = {}
+        for k, t in enumerate(tasks):
+            by_type.setdefault(t.label_type, []).append(k)
+        self.tasks_by_type: dict[str, tuple[int, ...]] = {lt: tuple(ks) for lt, ks in by_type.items()}
+        self.orphan_wait: dict[str, int] = {
+            lt: max(self.windows[k] for k in ks) for lt, ks in self.tasks_by_type.items()
+        }
+        self._open = [OPEN] * self.n_tasks
+        self._none: list[Label | None] = [None] * self.n_tasks
+
+    # -- entry points --------------------------------------------------------------------------
+    def on_event(self, state: RequestState | None, event: Event, watermark_ms: int) -> Step:
+        """Process one event of the key ``event.request_id`` with the watermark before it."""
+        step = Step(state, [], [], [], [])
+        tp = type(event)
+        if tp is Label:
+            self._on_label(step, event, watermark_ms)  # type: ignore[arg-type]
+        elif tp is Impression:
+            self._on_impression(step, event, watermark_ms)  # type: ignore[arg-type]
+        elif tp is FeatureSnapshot:
+            self._on_snapshot(step, event, watermark_ms)  # type: ignore[arg-type]
+        else:
+            raise TypeError(f"not an event: {tp.__name__}")
+        return step
+
+    def on_timer(self, state: RequestState | None, timestamp_ms: int, watermark_ms: int) -> Step:
+        """Resolve everything of this key that is due at or before ``timestamp_ms``."""
+        step = Step(state, [], [], [], [])
+        if state is None:
+            return step
+        if state.tasks is not self.task_names:
+            self._adopt(state)
+        ts = timestamp_ms
+        due: list[tuple[int, int, int, Any]] = []
+        windows, waits = self.windows, self.snapshot_waits
+        drop_after = self.max_horizon
+        seq = 0
+        for imp in state.impressions.values():
+            t_i = imp.impression.event_time_ms
+            status = imp.status
+            for k in range(self.n_tasks):
+                st = status[k]
+                if st == POS_WAIT:
+                    if t_i + waits[k] <= ts:
+                        due.append((t_i + waits[k], 0, seq, (imp, k)))
+                        seq += 1
+                elif st in (OPEN, LATE_WAIT) and t_i + windows[k] <= ts:
+                    due.append((t_i + windows[k], 1, seq, (imp, k)))
+                    seq += 1
+            if t_i + drop_after <= ts:
+                due.append((t_i + drop_after, 3, seq, imp))
+                seq += 1
+        if state.orphans:
+            orphan_wait = self.orphan_wait
+            for label in state.orphans:
+                deadline = label.event_time_ms + orphan_wait[label.label_type]
+                if deadline <= ts:
+                    due.append((deadline, 2, seq, label))
+                    seq += 1
+        if len(due) > 1:
+            due.sort(key=_due_key)
+        expired_orphans: list[Label] = []
+        for _deadline, phase, _seq, item in due:
+            if phase == 0:
+                imp, k = item
+                if imp.status[k] == POS_WAIT:  # the snapshot did not come in time
+                    label = imp.pending[k]
+                    imp.pending[k] = None
+                    imp.status[k] = CLOSED
+                    step.samples.append(self._sample(state, imp, k, POSITIVE, label))
+            elif phase == 1:
+                imp, k = item
+                self._emit_negative(state, step, imp, k)
+            elif phase == 2:
+                expired_orphans.append(item)
+                step.unmatched.append(UnmatchedLabel(item, NO_IMPRESSION, self._reporter(item.label_type)))
+            else:
+                del state.impressions[item.impression.impression_id]
+        if expired_orphans:
+            gone = {id(o) for o in expired_orphans}
+            state.orphans = [o for o in state.orphans if id(o) not in gone]
+        if not state.impressions and not state.orphans:
+            snap = state.snapshot
+            if snap is None or snap.event_time_ms + drop_after <= ts:
+                step.state = None
+        return step
+
+    def pending_timers(self, state: RequestState | None) -> list[int]:
+        """Every deadline the state still waits for (sorted); for runtimes that re-register timers."""
+        if state is None:
+            return []
+        if state.tasks is not self.task_names:
+            self._adopt(state)
+        out: set[int] = set()
+        for imp in state.impressions.values():
+            t_i = imp.impression.event_time_ms
+            for k in range(self.n_tasks):
+                st = imp.status[k]
+                if st == POS_WAIT:
+                    out.add(t_i + self.snapshot_waits[k])
+                elif st in (OPEN, LATE_WAIT):
+                    out.add(t_i + self.windows[k])
+            out.add(t_i + self.max_horizon)
+        for label in state.orphans:
+            out.add(label.event_time_ms + self.orphan_wait[label.label_type])
+        if state.snapshot is not None:
+            out.add(state.snapshot.event_time_ms + self.max_horizon)
+        return sorted(out)
+
+    def ignores(self, label_type: str) -> bool:
+        """Whether no configured task uses labels of this type."""
+        return label_type not in self.tasks_by_type
+
+    # -- events --------------------------------------------------------------------------------
+    def _new_state(self, request_id: str) -> RequestState:
+        return RequestState(request_id, self.task_names)
+
+    def _on_impression(self, step: Step, event: Impression, wm: int) -> None:
+        state = step.state
+        if state is None:
+            state = step.state = self._new_state(event.request_id)
+        elif state.tasks is not self.task_names:
+            self._adopt(state)
+        iid = event.impression_id
+        if iid in state.impressions:
+            return  # duplicate impression: the first wins
+        imp = ImpressionState(event, self._open.copy(), self._none.copy())
+        state.impressions[iid] = imp
+        t_i = event.event_time_ms
+        timers = step.timers
+        for w in self.windows:
+            t = t_i + w
+            if t not in timers:
+                timers.append(t)
+        t = t_i + self.max_horizon
+        if t not in timers:
+            timers.append(t)
+        if state.orphans:
+            waiting = [o for o in state.orphans if o.impression_id == iid]
+            if waiting:
+                state.orphans = [o for o in state.orphans if o.impression_id != iid]
+                for label in waiting:
+                    self._label_on_impression(state, step, imp, label, wm)
+
+    def _on_label(self, step: Step, event: Label, wm: int) -> None:
+        if event.label_type not in self.tasks_by_type:
+            step.ignored_label_types.append(event.label_type)
+            return
+        state = step.state
+        if state is None:
+            state = step.state = self._new_state(event.request_id)
+        elif state.tasks is not self.task_names:
+            self._adopt(state)
+        imp = state.impressions.get(event.impression_id)
+        if imp is None:
+            state.orphans.append(event)
+            step.timers.append(event.event_time_ms + self.orphan_wait[event.label_type])
+        else:
+            self._label_on_impression(state, step, imp, event, wm)
+
+    def _on_snapshot(self, step: Step, event: FeatureSnapshot, wm: int) -> None:
+        state = step.state
+        if state is None:
+            state = step.state = self._new_state(event.request_id)
+        elif state.tasks is not self.task_names:
+            self._adopt(state)
+        if state.snapshot is not None:
+            return  # the first snapshot of a request wins
+        state.snapshot = event
+        state.snapshot_watermark = wm
+        step.timers.append(event.event_time_ms + self.max_horizon)
+        for imp in state.impressions.values():
+            status = imp.status
+            for k in range(self.n_tasks):
+                if status[k] == POS_WAIT:
+                    label = imp.pending[k]
+                    imp.pending[k] = None
+                    status[k] = CLOSED
+                    step.samples.append(self._sample(state, imp, k, POSITIVE, label))
+
+    # -- decisions -----------------------------------------------------------------------------
+    def _label_on_impression(
+        self, state: RequestState, step: Step, imp: ImpressionState, label: Label, wm: int
+    ) -> None:
+        t_i = imp.impression.event_time_ms
+        delay = label.event_time_ms - t_i
+        ks = self.tasks_by_type[label.label_type]
+        reporter = ks[0]
+        status = imp.status
+        for k in ks:
+            st = status[k]
+            report = k == reporter
+            if st == OPEN:
+                if delay <= self.windows[k]:
+                    self._positive(state, step, imp, k, label, wm)
+                else:
+                    status[k] = LATE_WAIT
+                    imp.pending[k] = label
+            elif st == NEG:
+                status[k] = CLOSED
+                if delay <= self.horizons[k]:
+                    step.samples.append(self._sample(state, imp, k, LATE_POSITIVE, label))
+                elif report:
+                    step.unmatched.append(UnmatchedLabel(label, BEYOND_HORIZON, self.task_names[k]))
+            elif report:  # POS_WAIT, LATE_WAIT or CLOSED: the first label already won
+                step.unmatched.append(UnmatchedLabel(label, DUPLICATE, self.task_names[k]))
+
+    def _positive(self, state: RequestState, step: Step, imp: ImpressionState, k: int, label: Label, wm: int) -> None:
+        """A label with delay <= W for an OPEN pair: emit the POSITIVE, or wait for the snapshot."""
+        freeze = imp.impression.event_time_ms + self.snapshot_waits[k]
+        if state.snapshot is not None or wm >= freeze:
+            imp.status[k] = CLOSED
+            step.samples.append(self._sample(state, imp, k, POSITIVE, label))
+        else:
+            imp.status[k] = POS_WAIT
+            imp.pending[k] = label
+            step.timers.append(freeze)
+
+    def _emit_negative(self, state: RequestState, step: Step, imp: ImpressionState, k: int) -> None:
+        st = imp.status[k]
+        if st == OPEN:
+            imp.status[k] = NEG
+            step.samples.append(self._sample(state, imp, k, NEGATIVE, None))
+        elif st == LATE_WAIT:
+            label = imp.pending[k]
+            assert label is not None
+            imp.pending[k] = None
+            imp.status[k] = CLOSED
+            step.samples.append(self._sample(state, imp, k, NEGATIVE, None))
+            if label.event_time_ms - imp.impression.event_time_ms <= self.horizons[k]:
+                step.samples.append(self._sample(state, imp, k, LATE_POSITIVE, label))
+            elif k == self.tasks_by_type[label.label_type][0]:
+                step.unmatched.append(UnmatchedLabel(label, BEYOND_HORIZON, self.task_names[k]))
+
+    def _sample(
+        self, state: RequestState, imp: ImpressionState, k: int, attribution: str, label: Label | None
+    ) -> Sample:
+        ev = imp.impression
+        t_i = ev.event_time_ms
+        snap = state.snapshot
+        wait = self.snapshot_waits[k]
+        if (
+            snap is not None
+            and state.snapshot_watermark < t_i + wait
+            and t_i - self.max_horizon <= snap.event_time_ms <= t_i + wait
+        ):
+            sparse, dense, has = snap.sparse, snap.dense, True
+        else:
+            sparse, dense, has = _EMPTY, _EMPTY, False
+        task = self.task_names[k]
+        if label is None:
+            return Sample(
+                f"{ev.impression_id}:{task}:{attribution}",
+                task,
+                ev.request_id,
+                ev.impression_id,
+                ev.user_id,
+                ev.item_id,
+                ev.position,
+                ev.context,
+                t_i,
+                0,
+                attribution,
+                None,
+                None,
+                t_i + self.windows[k],
+                sparse,
+                dense,
+                has,
+            )
+        t_l = label.event_time_ms
+        return Sample(
+            f"{ev.impression_id}:{task}:{attribution}",
+            task,
+            ev.request_id,
+            ev.impression_id,
+            ev.user_id,
+            ev.item_id,
+            ev.position,
+            ev.context,
+            t_i,
+            1,
+            attribution,
+            t_l,
+            t_l - t_i,
+            t_l,
+            sparse,
+            dense,
+            has,
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _reporter(self, label_type: str) -> str:
+        return self.task_names[self.tasks_by_type[label_type][0]]
+
+    def _adopt(self, state: RequestState) -> None:
+        """Re-index a state written under another task list (e.g. restored after a config change)."""
+        if state.tasks == self.task_names:
+            state.tasks = self.task_names
+            return
+        index = {name: k for k, name in enumerate(state.tasks)}
+        for imp in state.impressions.values():
+            old_status, old_pending = imp.status, imp.pending
+            imp.status = [old_status[index[n]] if n in index else OPEN for n in self.task_names]
+            imp.pending = [old_pending[index[n]] if n in index else None for n in self.task_names]
+        state.orphans = [o for o in state.orphans if o.label_type in self.tasks_by_type]
+        state.tasks = self.task_names
+
+
+def _due_key(item: tuple[int, int, int, Any]) -> tuple[int, int, int]:
+    return item[0], item[1], item[2]

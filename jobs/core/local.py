@@ -1,0 +1,139 @@
+"""An in-memory runtime for the join core: keyed state in a dict, event-time timers in a heap.
+
+This is what ``replay --engine local`` drives, and what the tests use as the reference runtime.
+It is pure (no I/O): feed events with :meth:`LocalJoinRunner.process`, end a bounded input with
+:meth:`LocalJoinRunner.finish`, and take the outputs from ``samples`` / ``unmatched`` (drain them
+as you go to keep memory flat).
+
+The watermark follows Flink's BoundedOutOfOrderness, advanced after every event (the event itself
+is processed under the watermark of the events before it, as in Flink). Timers are deduplicated
+per key and timestamp and fire in timestamp order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+
+from jobs.core.events import Event
+from jobs.core.join import Sample, SampleJoin, Step, UnmatchedLabel
+from jobs.core.state import WATERMARK_END, WATERMARK_START, RequestState
+
+
+class LocalJoinRunner:
+    def __init__(self, join: SampleJoin, out_of_orderness_ms: int | None = None, *, state_bytes: bool = False):
+        self.join = join
+        ooo = join.config.out_of_orderness if out_of_orderness_ms is None else out_of_orderness_ms
+        if ooo < 0:
+            raise ValueError(f"out_of_orderness must be non-negative, got {ooo} ms")
+        self.out_of_orderness_ms = ooo
+        self.state_bytes = state_bytes  # keep states serialized (as Flink/Redis would): tests use it
+        self.states: dict[str, RequestState] = {}
+        self.bytes_states: dict[str, bytes] = {}
+        self._heap: list[tuple[int, str]] = []
+        self._scheduled: set[tuple[str, int]] = set()
+        self.max_event_time_ms: int | None = None
+        self.watermark = WATERMARK_START
+        self.samples: list[Sample] = []
+        self.unmatched: list[UnmatchedLabel] = []
+        self.ignored_label_types: Counter[str] = Counter()
+        self.events = 0
+        self.timers_fired = 0
+
+    # -- feeding -------------------------------------------------------------------------------
+    def process(self, event: Event, *, advance: bool = True) -> None:
+        """Process one event under the current watermark, then (by default) advance the watermark."""
+        key = event.request_id
+        self.events += 1
+        if self.state_bytes:
+            raw = self.bytes_states.get(key)
+            state = None if raw is None else RequestState.from_bytes(raw)
+        else:
+            state = self.states.get(key)
+        self._apply(key, self.join.on_event(state, event, self.watermark))
+        t = event.event_time_ms
+        m = self.max_event_time_ms
+        if m is None or t > m:
+            self.max_event_time_ms = t
+            if advance:
+                self.advance_to(t - self.out_of_orderness_ms - 1)
+
+    def advance_to(self, watermark_ms: int) -> None:
+        """Advance the watermark (never backwards) and fire every timer at or before it."""
+        if watermark_ms <= self.watermark:
+            return
+        self.watermark = watermark_ms
+        heap = self._heap
+        if not heap or heap[0][0] > watermark_ms:
+            return
+        scheduled = self._scheduled
+        on_timer = self.join.on_timer
+        state_bytes = self.state_bytes
+        states = self.states
+        while heap and heap[0][0] <= watermark_ms:
+            ts, key = heapq.heappop(heap)
+            scheduled.discard((key, ts))
+            if state_bytes:
+                raw = self.bytes_states.get(key)
+                if raw is None:
+                    continue
+                state = RequestState.from_bytes(raw)
+            else:
+                state = states.get(key)  # type: ignore[assignment]
+                if state is None:
+                    continue
+            self.timers_fired += 1
+            self._apply(key, on_timer(state, ts, watermark_ms))
+
+    def current_watermark(self) -> int:
+        """The watermark the events seen so far allow (what :meth:`process` advances to)."""
+        m = self.max_event_time_ms
+        return WATERMARK_START if m is None else m - self.out_of_orderness_ms - 1
+
+    def finish(self) -> None:
+        """End of a bounded input: the watermark goes to +inf and every pending timer fires."""
+        self.advance_to(WATERMARK_END)
+
+    # -- inspection ----------------------------------------------------------------------------
+    def pending_keys(self) -> int:
+        return len(self.bytes_states) if self.state_bytes else len(self.states)
+
+    def pending_timers(self) -> int:
+        return len(self._heap)
+
+    def state_of(self, key: str) -> RequestState | None:
+        if self.state_bytes:
+            raw = self.bytes_states.get(key)
+            return None if raw is None else RequestState.from_bytes(raw)
+        return self.states.get(key)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _apply(self, key: str, step: Step) -> None:
+        state = step.state
+        if self.state_bytes:
+            if state is None:
+                self.bytes_states.pop(key, None)
+            else:
+                raw = state.to_bytes()
+                again = RequestState.from_bytes(raw)
+                if again != state:
+                    raise AssertionError(f"state of {key!r} does not survive to_bytes/from_bytes")
+                self.bytes_states[key] = raw
+        elif state is None:
+            self.states.pop(key, None)
+        else:
+            self.states[key] = state
+        if step.timers:
+            scheduled = self._scheduled
+            heap = self._heap
+            for ts in step.timers:
+                k = (key, ts)
+                if k not in scheduled:
+                    scheduled.add(k)
+                    heapq.heappush(heap, (ts, key))
+        if step.samples:
+            self.samples.extend(step.samples)
+        if step.unmatched:
+            self.unmatched.extend(step.unmatched)
+        if step.ignored_label_types:
+            self.ignored_label_types.update(step.ignored_label_types)

@@ -1,0 +1,103 @@
+"""Keyed state of the sample join: everything the join holds for one ``request_id``.
+
+The runtimes own the store (a Python dict in replay, Flink ``ValueState[bytes]``, a Redis hash) and
+only move these objects in and out; :meth:`RequestState.to_bytes` / :meth:`RequestState.from_bytes`
+give a compact, versioned byte form for the stores that need bytes.
+
+Per impression and task the join keeps a small status code (see ``OPEN`` … ``CLOSED``) and, while a
+decision waits, the label it waits with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs.core import _json
+from jobs.core.events import FeatureSnapshot, Impression, Label
+from jobs.errors import JobError
+
+# Status of one (impression, task) pair.
+OPEN = 0  # nothing decided: the NEGATIVE is due when the watermark passes t_i + W
+POS_WAIT = 1  # a label with delay <= W was accepted; its POSITIVE waits for the snapshot until t_i + S
+LATE_WAIT = 2  # a label with delay > W arrived before t_i + W; decided at t_i + W (NEGATIVE, then late)
+NEG = 3  # the NEGATIVE was emitted; a label with delay <= H still makes a LATE_POSITIVE
+CLOSED = 4  # nothing more can come out for this pair: any further label is a duplicate
+
+STATE_FORMAT_VERSION = 1
+
+WATERMARK_START = -(2**63)
+WATERMARK_END = 2**63 - 1
+
+
+class StateError(JobError):
+    """Serialized state that cannot be read (wrong version, corrupt bytes)."""
+
+
+@dataclass(slots=True)
+class ImpressionState:
+    impression: Impression
+    status: list[int]  # one per task, in the order of the state's ``tasks``
+    pending: list[Label | None]  # the label a POS_WAIT / LATE_WAIT pair waits with
+
+
+@dataclass(slots=True)
+class RequestState:
+    request_id: str
+    tasks: tuple[str, ...]  # task names the per-impression lists are indexed by
+    snapshot: FeatureSnapshot | None = None  # the first feature snapshot of the request (first wins)
+    snapshot_watermark: int = WATERMARK_START  # the watermark when it arrived
+    impressions: dict[str, ImpressionState] = field(default_factory=dict)
+    orphans: list[Label] = field(default_factory=list)  # labels whose impression has not arrived
+
+    def is_empty(self) -> bool:
+        return not self.impressions and not self.orphans and self.snapshot is None
+
+    # -- bytes ---------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Compact, versioned form: one version byte, then a JSON array (orjson)."""
+        snap = self.snapshot
+        body: list[Any] = [
+            self.request_id,
+            list(self.tasks),
+            None if snap is None else [snap.event_time_ms, snap.sparse, snap.dense],
+            self.snapshot_watermark,
+            [
+                [
+                    s.impression.impression_id,
+                    s.impression.user_id,
+                    s.impression.item_id,
+                    s.impression.event_time_ms,
+                    s.impression.position,
+                    s.impression.context,
+                    s.status,
+                    [None if p is None else [p.label_type, p.event_time_ms, p.value] for p in s.pending],
+                ]
+                for s in self.impressions.values()
+            ],
+            [[o.impression_id, o.label_type, o.event_time_ms, o.value] for o in self.orphans],
+        ]
+        return bytes((STATE_FORMAT_VERSION,)) + _json.dumps(body)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RequestState:
+        if not data:
+            raise StateError("empty state bytes")
+        if data[0] != STATE_FORMAT_VERSION:
+            raise StateError(f"unknown state format version {data[0]} (this code reads {STATE_FORMAT_VERSION})")
+        try:
+            rid, tasks, snap, snap_wm, imps, orphans = _json.loads(data[1:])
+            state = cls(rid, tuple(tasks))
+            if snap is not None:
+                state.snapshot = FeatureSnapshot(rid, snap[0], snap[1], snap[2])
+            state.snapshot_watermark = snap_wm
+            for iid, user, item, t, pos, ctx, status, pending in imps:
+                state.impressions[iid] = ImpressionState(
+                    Impression(rid, iid, user, item, t, pos, ctx),
+                    status,
+                    [None if p is None else Label(rid, iid, p[0], p[1], p[2]) for p in pending],
+                )
+            state.orphans = [Label(rid, o[0], o[1], o[2], o[3]) for o in orphans]
+        except (ValueError, TypeError, IndexError, _json.JSONDecodeError) as exc:
+            raise StateError(f"corrupt state bytes ({len(data)} bytes): {exc}") from exc
+        return state

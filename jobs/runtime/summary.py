@@ -1,0 +1,119 @@
+"""The run summary every replay engine returns and the CLI prints (human to stderr, JSON on demand)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ATTRIBUTION_ORDER = ("POSITIVE", "NEGATIVE", "LATE_POSITIVE")
+REASON_ORDER = ("no_impression", "beyond_horizon", "duplicate")
+
+
+@dataclass(slots=True)
+class ReplaySummary:
+    """Counts of one replay run.
+
+    ``samples[task][attribution]``, ``unmatched[reason]``, ``ignored_label_types[label_type]``;
+    ``deadlettered`` bad input lines; ``events_read`` valid events processed; ``lines_read`` all
+    non-blank input lines; ``seconds`` wall time of the whole run.
+    """
+
+    engine: str = "local"
+    samples: dict[str, dict[str, int]] = field(default_factory=dict)
+    unmatched: dict[str, int] = field(default_factory=dict)
+    ignored_label_types: dict[str, int] = field(default_factory=dict)
+    deadlettered: int = 0
+    events_read: int = 0
+    lines_read: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # engine-specific figures (parallelism, …)
+
+    # -- accumulation --------------------------------------------------------------------------
+    def add_sample(self, task: str, attribution: str, n: int = 1) -> None:
+        per_task = self.samples.setdefault(task, {})
+        per_task[attribution] = per_task.get(attribution, 0) + n
+
+    def add_unmatched(self, reason: str, n: int = 1) -> None:
+        self.unmatched[reason] = self.unmatched.get(reason, 0) + n
+
+    def add_ignored(self, label_types: Iterable[str] | Mapping[str, int]) -> None:
+        counts = label_types if isinstance(label_types, Mapping) else Counter(label_types)
+        for lt, n in counts.items():
+            self.ignored_label_types[lt] = self.ignored_label_types.get(lt, 0) + n
+
+    def ensure_tasks(self, tasks: Iterable[str]) -> None:
+        """List every configured task (with zero counts) even if it produced nothing."""
+        for task in tasks:
+            per_task = self.samples.setdefault(task, {})
+            for a in ATTRIBUTION_ORDER:
+                per_task.setdefault(a, 0)
+
+    # -- derived -------------------------------------------------------------------------------
+    @property
+    def total_samples(self) -> int:
+        return sum(sum(v.values()) for v in self.samples.values())
+
+    @property
+    def total_unmatched(self) -> int:
+        return sum(self.unmatched.values())
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events_read / self.seconds if self.seconds > 0 else 0.0
+
+    # -- output --------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "samples": {t: dict(v) for t, v in self.samples.items()},
+            "total_samples": self.total_samples,
+            "unmatched": dict(self.unmatched),
+            "total_unmatched": self.total_unmatched,
+            "ignored_label_types": dict(self.ignored_label_types),
+            "deadlettered": self.deadlettered,
+            "events_read": self.events_read,
+            "lines_read": self.lines_read,
+            "seconds": round(self.seconds, 6),
+            "events_per_second": round(self.events_per_second, 1),
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReplaySummary:
+        return cls(
+            engine=data.get("engine", "local"),
+            samples={t: dict(v) for t, v in data.get("samples", {}).items()},
+            unmatched=dict(data.get("unmatched", {})),
+            ignored_label_types=dict(data.get("ignored_label_types", {})),
+            deadlettered=int(data.get("deadlettered", 0)),
+            events_read=int(data.get("events_read", 0)),
+            lines_read=int(data.get("lines_read", 0)),
+            seconds=float(data.get("seconds", 0.0)),
+            extra=dict(data.get("extra", {})),
+        )
+
+    def format_human(self) -> str:
+        lines = [
+            f"replay ({self.engine}): {self.events_read} events in {self.seconds:.2f} s "
+            f"({self.events_per_second:,.0f} events/s), {self.deadlettered} line(s) dead-lettered"
+        ]
+        for task in sorted(self.samples):
+            counts = self.samples[task]
+            names = [a for a in ATTRIBUTION_ORDER if a in counts] + sorted(
+                a for a in counts if a not in ATTRIBUTION_ORDER
+            )
+            parts = ", ".join(f"{a} {counts[a]}" for a in names)
+            lines.append(f"  samples[{task}]: {sum(counts.values())} ({parts})")
+        reasons = [r for r in REASON_ORDER if r in self.unmatched] + sorted(
+            r for r in self.unmatched if r not in REASON_ORDER
+        )
+        detail = ", ".join(f"{r} {self.unmatched[r]}" for r in reasons)
+        lines.append(f"  unmatched: {self.total_unmatched}" + (f" ({detail})" if detail else ""))
+        if self.ignored_label_types:
+            detail = ", ".join(f"{lt} {n}" for lt, n in sorted(self.ignored_label_types.items()))
+            lines.append(f"  ignored label types: {detail}")
+        else:
+            lines.append("  ignored label types: none")
+        return "\n".join(lines)
