@@ -41,7 +41,7 @@ class _UsageError(Exception):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--schemas-dir",
         type=Path,

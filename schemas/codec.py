@@ -142,7 +142,7 @@ class Codec:
             self.validate(name, record)
         sink = _Sink((header,))
         try:
-            schemaless_writer(sink, schema, record)
+            schemaless_writer(sink, schema, record)  # type: ignore[arg-type]
         except _ENCODE_ERRORS as exc:
             raise EncodeError(f"cannot encode {name}: {type(exc).__name__}: {exc}") from exc
         return b"".join(sink)
@@ -223,7 +223,7 @@ class Codec:
         fo = BytesIO(data)
         fo.seek(HEADER_SIZE)
         try:
-            record = schemaless_reader(fo, writer, reader)
+            record: dict[str, Any] = schemaless_reader(fo, writer, reader)  # type: ignore[assignment]
         except Exception as exc:
             raise self._body_error(exc, data, fo, name, label) from exc
         if fo.tell() != len(data):
@@ -233,7 +233,7 @@ class Codec:
             )
         if expected is None:
             return name, record
-        return record  # type: ignore[no-any-return]
+        return record
 
     @staticmethod
     def _body_error(
@@ -245,10 +245,18 @@ class Codec:
         )
         if type(exc).__name__ == "SchemaResolutionError":
             return ResolutionError(f"cannot resolve {name} {label} to the current schema: {exc}")
-        at_end = fo.tell() >= len(data)
-        if isinstance(exc, EOFError) or (isinstance(exc, IndexError) and at_end):
+        # fastavro signals the end of data with EOFError, or IndexError from reading past the buffer;
+        # an enum symbol or union branch index out of range is an IndexError on a list.
+        truncated = isinstance(exc, EOFError) or (
+            isinstance(exc, IndexError) and fo.tell() >= len(data) and "list index" not in str(exc)
+        )
+        if truncated:
             return TruncatedMessage(f"{where}: the body ends early ({str(exc) or 'end of data'})")
-        return BadBody(f"{where}: {type(exc).__name__}: {exc}; body starts [{_show(data[HEADER_SIZE:])}]")
+        if isinstance(exc, IndexError):
+            exc_text = f"an enum symbol or union branch index is out of range ({exc})"
+        else:
+            exc_text = f"{type(exc).__name__}: {exc}"
+        return BadBody(f"{where}: {exc_text}; body starts [{_show(data[HEADER_SIZE:])}]")
 
 
 @functools.lru_cache(maxsize=1)
