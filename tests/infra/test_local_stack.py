@@ -119,3 +119,34 @@ def test_topics_command_creates_configured_topics(kafka_bootstrap: str, tmp_path
     assert "1 configured, 0 created" in second.stdout
     metadata = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10)
     assert len(metadata.topics[name].partitions) == 3
+
+
+def test_cat_dumps_avro_topics_as_json_lines(kafka_bootstrap: str, unique_topic, tmp_path: Path) -> None:
+    from schemas import Codec
+    from schemas.json_forms import event_json_to_avro
+
+    topic = unique_topic("events.labels", partitions=2)
+    codec = Codec.default()
+    events = [{"type": "label", "request_id": f"r{i}", "impression_id": f"i{i}", "label_type": "click",
+               "event_time_ms": 1_700_000_000_000 + i, "value": 1.0} for i in range(20)]
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for event in events:
+        producer.produce(topic, key=event["request_id"].encode(), value=codec.encode(*event_json_to_avro(event)))
+    producer.produce(topic, key=b"bad", value=b"not avro")
+    assert producer.flush(10) == 0
+
+    out = tmp_path / "labels.jsonl"
+    result = subprocess.run([sys.executable, "-m", "infra.cat", topic, "--bootstrap-servers", kafka_bootstrap,
+                             "--out", str(out)], capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    dumped = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(dumped, key=lambda e: e["event_time_ms"]) == events
+    assert "20 records" in result.stderr and "1 undecodable" in result.stderr
+    assert "skipped" in result.stderr and "single-object marker" in result.stderr
+
+
+def test_cat_unknown_topic_is_one_line(kafka_bootstrap: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "infra.cat", "no.such.topic", "--bootstrap-servers",
+                             kafka_bootstrap], capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"infra.cat: topic no.such.topic does not exist on {kafka_bootstrap}"

@@ -1,0 +1,109 @@
+"""`python -m infra.cat TOPIC ...`: dump topics of Avro single-object records as JSON lines.
+
+Reads every partition from the beginning up to the end it finds at start (a bounded snapshot, no
+consumer group), decodes each value with the `schemas` codec and writes the record's JSON form
+(events with their "type"). Undecodable values are reported on stderr with their offsets and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from infra.defaults import kafka_bootstrap_servers
+from infra.errors import InfraError
+from infra.output import AtomicFile
+
+
+def read_topics(
+    bootstrap: str, topics: Sequence[str], timeout_s: float = 10.0
+) -> Iterator[tuple[str, int, int, bytes]]:
+    """Yield (topic, partition, offset, value) for every record up to each partition's end.
+
+    The end is taken from the fetch responses (partition EOF), not from ListOffsets, which the local
+    broker does not answer correctly.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "infra-cat", "enable.auto.commit": False,
+                         "enable.partition.eof": True})
+    try:
+        metadata = consumer.list_topics(timeout=timeout_s)
+        pending: set[tuple[str, int]] = set()
+        for topic in topics:
+            if topic not in metadata.topics or metadata.topics[topic].error is not None:
+                raise InfraError(f"topic {topic} does not exist on {bootstrap}")
+            pending.update((topic, partition) for partition in metadata.topics[topic].partitions)
+        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in sorted(pending)])
+        while pending:
+            msg = consumer.poll(timeout_s)
+            if msg is None:
+                raise InfraError(f"no record arrived within {timeout_s:.0f} s; still waiting on {sorted(pending)}")
+            topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
+            error = msg.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                pending.discard((topic, partition))
+            elif error is not None:
+                raise InfraError(f"cannot read {topic}: {error}")
+            else:
+                yield topic, partition, offset, msg.value() or b""
+    finally:
+        consumer.close()
+
+
+def to_json(codec: Any, value: bytes) -> dict[str, Any]:
+    """JSON form of one single-object-encoded value (events keep their "type" discriminator)."""
+    from schemas.json_forms import EVENT_TYPE_OF, avro_to_event_json, from_avro
+
+    name, record = codec.decode(value)
+    return avro_to_event_json(name, record) if name in EVENT_TYPE_OF else from_avro(name, record)
+
+
+def dump(bootstrap: str, topics: Sequence[str], out: IO[bytes]) -> tuple[int, int]:
+    """Write the topics' records as JSON lines; returns (written, undecodable)."""
+    from schemas import Codec, DecodeError
+
+    codec = Codec.default()
+    written = bad = 0
+    for topic, partition, offset, value in read_topics(bootstrap, topics):
+        try:
+            record = to_json(codec, value)
+        except DecodeError as exc:
+            bad += 1
+            print(f"infra.cat: skipped {topic}[{partition}]@{offset}: {exc}", file=sys.stderr)
+            continue
+        out.write(orjson.dumps(record) + b"\n")
+        written += 1
+    return written, bad
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.cat", description=__doc__.splitlines()[0])
+    parser.add_argument("topics", nargs="+", metavar="TOPIC")
+    parser.add_argument("--bootstrap-servers", default=None,
+                        help="default: KAFKA_BOOTSTRAP_SERVERS or the local stack's broker")
+    parser.add_argument("--out", type=Path, help="write here (atomically) instead of stdout")
+    args = parser.parse_args(argv)
+    bootstrap = args.bootstrap_servers or kafka_bootstrap_servers()
+    try:
+        if args.out:
+            with AtomicFile(args.out) as out:
+                written, bad = dump(bootstrap, args.topics, out.file)
+                out.commit()
+        else:
+            written, bad = dump(bootstrap, args.topics, sys.stdout.buffer)
+    except InfraError as exc:
+        print(f"infra.cat: {exc}", file=sys.stderr)
+        return 1
+    print(f"infra.cat: {written} records from {', '.join(args.topics)}" + (f", {bad} undecodable" if bad else ""),
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
