@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--deadletter-topic")
     rn.add_argument("--parallelism", type=_positive_int, help="flink parallelism")
     rn.add_argument("--metrics-port", type=int, help="Prometheus port (0: any free port)")
+    rn.add_argument(
+        "--exit-when-idle",
+        type=_duration,
+        metavar="DURATION",
+        help="local engine, bounded mode: once all input is read and idle this long, resolve everything and exit",
+    )
     return parser
 
 
@@ -156,6 +162,7 @@ def run_config_from_args(args: argparse.Namespace) -> SampleJoinConfig:
         "redis.url": args.redis_url,
         "flink.parallelism": args.parallelism,
         "metrics.port": args.metrics_port,
+        "local.exit_when_idle": args.exit_when_idle,
     }
     config = SampleJoinConfig.load(args.config, overrides)
     join = _join_from_args(args, config.join)

@@ -129,27 +129,80 @@ def _float_map(obj: dict[str, Any], name: str, kind: str) -> dict[str, float]:
     return value
 
 
+def _fast_constructor(cls: type[Any], names: tuple[str, ...]) -> Callable[..., Any]:
+    """A positional constructor for a frozen slots dataclass that skips the frozen ``__init__``
+    (``object.__setattr__`` per field), about 2.5x cheaper; the caller has validated the values."""
+    setters = [cls.__dict__[n].__set__ for n in names]
+    new = object.__new__
+    code = "def make({args}):\n    o = new(cls)\n{sets}    return o\n".format(
+        args=", ".join(f"a{i}" for i in range(len(names))),
+        sets="".join(f"    s{i}(o, a{i})\n" for i in range(len(names))),
+    )
+    scope: dict[str, Any] = {"new": new, "cls": cls, **{f"s{i}": f for i, f in enumerate(setters)}}
+    exec(code, scope)
+    return scope["make"]  # type: ignore[no-any-return]
+
+
+make_impression: Callable[[str, str, str, str, int, int, dict[str, str]], Impression] = _fast_constructor(
+    Impression, ("request_id", "impression_id", "user_id", "item_id", "event_time_ms", "position", "context")
+)
+make_snapshot: Callable[[str, int, dict[str, str], dict[str, float]], FeatureSnapshot] = _fast_constructor(
+    FeatureSnapshot, ("request_id", "event_time_ms", "sparse", "dense")
+)
+make_label: Callable[[str, str, str, int, float], Label] = _fast_constructor(
+    Label, ("request_id", "impression_id", "label_type", "event_time_ms", "value")
+)
+
+
+def _all_str(d: dict[str, Any]) -> bool:
+    for v in d.values():  # noqa: SIM110 - a plain loop is faster than all(<genexpr>)
+        if type(v) is not str:
+            return False
+    return True
+
+
 def _impression(obj: dict[str, Any]) -> Impression:
+    # Fast path: everything well-typed (the common case) is checked in one expression.
+    rid = obj.get("request_id")
+    iid = obj.get("impression_id")
+    user = obj.get("user_id")
+    item = obj.get("item_id")
+    t = obj.get("event_time_ms")
+    pos = obj.get("position", 0)
+    ctx = obj.get("context")
+    if (
+        type(rid) is str
+        and rid
+        and type(iid) is str
+        and iid
+        and type(user) is str
+        and type(item) is str
+        and type(t) is int
+        and MIN_EVENT_TIME_MS <= t < MAX_EVENT_TIME_MS
+        and type(pos) is int
+        and type(ctx) is dict
+        and _all_str(ctx)
+    ):
+        return make_impression(rid, iid, user, item, t, pos, ctx)
     kind = "impression"
-    position = obj.get("position", 0)
-    if position is None:
-        position = 0
-    elif type(position) is not int:
-        raise BadEvent(f"impression: field 'position' must be an integer, got {_describe(position)}")
-    return Impression(
+    if pos is None:
+        pos = 0
+    elif type(pos) is not int:
+        raise BadEvent(f"impression: field 'position' must be an integer, got {_describe(pos)}")
+    return make_impression(
         _id(obj, "request_id", kind),
         _id(obj, "impression_id", kind),
         _text(obj, "user_id", kind),
         _text(obj, "item_id", kind),
         _time(obj, kind),
-        position,
+        pos,
         _str_map(obj, "context", kind),
     )
 
 
 def _snapshot(obj: dict[str, Any]) -> FeatureSnapshot:
     kind = "feature_snapshot"
-    return FeatureSnapshot(
+    return make_snapshot(
         _id(obj, "request_id", kind),
         _time(obj, kind),
         _str_map(obj, "sparse", kind),
@@ -158,8 +211,25 @@ def _snapshot(obj: dict[str, Any]) -> FeatureSnapshot:
 
 
 def _label(obj: dict[str, Any]) -> Label:
-    kind = "label"
+    rid = obj.get("request_id")
+    iid = obj.get("impression_id")
+    lt = obj.get("label_type")
+    t = obj.get("event_time_ms")
     value = obj.get("value", 1.0)
+    if (
+        type(rid) is str
+        and rid
+        and type(iid) is str
+        and iid
+        and type(lt) is str
+        and lt
+        and type(t) is int
+        and MIN_EVENT_TIME_MS <= t < MAX_EVENT_TIME_MS
+        and type(value) is float
+        and math.isfinite(value)
+    ):
+        return make_label(rid, iid, lt, t, value)
+    kind = "label"
     tv = type(value)
     if value is None:
         value = 1.0
@@ -167,7 +237,7 @@ def _label(obj: dict[str, Any]) -> Label:
         value = float(value)
     elif tv is not float or not math.isfinite(value):
         raise BadEvent(f"label: field 'value' must be a finite number, got {_describe(value)}")
-    return Label(
+    return make_label(
         _id(obj, "request_id", kind),
         _id(obj, "impression_id", kind),
         _id(obj, "label_type", kind),

@@ -24,7 +24,8 @@ the input's disorder is within the allowed out-of-orderness:
   order): later ones are unmatched ``duplicate``. When several tasks share one label type,
   the first of them (in config order) reports the label's unmatched records;
 * an impression is dropped when the watermark passes ``t_i + max H``; a request's state is cleared
-  when no impression, no waiting label and no unexpired snapshot (``t_s + max H``) is left.
+  when no impression and no waiting label is left (its snapshot goes with it; a snapshot that came
+  without impressions waits for them until the watermark passes ``t_s + max H``).
 """
 
 from __future__ import annotations
@@ -175,85 +176,95 @@ class SampleJoin:
         self.orphan_wait: dict[str, int] = {
             lt: max(self.windows[k] for k in ks) for lt, ks in self.tasks_by_type.items()
         }
+        # timers of a new impression: t_i + each distinct W, and t_i + max H (the drop)
+        self._impression_offsets = sorted({*self.windows, self.max_horizon})
         self._open = [OPEN] * self.n_tasks
+        self._task_range = tuple(range(self.n_tasks))
         self._none: list[Label | None] = [None] * self.n_tasks
+        # sample_id = impression_id + ":{task}:{attribution}"
+        self._id_suffix = [{a: f":{name}:{a}" for a in ATTRIBUTIONS} for name in self.task_names]
 
     # -- entry points --------------------------------------------------------------------------
     def on_event(self, state: RequestState | None, event: Event, watermark_ms: int) -> Step:
         """Process one event of the key ``event.request_id`` with the watermark before it."""
         step = Step(state, [], [], [], [])
-        tp = type(event)
-        if tp is Label:
-            self._on_label(step, event, watermark_ms)  # type: ignore[arg-type]
-        elif tp is Impression:
-            self._on_impression(step, event, watermark_ms)  # type: ignore[arg-type]
-        elif tp is FeatureSnapshot:
-            self._on_snapshot(step, event, watermark_ms)  # type: ignore[arg-type]
-        else:
-            raise TypeError(f"not an event: {tp.__name__}")
+        self.event_into(step, event, watermark_ms)
         return step
 
     def on_timer(self, state: RequestState | None, timestamp_ms: int, watermark_ms: int) -> Step:
         """Resolve everything of this key that is due at or before ``timestamp_ms``."""
         step = Step(state, [], [], [], [])
-        if state is None:
-            return step
+        if state is not None:
+            self.timer_into(step, timestamp_ms, watermark_ms)
+        return step
+
+    # -- the same, appending to a caller-owned Step (the in-memory runner's hot path) ------------
+    def event_into(self, step: Step, event: Event, watermark_ms: int) -> None:
+        """Like :meth:`on_event` with ``step.state`` as the key's state: outputs are appended to
+        ``step``'s lists and ``step.state`` is set to the new state."""
+        tp = type(event)
+        if tp is Impression:
+            self._on_impression(step, event, watermark_ms)  # type: ignore[arg-type]
+        elif tp is Label:
+            self._on_label(step, event, watermark_ms)  # type: ignore[arg-type]
+        elif tp is FeatureSnapshot:
+            self._on_snapshot(step, event, watermark_ms)  # type: ignore[arg-type]
+        else:
+            raise TypeError(f"not an event: {tp.__name__}")
+
+    def timer_into(self, step: Step, timestamp_ms: int, watermark_ms: int) -> None:
+        """Like :meth:`on_timer` with ``step.state`` (not None) as the key's state."""
+        state = step.state
+        assert state is not None
         if state.tasks is not self.task_names:
             self._adopt(state)
         ts = timestamp_ms
-        due: list[tuple[int, int, int, Any]] = []
-        windows, waits = self.windows, self.snapshot_waits
         drop_after = self.max_horizon
-        seq = 0
-        for imp in state.impressions.values():
-            t_i = imp.impression.event_time_ms
-            status = imp.status
-            for k in range(self.n_tasks):
-                st = status[k]
-                if st == POS_WAIT:
-                    if t_i + waits[k] <= ts:
-                        due.append((t_i + waits[k], 0, seq, (imp, k)))
-                        seq += 1
-                elif st in (OPEN, LATE_WAIT) and t_i + windows[k] <= ts:
-                    due.append((t_i + windows[k], 1, seq, (imp, k)))
-                    seq += 1
-            if t_i + drop_after <= ts:
-                due.append((t_i + drop_after, 3, seq, imp))
-                seq += 1
+        imps = state.impressions
+        dropped: list[str] | None = None
+        if imps:
+            windows, waits, tr = self.windows, self.snapshot_waits, self._task_range
+            for iid, imp in imps.items():
+                t_i = imp.impression.event_time_ms
+                status = imp.status
+                for k in tr:
+                    st = status[k]
+                    if st >= NEG:  # NEG or CLOSED: nothing is due before the drop
+                        continue
+                    if st == POS_WAIT:
+                        if t_i + waits[k] <= ts:  # the snapshot did not come in time
+                            pending = imp.pending
+                            assert pending is not None
+                            label = pending[k]
+                            pending[k] = None
+                            status[k] = CLOSED
+                            step.samples.append(self._sample(state, imp, k, POSITIVE, label))
+                    elif t_i + windows[k] <= ts:  # OPEN or LATE_WAIT
+                        self._emit_negative(state, step, imp, k)
+                if t_i + drop_after <= ts:
+                    if dropped is None:
+                        dropped = [iid]
+                    else:
+                        dropped.append(iid)
+            if dropped:
+                for iid in dropped:
+                    del imps[iid]
         if state.orphans:
             orphan_wait = self.orphan_wait
+            keep = []
             for label in state.orphans:
-                deadline = label.event_time_ms + orphan_wait[label.label_type]
-                if deadline <= ts:
-                    due.append((deadline, 2, seq, label))
-                    seq += 1
-        if len(due) > 1:
-            due.sort(key=_due_key)
-        expired_orphans: list[Label] = []
-        for _deadline, phase, _seq, item in due:
-            if phase == 0:
-                imp, k = item
-                if imp.status[k] == POS_WAIT:  # the snapshot did not come in time
-                    label = imp.pending[k]
-                    imp.pending[k] = None
-                    imp.status[k] = CLOSED
-                    step.samples.append(self._sample(state, imp, k, POSITIVE, label))
-            elif phase == 1:
-                imp, k = item
-                self._emit_negative(state, step, imp, k)
-            elif phase == 2:
-                expired_orphans.append(item)
-                step.unmatched.append(UnmatchedLabel(item, NO_IMPRESSION, self._reporter(item.label_type)))
-            else:
-                del state.impressions[item.impression.impression_id]
-        if expired_orphans:
-            gone = {id(o) for o in expired_orphans}
-            state.orphans = [o for o in state.orphans if id(o) not in gone]
-        if not state.impressions and not state.orphans:
+                if label.event_time_ms + orphan_wait[label.label_type] <= ts:
+                    step.unmatched.append(UnmatchedLabel(label, NO_IMPRESSION, self._reporter(label.label_type)))
+                else:
+                    keep.append(label)
+            state.orphans = keep
+        if not imps and not state.orphans:
             snap = state.snapshot
-            if snap is None or snap.event_time_ms + drop_after <= ts:
+            if snap is None or dropped or snap.event_time_ms + drop_after <= ts:
+                # the snapshot goes with the request's last impression, or at t_s + max H when none came
                 step.state = None
-        return step
+            else:
+                step.timers.append(snap.event_time_ms + drop_after)
 
     def pending_timers(self, state: RequestState | None) -> list[int]:
         """Every deadline the state still waits for (sorted); for runtimes that re-register timers."""
@@ -282,29 +293,21 @@ class SampleJoin:
         return label_type not in self.tasks_by_type
 
     # -- events --------------------------------------------------------------------------------
-    def _new_state(self, request_id: str) -> RequestState:
-        return RequestState(request_id, self.task_names)
-
     def _on_impression(self, step: Step, event: Impression, wm: int) -> None:
         state = step.state
         if state is None:
-            state = step.state = self._new_state(event.request_id)
+            state = step.state = RequestState(event.request_id, self.task_names)
         elif state.tasks is not self.task_names:
             self._adopt(state)
         iid = event.impression_id
-        if iid in state.impressions:
+        imps = state.impressions
+        if iid in imps:
             return  # duplicate impression: the first wins
-        imp = ImpressionState(event, self._open.copy(), self._none.copy())
-        state.impressions[iid] = imp
+        imp = imps[iid] = ImpressionState(event, self._open.copy(), None)
         t_i = event.event_time_ms
         timers = step.timers
-        for w in self.windows:
-            t = t_i + w
-            if t not in timers:
-                timers.append(t)
-        t = t_i + self.max_horizon
-        if t not in timers:
-            timers.append(t)
+        for offset in self._impression_offsets:
+            timers.append(t_i + offset)
         if state.orphans:
             waiting = [o for o in state.orphans if o.impression_id == iid]
             if waiting:
@@ -318,7 +321,7 @@ class SampleJoin:
             return
         state = step.state
         if state is None:
-            state = step.state = self._new_state(event.request_id)
+            state = step.state = RequestState(event.request_id, self.task_names)
         elif state.tasks is not self.task_names:
             self._adopt(state)
         imp = state.impressions.get(event.impression_id)
@@ -331,20 +334,23 @@ class SampleJoin:
     def _on_snapshot(self, step: Step, event: FeatureSnapshot, wm: int) -> None:
         state = step.state
         if state is None:
-            state = step.state = self._new_state(event.request_id)
+            state = step.state = RequestState(event.request_id, self.task_names)
         elif state.tasks is not self.task_names:
             self._adopt(state)
         if state.snapshot is not None:
             return  # the first snapshot of a request wins
         state.snapshot = event
         state.snapshot_watermark = wm
-        step.timers.append(event.event_time_ms + self.max_horizon)
+        if not state.impressions and not state.orphans:  # else it goes with them (see on_timer)
+            step.timers.append(event.event_time_ms + self.max_horizon)
         for imp in state.impressions.values():
             status = imp.status
-            for k in range(self.n_tasks):
+            for k in self._task_range:
                 if status[k] == POS_WAIT:
-                    label = imp.pending[k]
-                    imp.pending[k] = None
+                    pending = imp.pending
+                    assert pending is not None
+                    label = pending[k]
+                    pending[k] = None
                     status[k] = CLOSED
                     step.samples.append(self._sample(state, imp, k, POSITIVE, label))
 
@@ -365,6 +371,8 @@ class SampleJoin:
                     self._positive(state, step, imp, k, label, wm)
                 else:
                     status[k] = LATE_WAIT
+                    if imp.pending is None:
+                        imp.pending = self._none.copy()
                     imp.pending[k] = label
             elif st == NEG:
                 status[k] = CLOSED
@@ -383,6 +391,8 @@ class SampleJoin:
             step.samples.append(self._sample(state, imp, k, POSITIVE, label))
         else:
             imp.status[k] = POS_WAIT
+            if imp.pending is None:
+                imp.pending = self._none.copy()
             imp.pending[k] = label
             step.timers.append(freeze)
 
@@ -392,9 +402,11 @@ class SampleJoin:
             imp.status[k] = NEG
             step.samples.append(self._sample(state, imp, k, NEGATIVE, None))
         elif st == LATE_WAIT:
-            label = imp.pending[k]
+            pending = imp.pending
+            assert pending is not None
+            label = pending[k]
             assert label is not None
-            imp.pending[k] = None
+            pending[k] = None
             imp.status[k] = CLOSED
             step.samples.append(self._sample(state, imp, k, NEGATIVE, None))
             if label.event_time_ms - imp.impression.event_time_ms <= self.horizons[k]:
@@ -420,7 +432,7 @@ class SampleJoin:
         task = self.task_names[k]
         if label is None:
             return Sample(
-                f"{ev.impression_id}:{task}:{attribution}",
+                ev.impression_id + self._id_suffix[k][attribution],
                 task,
                 ev.request_id,
                 ev.impression_id,
@@ -440,7 +452,7 @@ class SampleJoin:
             )
         t_l = label.event_time_ms
         return Sample(
-            f"{ev.impression_id}:{task}:{attribution}",
+            ev.impression_id + self._id_suffix[k][attribution],
             task,
             ev.request_id,
             ev.impression_id,
@@ -472,10 +484,7 @@ class SampleJoin:
         for imp in state.impressions.values():
             old_status, old_pending = imp.status, imp.pending
             imp.status = [old_status[index[n]] if n in index else OPEN for n in self.task_names]
-            imp.pending = [old_pending[index[n]] if n in index else None for n in self.task_names]
+            if old_pending is not None:
+                imp.pending = [old_pending[index[n]] if n in index else None for n in self.task_names]
         state.orphans = [o for o in state.orphans if o.label_type in self.tasks_by_type]
         state.tasks = self.task_names
-
-
-def _due_key(item: tuple[int, int, int, Any]) -> tuple[int, int, int]:
-    return item[0], item[1], item[2]

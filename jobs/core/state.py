@@ -38,7 +38,7 @@ class StateError(JobError):
 class ImpressionState:
     impression: Impression
     status: list[int]  # one per task, in the order of the state's ``tasks``
-    pending: list[Label | None]  # the label a POS_WAIT / LATE_WAIT pair waits with
+    pending: list[Label | None] | None  # per task, the label a POS_WAIT / LATE_WAIT pair waits with
 
 
 @dataclass(slots=True)
@@ -71,7 +71,9 @@ class RequestState:
                     s.impression.position,
                     s.impression.context,
                     s.status,
-                    [None if p is None else [p.label_type, p.event_time_ms, p.value] for p in s.pending],
+                    None
+                    if s.pending is None
+                    else [None if p is None else [p.label_type, p.event_time_ms, p.value] for p in s.pending],
                 ]
                 for s in self.impressions.values()
             ],
@@ -95,7 +97,9 @@ class RequestState:
                 state.impressions[iid] = ImpressionState(
                     Impression(rid, iid, user, item, t, pos, ctx),
                     status,
-                    [None if p is None else Label(rid, iid, p[0], p[1], p[2]) for p in pending],
+                    None
+                    if pending is None
+                    else [None if p is None else Label(rid, iid, p[0], p[1], p[2]) for p in pending],
                 )
             state.orphans = [Label(rid, o[0], o[1], o[2], o[3]) for o in orphans]
         except (ValueError, TypeError, IndexError, _json.JSONDecodeError) as exc:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from jobs.config import JoinConfig
 from jobs.core import _json
-from jobs.core.events import BadEvent, event_from_json
+from jobs.core.events import BadEvent, Event, event_from_json
 from jobs.core.join import Sample, SampleJoin, UnmatchedLabel
 from jobs.core.local import LocalJoinRunner
 from jobs.errors import JobError
@@ -76,7 +77,6 @@ def run_replay(
     summary = ReplaySummary(engine="local")
     core = SampleJoin(join)
     runner = LocalJoinRunner(core, join.out_of_orderness)
-    process = runner.process
     samples = runner.samples
     unmatched_out = runner.unmatched
     parse = event_from_json
@@ -106,32 +106,35 @@ def run_replay(
                     un_f.write(_unmatched_lines(unmatched_out))
                     unmatched_out.clear()
 
-            lineno = 0
-            blank = 0
-            dead = 0
-            try:
-                for raw in source:
-                    lineno += 1
-                    try:
-                        obj = loads(raw)
-                    except decode_error as exc:
-                        if not raw.strip():
-                            blank += 1
+            counts = [0, 0, 0]  # lines, blank lines, dead-lettered lines
+
+            def parsed() -> Iterator[Event]:
+                lineno = 0
+                try:
+                    for raw in source:
+                        lineno += 1
+                        try:
+                            obj = loads(raw)
+                        except decode_error as exc:
+                            if not raw.strip():
+                                counts[1] += 1
+                                continue
+                            counts[2] += 1
+                            dl_f.write(deadletter_line(lineno, f"not valid JSON: {exc}", raw))
                             continue
-                        dead += 1
-                        dl_f.write(deadletter_line(lineno, f"not valid JSON: {exc}", raw))
-                        continue
-                    try:
-                        event = parse(obj)
-                    except BadEvent as exc:
-                        dead += 1
-                        dl_f.write(deadletter_line(lineno, str(exc), raw))
-                        continue
-                    process(event)
-                    if len(samples) >= FLUSH_EVERY or len(unmatched_out) >= FLUSH_EVERY:
-                        flush()
-            except OSError as exc:
-                raise InputError(f"cannot read events file {events} (line {lineno + 1}): {exc}") from exc
+                        try:
+                            event = parse(obj)
+                        except BadEvent as exc:
+                            counts[2] += 1
+                            dl_f.write(deadletter_line(lineno, str(exc), raw))
+                            continue
+                        yield event
+                except OSError as exc:
+                    raise InputError(f"cannot read events file {events} (line {lineno + 1}): {exc}") from exc
+                finally:
+                    counts[0] = lineno
+
+            runner.run(parsed(), flush, FLUSH_EVERY)
             runner.finish()
             flush()
             commit_all(outputs)
@@ -144,8 +147,8 @@ def run_replay(
     for reason, n in reason_counts.items():
         summary.add_unmatched(reason, n)
     summary.add_ignored(runner.ignored_label_types)
-    summary.deadlettered = dead
+    summary.deadlettered = counts[2]
     summary.events_read = runner.events
-    summary.lines_read = lineno - blank
+    summary.lines_read = counts[0] - counts[1]
     summary.seconds = time.perf_counter() - started
     return summary
