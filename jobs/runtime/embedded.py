@@ -32,7 +32,13 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from jobs.config import SampleJoinConfig
 from jobs.core import WATERMARK_END, RequestState, SampleJoin, Step
 from jobs.errors import JobError
-from jobs.runtime.kafka_io import WireFormat, consumer_settings, producer_settings, topic_partitions
+from jobs.runtime.kafka_io import (
+    WireFormat,
+    consumer_settings,
+    kafka_error_text,
+    producer_settings,
+    topic_partitions,
+)
 from jobs.runtime.metrics import RuntimeMetrics, configure_logging
 from jobs.runtime.redis_state import PartitionFenced, PartitionSnapshot, RedisState
 from jobs.runtime.watermarks import PartitionWatermark
@@ -80,6 +86,7 @@ class Shard:
     at_eof: dict[str, bool] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # request_id -> bytes in Redis
     state_bytes: int = 0
+    ended: bool = False  # bounded mode: everything pending was resolved (watermark to +inf)
 
 
 class EmbeddedRuntime:
@@ -111,6 +118,7 @@ class EmbeddedRuntime:
         self._ttl_ms = max_h + max_w + 3_600_000  # state outlives nothing beyond the horizon (+ margin)
         self.last_bytes_per_impression: float | None = None
         self.finished_input = False
+        self._num_partitions = 0
         self._failed = False  # an unexpected error: in-memory state may be half-applied, never checkpoint it
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -134,12 +142,13 @@ class EmbeddedRuntime:
             counts = topic_partitions(bootstrap, self.inputs + outputs)
         except KafkaException as exc:
             redis_state.close()
-            raise RuntimeUnavailable(f"cannot reach Kafka at {bootstrap}: {_one_line(exc)}") from exc
+            raise RuntimeUnavailable(f"cannot reach Kafka at {bootstrap}: {kafka_error_text(exc)}") from exc
         missing = [t for t in self.inputs if counts[t] is None]
         if missing:
             redis_state.close()
             raise RuntimeUnavailable(f"input topic(s) {', '.join(missing)} do not exist on {bootstrap}")
         sizes = {t: counts[t] for t in self.inputs}
+        self._num_partitions = next(iter(sizes.values())) or 0
         if len(set(sizes.values())) != 1:
             redis_state.close()
             raise RuntimeUnavailable(f"input topics must be co-partitioned (same partition count), got {sizes}")
@@ -195,6 +204,7 @@ class EmbeddedRuntime:
         next_idle_check = now + IDLE_CHECK_S
         next_publish = now + PUBLISH_S
         last_message = now
+        next_end_check = now
         on_message = self._on_message
         try:
             while not self._stop.is_set():
@@ -224,13 +234,12 @@ class EmbeddedRuntime:
                     exit_idle_s is not None
                     and self.shards
                     and now - last_message >= exit_idle_s
-                    and all(all(s.at_eof.get(t, False) for t in self.inputs) for s in self.shards.values())
+                    and now >= next_end_check
                 ):
-                    log.info("all partitions at their end and idle: finishing the bounded input")
-                    for shard in list(self.shards.values()):
-                        self._fire(shard, WATERMARK_END)
-                    self.finished_input = True
-                    break
+                    next_end_check = now + 0.5
+                    if self._finish_bounded():
+                        self.finished_input = True
+                        break
             self.checkpoint()
         except BaseException:
             self._failed = True
@@ -253,6 +262,44 @@ class EmbeddedRuntime:
         )
         log.info("embedded runtime stopped", extra=summary.to_json())
         return summary
+
+    def _finish_bounded(self) -> bool:
+        """Bounded mode, once nothing arrived for ``exit_when_idle``: end the input of our partitions
+        that are at their end (watermark to +inf, checkpointed as ``end``), and say whether the whole
+        input is done: every other input partition ended by someone, per Redis. So a process never
+        stops while partitions are held by a member that died (until the group notices) or are still
+        being worked on by another live member.
+        """
+        assert self._redis is not None and self._consumer is not None
+        shards = list(self.shards.values())
+        if not all(all(s.at_eof.get(t, False) for t in self.inputs) for s in shards):
+            return False
+        newly = [s for s in shards if not s.ended]
+        if newly:
+            log.info(
+                "partitions at their end and idle: ending their input",
+                extra={"partitions": [s.partition for s in newly]},
+            )
+            for shard in newly:
+                self._fire(shard, WATERMARK_END)
+                shard.ended = True
+            self.checkpoint()
+        others = [p for p in range(self._num_partitions) if p not in self.shards]
+        if not others:
+            return True
+        metas = self._redis.read_meta(others)
+        for p in others:
+            meta = metas[p]
+            if meta.get("end") != "1":
+                return False
+            for topic in self.inputs:
+                try:
+                    low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=2.0)
+                except KafkaException:
+                    return False
+                if high > int(meta.get(f"o:{topic}", low)):
+                    return False
+        return True
 
     def _close(self) -> None:
         if self._consumer is not None:
@@ -280,6 +327,7 @@ class EmbeddedRuntime:
         offset = msg.offset()
         shard.offsets[topic] = offset + 1
         shard.at_eof[topic] = False
+        shard.ended = False
         self.metrics.counts.events_in[topic] += 1
         try:
             event = self.wire.decode_event(msg.value())
@@ -422,6 +470,7 @@ class EmbeddedRuntime:
                 if ts > -(2**63):
                     fields[f"t:{topic}"] = ts
             fields["wm"] = shard.watermark.current
+            fields["end"] = int(shard.ended)
             meta[p] = fields
         if not meta:
             return
@@ -515,7 +564,7 @@ class EmbeddedRuntime:
             max_ts=snap.max_ts,
             floor=snap.watermark if snap.watermark is not None else -(2**63),
         )
-        shard = Shard(partition=snap.partition, watermark=wm, offsets=dict(snap.offsets))
+        shard = Shard(partition=snap.partition, watermark=wm, offsets=dict(snap.offsets), ended=snap.ended)
         pending_timers = self.join.pending_timers
         for key, data in snap.records.items():
             state = RequestState.from_bytes(data)

@@ -7,6 +7,7 @@ in replay); samples and unmatched labels encode from their JSON form, which is t
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from jobs.core.events import BadEvent, Event, event_from_json
@@ -17,6 +18,11 @@ TYPE_OF_RECORD = {record: kind for kind, record in RECORD_OF_TYPE.items()}
 
 # Fast consumer-group joins (DESIGN §3): the broker waits for the rebalance timeout otherwise.
 FAST_GROUP_SETTINGS: dict[str, Any] = {"max.poll.interval.ms": 10_000, "session.timeout.ms": 6_000}
+
+# librdkafka's own log lines of a probe (connection refused, ...) would clutter a one-line error.
+_QUIET = logging.getLogger("rdkafka.probe")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 
 
 class WireFormat:
@@ -96,7 +102,9 @@ def topic_partitions(bootstrap: str, topics: list[str], timeout_s: float = 5.0) 
     """Partition count of each topic (None when it does not exist). Raises KafkaException when unreachable."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 3_000})
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 3_000}
+    conf["logger"] = _QUIET
+    admin = AdminClient(conf)
     meta = admin.list_topics(timeout=timeout_s)
     result: dict[str, int | None] = {}
     for topic in topics:
@@ -110,3 +118,10 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> list[st
     from infra.local import create_topics
 
     return create_topics(bootstrap, {t: (partitions, 0) for t in topics})
+
+
+def kafka_error_text(exc: BaseException) -> str:
+    """The readable part of a KafkaException (its KafkaError's text), on one line."""
+    err: Any = exc.args[0] if exc.args else None
+    text = err.str() if hasattr(err, "str") else str(exc)
+    return " ".join(text.split()) or type(exc).__name__

@@ -11,9 +11,10 @@ event topics are co-partitioned, so *p* names one shard of request ids):
     hash: ``o:{topic}`` the next offset to consume, ``t:{topic}`` the largest event time seen, and
     ``wm`` the partition's watermark, all as of the checkpoint.
 ``{base}:{p}:s:{request_id}``
-    one request's state: its pending event-time timers and the join core's state bytes
-    (:func:`encode_record`), with a TTL (the longest horizon plus window) so that nothing outlives
-    the attribution horizon even if its clearing never comes.
+    one request's state: the join core's ``RequestState.to_bytes()``, with a TTL (the longest
+    horizon plus window, plus a margin) so that nothing outlives the attribution horizon even if its
+    clearing never comes. Timers are not stored: the core re-derives them from the state
+    (``SampleJoin.pending_timers``) when a partition is loaded.
 
 A checkpoint writes the dirty keys (set or deleted) and the meta of every owned partition in one
 MULTI/EXEC transaction: the state and the offsets it reflects move together.
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import random
-import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,9 +37,6 @@ from jobs.errors import JobError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RECORD_VERSION = 1
-_HEADER = struct.Struct("<BBI")  # version, has_state, number of timers
-
 
 class PartitionFenced(JobError):
     """Another process took over a partition since we loaded it: our view of it is stale."""
@@ -47,22 +44,6 @@ class PartitionFenced(JobError):
     def __init__(self, partitions: Iterable[int]):
         self.partitions = sorted(partitions)
         super().__init__(f"partitions {self.partitions} were taken over by another process")
-
-
-def encode_record(state: bytes | None, timers: Iterable[int]) -> bytes:
-    ts = sorted(timers)
-    head = _HEADER.pack(RECORD_VERSION, state is not None, len(ts))
-    return head + struct.pack(f"<{len(ts)}q", *ts) + (state or b"")
-
-
-def decode_record(data: bytes) -> tuple[bytes | None, list[int]]:
-    version, has_state, n = _HEADER.unpack_from(data)
-    if version != RECORD_VERSION:
-        raise ValueError(f"state record version {version} is not supported (expected {RECORD_VERSION})")
-    start = _HEADER.size
-    timers = list(struct.unpack_from(f"<{n}q", data, start))
-    body = data[start + 8 * n :]
-    return (bytes(body) if has_state else None), timers
 
 
 @dataclass
@@ -74,7 +55,8 @@ class PartitionSnapshot:
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset
     max_ts: dict[str, int] = field(default_factory=dict)  # topic -> largest event time seen
     watermark: int | None = None
-    records: dict[str, bytes] = field(default_factory=dict)  # request_id -> encode_record(...)
+    ended: bool = False  # bounded mode resolved everything at these offsets (watermark to +inf)
+    records: dict[str, bytes] = field(default_factory=dict)  # request_id -> state bytes
 
 
 @dataclass
@@ -167,6 +149,8 @@ class RedisState:
                 snap.max_ts[k[2:]] = int(v)
             elif k == "wm":
                 snap.watermark = int(v)
+            elif k == "end":
+                snap.ended = v == "1"
         prefix = self.state_prefix(p)
         cut = len(prefix.encode())
         keys: list[bytes] = []
@@ -179,6 +163,20 @@ class RedisState:
                     snap.records[key[cut:].decode()] = value
         self.epochs[p] = epoch
         return snap
+
+    def read_meta(self, partitions: Iterable[int]) -> dict[int, dict[str, str]]:
+        """The checkpointed meta fields of partitions (``o:{topic}``, ``t:{topic}``, ``wm``, ``end``),
+        without taking them over."""
+
+        def read() -> dict[int, dict[str, str]]:
+            ps = list(partitions)
+            with self.client.pipeline(transaction=False) as pipe:
+                for p in ps:
+                    pipe.hgetall(self.meta_key(p))
+                metas = pipe.execute()
+            return {p: {k.decode(): v.decode() for k, v in meta.items()} for p, meta in zip(ps, metas, strict=True)}
+
+        return self._retrying("reading partition meta", read)
 
     def release(self, partitions: Iterable[int]) -> None:
         for p in partitions:
