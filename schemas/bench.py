@@ -7,6 +7,9 @@ of the synthetic events: a few context keys, 20 sparse and 20 dense features on 
 samples) and reports the best of --repeat runs of --n records each:
 
 - avro enc/s, avro dec/s: Codec.encode / Codec.decode (single-object encoding, current schema);
+- v1 dec/s: decoding the same bytes with a codec whose current schema added an optional field, so
+  that they are old-version data (the projection fast path); general: the same through fastavro's
+  general schema resolution (Codec(fast_resolution=False)), for comparison;
 - json enc/s, json dec/s: orjson (the stdlib json module when orjson is missing) on the JSON form;
 - to_avro/s: JSON form -> Avro dict with pydantic validation (schemas.json_forms.to_avro);
 - avro B, json B: mean bytes per record (Avro includes the 10-byte header), and their ratio.
@@ -17,13 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .codec import Codec
 from .json_forms import to_avro
+from .registry import PACKAGE_DIR
 
 try:  # orjson ships with the jobs venv; fall back to the standard library elsewhere
     import orjson
@@ -102,7 +109,22 @@ def _rate(fn: Callable[[Any], Any], items: list[Any], n: int, repeat: int) -> fl
     return n / best
 
 
-def bench_record(codec: Codec, name: str, n: int, repeat: int) -> dict[str, Any]:
+def evolved_codecs(tmp: Path) -> tuple[Codec, Codec]:
+    """Codecs whose current definitions add an optional field to the shipped ones (released v1 = shipped):
+    (fast resolution, fastavro's general resolution)."""
+    root = tmp / "schemas"
+    root.mkdir()
+    for path in PACKAGE_DIR.glob("*.avsc"):
+        schema = json.loads(path.read_text())
+        schema["fields"].append({"name": "bench_extra", "type": ["null", "string"], "default": None})
+        (root / path.name).write_text(json.dumps(schema))
+    shutil.copytree(PACKAGE_DIR / "versions", root / "versions", ignore=shutil.ignore_patterns("__pycache__"))
+    return Codec.from_dir(root), Codec.from_dir(root, fast_resolution=False)
+
+
+def bench_record(
+    codec: Codec, name: str, n: int, repeat: int, evolved: tuple[Codec, Codec] | None = None
+) -> dict[str, Any]:
     json_forms = make_records(name)
     avro = [to_avro(name, obj) for obj in json_forms]
     encoded = [codec.encode(name, rec) for rec in avro]
@@ -115,6 +137,11 @@ def bench_record(codec: Codec, name: str, n: int, repeat: int) -> dict[str, Any]
 
     avro_b = sum(map(len, encoded)) / len(encoded)
     json_b = sum(map(len, texts)) / len(texts)
+    old: dict[str, float] = {}
+    if evolved is not None:
+        fast, general = evolved
+        old["old_version_decode_per_s"] = _rate(fast.decode, encoded, n, repeat)
+        old["old_version_decode_general_per_s"] = _rate(general.decode, encoded, max(n // 2, 1), repeat)
     return {
         "record": name,
         "avro_encode_per_s": _rate(enc, avro, n, repeat),
@@ -125,6 +152,7 @@ def bench_record(codec: Codec, name: str, n: int, repeat: int) -> dict[str, Any]
         "avro_bytes": avro_b,
         "json_bytes": json_b,
         "avro_to_json_size": avro_b / json_b,
+        **old,
     }
 
 
@@ -142,19 +170,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: --n and --repeat must be >= 1\n")
     names = args.records or ["Impression", "FeatureSnapshot", "Label", "Sample", "UnmatchedLabel"]
     names = [n for n in names if n in codec.records]
-    results = [bench_record(codec, name, args.n, args.repeat) for name in names]
+    with tempfile.TemporaryDirectory() as tmp:
+        evolved = evolved_codecs(Path(tmp))
+        results = [bench_record(codec, name, args.n, args.repeat, evolved) for name in names]
     if args.json:
         for r in results:
             print(json.dumps({**r, "json_lib": JSON_LIB, "python": sys.version.split()[0]}))
         return 0
     print(f"schemas codec benchmark: fastavro single-object encoding vs {JSON_LIB}; best of {args.repeat} x "
           f"{args.n} records; Python {sys.version.split()[0]}")
-    head = (f"{'record':<16}{'avro enc/s':>12}{'avro dec/s':>12}{'json enc/s':>12}{'json dec/s':>12}"
-            f"{'to_avro/s':>11}{'avro B':>9}{'json B':>9}{'avro/json':>10}")
+    head = (f"{'record':<16}{'avro enc/s':>12}{'avro dec/s':>12}{'v1 dec/s':>10}{'general':>9}"
+            f"{'json enc/s':>12}{'json dec/s':>12}{'to_avro/s':>11}{'avro B':>9}{'json B':>9}{'avro/json':>10}")
     print(head)
     print("-" * len(head))
     for r in results:
         print(f"{r['record']:<16}{r['avro_encode_per_s']:>12,.0f}{r['avro_decode_per_s']:>12,.0f}"
+              f"{r['old_version_decode_per_s']:>10,.0f}{r['old_version_decode_general_per_s']:>9,.0f}"
               f"{r['json_encode_per_s']:>12,.0f}{r['json_decode_per_s']:>12,.0f}"
               f"{r['to_avro_validated_per_s']:>11,.0f}{r['avro_bytes']:>9.1f}{r['json_bytes']:>9.1f}"
               f"{r['avro_to_json_size']:>10.2f}")

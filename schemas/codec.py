@@ -32,6 +32,7 @@ from .errors import (
     UnknownRecord,
     WrongRecord,
 )
+from .projection import Projection, build_projection
 from .registry import SchemaSet, SchemaVersion, load_schema_set
 
 MAGIC = b"\xc3\x01"
@@ -55,12 +56,14 @@ class _Sink(list):  # type: ignore[type-arg]
 class Codec:
     """Encode and decode the records of one schema set. Build with :meth:`default` or :meth:`from_dir`."""
 
-    def __init__(self, schema_set: SchemaSet) -> None:
+    def __init__(self, schema_set: SchemaSet, *, fast_resolution: bool = True) -> None:
         self.schema_set = schema_set
+        self._fast_resolution = fast_resolution
         # record name -> (header bytes, parsed current schema)
         self._writers: dict[str, tuple[bytes, Any]] = {}
-        # fingerprint -> (record name, parsed writer schema, parsed reader schema or None, version label)
-        self._readers: dict[bytes, tuple[str, Any, Any, str]] = {}
+        # fingerprint -> (record name, parsed writer schema, parsed reader schema or None, version label,
+        #                 projection or None); see _add_reader
+        self._readers: dict[bytes, tuple[str, Any, Any, str, Projection | None]] = {}
         self._fingerprints: dict[str, bytes] = {}
         self._field_names: dict[str, frozenset[str]] = {}
         for name, rec in schema_set.records.items():
@@ -72,6 +75,7 @@ class Codec:
                 self._add_reader(name, ver, reader, rec.current.fingerprint)
 
     def _add_reader(self, name: str, ver: SchemaVersion, reader: Any, current_fp: bytes) -> None:
+        """Register how to decode version `ver` of record `name` into its current schema `reader`."""
         if ver.fingerprint in self._readers:
             known = self._readers[ver.fingerprint]
             if known[0] != name:  # pragma: no cover - canonical forms include the record's full name
@@ -81,10 +85,15 @@ class Codec:
             if ver.version is not None:
                 return  # an older release identical in canonical form; keep the first
         if ver.fingerprint == current_fp:
-            self._readers[ver.fingerprint] = (name, reader, None, ver.label)  # no resolution needed
-        else:
-            writer = fastavro.parse_schema(ver.schema)
-            self._readers[ver.fingerprint] = (name, writer, reader, ver.label)
+            self._readers[ver.fingerprint] = (name, reader, None, ver.label, None)  # no resolution needed
+            return
+        writer = fastavro.parse_schema(ver.schema)
+        current = self.schema_set.record(name).current.schema
+        project = build_projection(ver.schema, current) if self._fast_resolution else None
+        if project is not None:  # read with the writer schema alone, then add/drop top-level fields
+            self._readers[ver.fingerprint] = (name, writer, None, ver.label, project)
+        else:  # fastavro's general schema resolution
+            self._readers[ver.fingerprint] = (name, writer, reader, ver.label, None)
 
     # ---------------------------------------------------------------- construction
 
@@ -94,9 +103,9 @@ class Codec:
         return _default_codec()
 
     @classmethod
-    def from_dir(cls, root: Path | str) -> Codec:
+    def from_dir(cls, root: Path | str, *, fast_resolution: bool = True) -> Codec:
         """A codec over another schema directory (same layout as the package's)."""
-        return cls(load_schema_set(root))
+        return cls(load_schema_set(root), fast_resolution=fast_resolution)
 
     # ---------------------------------------------------------------- introspection
 
@@ -172,7 +181,7 @@ class Codec:
 
     # ---------------------------------------------------------------- decode
 
-    def _lookup(self, data: bytes | bytearray | memoryview) -> tuple[str, Any, Any, str]:
+    def _lookup(self, data: bytes | bytearray | memoryview) -> tuple[str, Any, Any, str, Projection | None]:
         try:
             fp = data[2:10]
             entry = self._readers.get(fp if type(fp) is bytes else bytes(fp))  # type: ignore[arg-type]
@@ -213,7 +222,7 @@ class Codec:
 
         With `expected`, return the dict only, and raise WrongRecord if the message holds another record.
         """
-        name, writer, reader, label = self._lookup(data)
+        name, writer, reader, label, project = self._lookup(data)
         if expected is not None and expected != name:
             if expected not in self._writers:
                 raise self._unknown(expected)
@@ -231,6 +240,8 @@ class Codec:
                 f"{name} ({label}) message has {len(data) - fo.tell()} trailing bytes after its body "
                 f"(message of {len(data)} bytes, body ends at offset {fo.tell()}): [{_show(data[fo.tell():])}]"
             )
+        if project is not None:
+            record = project(record)
         if expected is None:
             return name, record
         return record

@@ -34,72 +34,9 @@ from schemas.json_forms import (
     from_avro,
     to_avro,
 )
+from tests.schemas.schema_strategies import DEFAULTS, JSON_FORMS
 
 CODEC = Codec.default()
-LONGS = st.integers(-(2**63), 2**63 - 1)
-TIMES = st.integers(0, 2**62)  # keeps label time - impression time inside a long
-TEXT = st.text(max_size=12)
-IDS = st.text(min_size=1, max_size=12)
-DOUBLES = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53)
-STR_MAPS = st.dictionaries(TEXT, TEXT, max_size=4)
-DOUBLE_MAPS = st.dictionaries(TEXT, DOUBLES, max_size=4)
-POSITIONS = st.integers(0, 2**31 - 1)
-
-JSON_FORMS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
-    "Impression": st.fixed_dictionaries(
-        {"request_id": IDS, "impression_id": IDS, "user_id": TEXT, "item_id": TEXT, "event_time_ms": LONGS},
-        optional={"position": POSITIONS, "context": STR_MAPS},
-    ),
-    "FeatureSnapshot": st.fixed_dictionaries(
-        {"request_id": IDS, "event_time_ms": LONGS}, optional={"sparse": STR_MAPS, "dense": DOUBLE_MAPS}
-    ),
-    "Label": st.fixed_dictionaries(
-        {"request_id": IDS, "impression_id": IDS, "label_type": TEXT, "event_time_ms": LONGS},
-        optional={"value": DOUBLES},
-    ),
-    "UnmatchedLabel": st.fixed_dictionaries(
-        {"request_id": IDS, "impression_id": IDS, "label_type": TEXT, "event_time_ms": LONGS,
-         "reason": st.sampled_from(["no_impression", "beyond_horizon", "duplicate"])},
-        optional={"value": DOUBLES},
-    ),
-}
-
-
-@st.composite
-def samples(draw: st.DrawFn) -> dict[str, Any]:
-    attribution = draw(st.sampled_from(["POSITIVE", "NEGATIVE", "LATE_POSITIVE"]))
-    impression_id, task, t_i = draw(IDS), draw(IDS), draw(TIMES)
-    negative = attribution == "NEGATIVE"
-    label_time = None if negative else draw(TIMES)
-    return {
-        "sample_id": f"{impression_id}:{task}:{attribution}",
-        "task": task,
-        "request_id": draw(IDS),
-        "impression_id": impression_id,
-        "user_id": draw(TEXT),
-        "item_id": draw(TEXT),
-        "position": draw(POSITIONS),
-        "context": draw(STR_MAPS),
-        "impression_time_ms": t_i,
-        "label": 0 if negative else 1,
-        "attribution": attribution,
-        "label_time_ms": label_time,
-        "delay_ms": None if label_time is None else label_time - t_i,
-        "emit_time_ms": draw(LONGS),
-        "sparse": draw(STR_MAPS),
-        "dense": draw(DOUBLE_MAPS),
-        "has_snapshot": draw(st.booleans()),
-    }
-
-
-JSON_FORMS["Sample"] = samples()
-DEFAULTS = {
-    "Impression": {"position": 0, "context": {}},
-    "FeatureSnapshot": {"sparse": {}, "dense": {}},
-    "Label": {"value": 1.0},
-    "UnmatchedLabel": {"value": 1.0},
-    "Sample": {},
-}
 
 
 def test_strategies_cover_every_record() -> None:
@@ -181,6 +118,13 @@ def test_minimal_events_get_the_design_defaults() -> None:
     fast = to_avro("FeatureSnapshot", {"request_id": "r", "event_time_ms": 1}, validate=False)
     fast["sparse"]["x"] = "y"  # defaults are fresh objects, never shared
     assert to_avro("FeatureSnapshot", {"request_id": "r", "event_time_ms": 1}, validate=False)["sparse"] == {}
+
+
+def test_encode_fills_defaults_and_ignores_unknown_keys() -> None:
+    """The runtime encodes event JSON forms directly: "type" is ignored, optional fields get defaults."""
+    event = {"type": "label", "request_id": "r", "impression_id": "i", "label_type": "click", "event_time_ms": 9}
+    assert CODEC.decode(CODEC.encode("Label", event)) == ("Label", {**event_json_to_avro(event)[1]})
+    assert CODEC.decode(CODEC.encode("Label", event), expected="Label")["value"] == 1.0
 
 
 # --------------------------------------------------------------------------- errors

@@ -37,7 +37,10 @@ def test_definition_has_the_contract_fields_and_docs(stem: str) -> None:
     assert schema["type"] == "record"
     assert schema["name"] == name
     assert schema["namespace"] == "odl"
-    assert [f["name"] for f in schema["fields"]] == fields
+    names = [f["name"] for f in schema["fields"]]
+    assert [n for n in names if n in fields] == fields, "the contract fields, in the contract's order"
+    added = [f["name"] for f in schema["fields"] if f["name"] not in fields and "default" not in f]
+    assert not added, f"fields beyond the contract must be optional (have a default): {added}"
     assert schema.get("doc")
     undocumented = [f["name"] for f in schema["fields"] if not str(f.get("doc", "")).strip()]
     assert not undocumented, f"{stem}.avsc: fields without doc: {undocumented}"

@@ -6,6 +6,8 @@ Each fixture edits the current impression.avsc without releasing it, as a schema
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -259,3 +261,15 @@ def test_docs(schemas_copy: Path, tmp_path: Path, run_cli) -> None:
 
 def _stem(record: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in record).lstrip("_")
+
+
+def test_benchmark_runs() -> None:
+    """`python -m schemas.bench` (wired into `make bench`) runs; tiny sizes here, timings are not tested."""
+    result = subprocess.run([sys.executable, "-m", "schemas.bench", "--n", "200", "--repeat", "1", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["record"] for r in rows] == ["Impression", "FeatureSnapshot", "Label", "Sample", "UnmatchedLabel"]
+    for r in rows:
+        assert r["avro_encode_per_s"] > 0 and r["avro_decode_per_s"] > 0 and r["old_version_decode_per_s"] > 0
+        assert 0 < r["avro_bytes"] < r["json_bytes"]
