@@ -288,18 +288,9 @@ class EmbeddedRuntime:
         if not others:
             return True
         metas = self._redis.read_meta(others)
-        for p in others:
-            meta = metas[p]
-            if meta.get("end") != "1":
-                return False
-            for topic in self.inputs:
-                try:
-                    low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=2.0)
-                except KafkaException:
-                    return False
-                if high > int(meta.get(f"o:{topic}", low)):
-                    return False
-        return True
+        # (Whether they are at their ends is known from the owner's partition EOF, recorded as `end`;
+        # ListOffsets is not used: the local broker does not answer it correctly.)
+        return all(metas[p].get("end") == "1" for p in others)
 
     def _close(self) -> None:
         if self._consumer is not None:
