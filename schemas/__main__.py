@@ -206,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"check": cmd_check, "release": cmd_release, "docs": cmd_docs}
     if args.command is None:
         parser.error("a command is required: check, release or docs")
+    if args.command in ("check", "release"):
+        try:
+            import avro.compatibility  # noqa: F401
+        except ImportError:
+            print(f"{PROG} {args.command}: FAILED: the compatibility check needs the avro package "
+                  "(pip install avro==1.12.2; it comes with the [jobs] and [trainer] extras)", file=sys.stderr)
+            return 1
     try:
         return commands[args.command](args)
     except _UsageError as exc:
