@@ -1,0 +1,364 @@
+"""The Python functions of the PyFlink graphs: parse/decode steps and the keyed join.
+
+They run inside the TaskManager (thread mode: an interpreter embedded in its JVM) and are shipped
+there pickled, by reference to this module. Every record crossing between Java and Python costs
+far more than the join itself, so the graph has exactly two Python steps per event:
+
+1. a parse step (:class:`ParseJsonLines` for replay, :class:`DecodeKafkaRecords` for Kafka) that
+   parses each input once, validates it into a join-core event, sends bad input to a dead-letter
+   side output, and emits ``((request_id, event bytes), event_time_ms)``;
+2. :class:`JoinFunction`, a KeyedProcessFunction keyed by ``request_id`` that delegates every event
+   and every timer to :class:`jobs.core.SampleJoin`, keeping one ValueState of
+   ``RequestState.to_bytes()`` per key and registering the event-time timers each Step asks for.
+
+Events travel between the two as a pickled plain tuple (about 5x cheaper than pickling the slots
+dataclass itself).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pyflink.common import Row, Types
+from pyflink.datastream import OutputTag
+from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
+
+from jobs.core import _json
+from jobs.core.events import (
+    BadEvent,
+    Event,
+    FeatureSnapshot,
+    Impression,
+    Label,
+    event_from_json,
+    make_impression,
+    make_label,
+    make_snapshot,
+)
+from jobs.core.join import Sample, SampleJoin, Step, UnmatchedLabel
+from jobs.core.state import RequestState
+
+# -- types ---------------------------------------------------------------------------------------
+BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
+#: what the parse step emits: ((request_id, event bytes), event_time_ms) -- see flink_env.key_by_request
+PARSED_TYPE = Types.TUPLE([Types.ROW([Types.STRING(), BYTES]), Types.LONG()])
+#: an input record of the streaming job, as the Kafka source gives it (or a test source imitates it)
+KAFKA_IN_TYPE = Types.ROW_NAMED(
+    ["topic", "partition", "offset", "key", "value"],
+    [Types.STRING(), Types.INT(), Types.LONG(), BYTES, BYTES],
+)
+#: an output record of the streaming job: topic, key, value, headers (dead letters only)
+KAFKA_OUT_TYPE = Types.ROW_NAMED(
+    ["topic", "key", "value", "headers"],
+    [Types.STRING(), BYTES, BYTES, Types.MAP(Types.STRING(), BYTES)],
+)
+
+DEADLETTER_LINES = OutputTag("deadletter", Types.STRING())
+UNMATCHED_LINES = OutputTag("unmatched", Types.STRING())
+DEADLETTER_RECORDS = OutputTag("deadletter-records", KAFKA_OUT_TYPE)
+
+STATE_NAME = "request_state"
+
+# -- events as plain tuples ----------------------------------------------------------------------
+_IMPRESSION, _SNAPSHOT, _LABEL = 0, 1, 2
+_dumps = pickle.dumps
+_loads = pickle.loads
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def event_to_bytes(event: Event) -> bytes:
+    tp = type(event)
+    if tp is Impression:
+        e: Any = event
+        t: tuple[Any, ...] = (
+            _IMPRESSION,
+            e.request_id,
+            e.impression_id,
+            e.user_id,
+            e.item_id,
+            e.event_time_ms,
+            e.position,
+            e.context,
+        )
+    elif tp is Label:
+        e = event
+        t = (_LABEL, e.request_id, e.impression_id, e.label_type, e.event_time_ms, e.value)
+    elif tp is FeatureSnapshot:
+        e = event
+        t = (_SNAPSHOT, e.request_id, e.event_time_ms, e.sparse, e.dense)
+    else:
+        raise TypeError(f"not an event: {tp.__name__}")
+    return _dumps(t, _PROTOCOL)
+
+
+def event_from_bytes(data: bytes) -> Event:
+    t = _loads(data)
+    kind = t[0]
+    if kind == _IMPRESSION:
+        return make_impression(t[1], t[2], t[3], t[4], t[5], t[6], t[7])
+    if kind == _LABEL:
+        return make_label(t[1], t[2], t[3], t[4], t[5])
+    return make_snapshot(t[1], t[2], t[3], t[4])
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def subtask_index(runtime_context: RuntimeContext) -> int:
+    """This parallel instance's index (PyFlink 2.3's own accessor calls a method Flink 2 removed)."""
+    j_context = getattr(runtime_context, "_runtime_context", None)
+    try:
+        return int(j_context.getTaskInfo().getIndexOfThisSubtask())  # type: ignore[union-attr]
+    except Exception:
+        try:
+            return int(runtime_context.get_index_of_this_subtask())
+        except Exception:
+            return os.getpid() * 1000 + id(runtime_context) % 1000
+
+
+def _write_stats(stats_dir: str | None, name: str, subtask: int, data: dict[str, Any]) -> None:
+    """Counters of one parallel instance, read by the replay driver after the job (local only)."""
+    if not stats_dir:
+        return
+    path = Path(stats_dir) / f"{name}-{subtask}.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# -- parse steps ---------------------------------------------------------------------------------
+class ParseJsonLines(ProcessFunction):
+    """Lines of an events file (DESIGN §5 JSON) -> parsed events; bad lines -> dead letter.
+
+    Must run at parallelism 1 right behind the file source (one split per file, read in order), so
+    that its line counter is the line number. Blank lines are skipped; a dead letter is
+    ``{"line": N, "reason": "...", "raw": "..."}`` as in the local engine.
+    """
+
+    def __init__(self, stats_dir: str | None = None) -> None:
+        self.stats_dir = stats_dir
+        self.lineno = 0
+        self.blank = 0
+        self.deadlettered = 0
+        self.events = 0
+        self.subtask = 0
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.lineno = self.blank = self.deadlettered = self.events = 0
+        self.subtask = subtask_index(runtime_context)
+
+    def close(self) -> None:
+        _write_stats(
+            self.stats_dir,
+            "parse",
+            self.subtask,
+            {"lines": self.lineno, "blank": self.blank, "deadlettered": self.deadlettered, "events": self.events},
+        )
+
+    def _dead(self, reason: str, line: str) -> tuple[OutputTag, str]:
+        self.deadlettered += 1
+        record = {"line": self.lineno, "reason": reason, "raw": line.rstrip("\r\n")}
+        return DEADLETTER_LINES, _json.dumps(record).decode("utf-8")
+
+    def process_element(self, value: str, ctx: ProcessFunction.Context) -> list[Any]:
+        self.lineno += 1
+        try:
+            obj = _json.loads(value)
+        except _json.JSONDecodeError as exc:
+            if not value.strip():
+                self.blank += 1
+                return []
+            return [self._dead(f"not valid JSON: {exc}", value)]
+        try:
+            event = event_from_json(obj)
+        except BadEvent as exc:
+            return [self._dead(str(exc), value)]
+        self.events += 1
+        return [(Row(event.request_id, event_to_bytes(event)), event.event_time_ms)]
+
+
+class DecodeKafkaRecords(ProcessFunction):
+    """Kafka records (``KAFKA_IN_TYPE``) of the three event topics -> parsed events.
+
+    A record that cannot be decoded (unknown fingerprint, bad body, not an event record, invalid
+    event) goes to the ``DEADLETTER_RECORDS`` side output: original key and bytes, headers
+    ``error``, ``source_topic``, ``source_partition``, ``source_offset`` (DESIGN §4).
+    """
+
+    def __init__(self, deadletter_topic: str) -> None:
+        self.deadletter_topic = deadletter_topic
+        self.decode: Callable[[bytes | None], Event] | None = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from jobs.runtime.kafka_io import WireFormat
+
+        self.decode = WireFormat().decode_event
+
+    def process_element(self, value: Row, ctx: ProcessFunction.Context) -> list[Any]:
+        topic, partition, offset, key, data = value[0], value[1], value[2], value[3], value[4]
+        try:
+            event = self.decode(data)  # type: ignore[misc]
+        except Exception as exc:  # undecodable or invalid: dead letter, and go on
+            headers = {
+                "error": _one_line(exc).encode("utf-8", "replace"),
+                "source_topic": str(topic).encode("utf-8"),
+                "source_partition": str(partition).encode("ascii"),
+                "source_offset": str(offset).encode("ascii"),
+            }
+            return [(DEADLETTER_RECORDS, Row(self.deadletter_topic, key, data or b"", headers))]
+        return [(Row(event.request_id, event_to_bytes(event)), event.event_time_ms)]
+
+
+# -- the keyed join ------------------------------------------------------------------------------
+def _sample_json_line() -> Callable[[Sample], str]:
+    try:
+        import orjson
+
+        dumps = orjson.dumps
+
+        def line(sample: Sample) -> str:
+            # orjson serializes the slots dataclass natively (same bytes as the local engine)
+            return dumps(sample).decode("utf-8")
+
+    except ImportError:  # pragma: no cover
+
+        def line(sample: Sample) -> str:
+            return _json.dumps(sample.to_json()).decode("utf-8")
+
+    return line
+
+
+class JoinFunction(KeyedProcessFunction):
+    """The join core as a KeyedProcessFunction keyed by ``request_id``.
+
+    ``output="json"`` (replay): samples are JSON lines on the main output, unmatched labels JSON
+    lines on the ``UNMATCHED_LINES`` side output. ``output="avro"`` (streaming job): samples and
+    unmatched labels are ``KAFKA_OUT_TYPE`` rows on the main output, Avro single-object encoded,
+    to ``samples_prefix + task`` keyed by impression_id and to ``unmatched_topic`` keyed by
+    request_id.
+    """
+
+    def __init__(
+        self,
+        join: dict[str, Any],
+        output: str = "json",
+        *,
+        samples_prefix: str = "samples.",
+        unmatched_topic: str = "samples.unmatched",
+        stats_dir: str | None = None,
+    ) -> None:
+        if output not in ("json", "avro"):
+            raise ValueError(f"output must be 'json' or 'avro', got {output!r}")
+        self.join_data = join
+        self.output = output
+        self.samples_prefix = samples_prefix
+        self.unmatched_topic = unmatched_topic
+        self.stats_dir = stats_dir
+        self._reset()
+
+    def _reset(self) -> None:
+        self.core: SampleJoin | None = None
+        self.state: Any = None
+        self.subtask = 0
+        self.sample_counts: Counter[tuple[str, str]] = Counter()
+        self.reason_counts: Counter[str] = Counter()
+        self.ignored: Counter[str] = Counter()
+        self.events = 0
+        self.timers_fired = 0
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from jobs.config import JoinConfig
+
+        self._reset()
+        self.core = SampleJoin(JoinConfig.model_validate(self.join_data))
+        self.on_event_core = self.core.on_event
+        self.on_timer_core = self.core.on_timer
+        self.state = runtime_context.get_state(ValueStateDescriptor(STATE_NAME, Types.PICKLED_BYTE_ARRAY()))
+        self.subtask = subtask_index(runtime_context)
+        if self.output == "json":
+            self.sample_out: Callable[[Sample], Any] = _sample_json_line()
+            self.unmatched_out: Callable[[UnmatchedLabel], Any] = lambda u: (
+                UNMATCHED_LINES,
+                _json.dumps(u.to_json()).decode("utf-8"),
+            )
+        else:
+            from jobs.runtime.kafka_io import WireFormat
+
+            wire = WireFormat()
+            encode_sample, encode_unmatched = wire.encode_sample, wire.encode_unmatched
+            topics = {name: f"{self.samples_prefix}{name}" for name in self.core.task_names}
+            unmatched_topic = self.unmatched_topic
+            self.sample_out = lambda s: Row(
+                topics[s.task], s.impression_id.encode("utf-8"), encode_sample(s.to_json()), None
+            )
+            self.unmatched_out = lambda u: Row(
+                unmatched_topic, u.request_id.encode("utf-8"), encode_unmatched(u.to_json()), None
+            )
+
+    def close(self) -> None:
+        _write_stats(
+            self.stats_dir,
+            "join",
+            self.subtask,
+            {
+                "samples": [[t, a, n] for (t, a), n in self.sample_counts.items()],
+                "unmatched": dict(self.reason_counts),
+                "ignored_label_types": dict(self.ignored),
+                "events": self.events,
+                "timers_fired": self.timers_fired,
+            },
+        )
+
+    def process_element(self, value: bytes, ctx: KeyedProcessFunction.Context) -> list[Any]:
+        self.events += 1
+        event = event_from_bytes(value)
+        timers = ctx.timer_service()
+        raw = self.state.value()
+        state = None if raw is None else RequestState.from_bytes(raw)
+        step = self.on_event_core(state, event, timers.current_watermark())
+        return self._apply(step, raw, timers)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> list[Any]:
+        raw = self.state.value()
+        if raw is None:  # the key's state was cleared since: nothing waits on this timer
+            return []
+        self.timers_fired += 1
+        timers = ctx.timer_service()
+        step = self.on_timer_core(RequestState.from_bytes(raw), timestamp, timers.current_watermark())
+        return self._apply(step, raw, timers)
+
+    def _apply(self, step: Step, raw: bytes | None, timers: Any) -> list[Any]:
+        state = step.state
+        if state is None:
+            if raw is not None:
+                self.state.clear()
+        else:
+            data = state.to_bytes()
+            if data != raw:
+                self.state.update(data)
+        if step.timers:
+            for ts in set(step.timers) if len(step.timers) > 1 else step.timers:
+                timers.register_event_time_timer(ts)
+        out: list[Any] = []
+        if step.samples:
+            sample_out = self.sample_out
+            counts = self.sample_counts
+            for s in step.samples:
+                counts[(s.task, s.attribution)] += 1
+                out.append(sample_out(s))
+        if step.unmatched:
+            unmatched_out = self.unmatched_out
+            for u in step.unmatched:
+                self.reason_counts[u.reason] += 1
+                out.append(unmatched_out(u))
+        if step.ignored_label_types:
+            self.ignored.update(step.ignored_label_types)
+        return out

@@ -1,0 +1,162 @@
+"""``run --engine flink``: the streaming sample join as a PyFlink job on Kafka.
+
+Graph::
+
+    Kafka (events.impressions; events.feature_snapshots; events.labels)   [flink-sql-connector-kafka]
+      -> DecodeKafkaRecords (schemas codec -> join-core event; undecodable -> dead-letter records)
+      -> event time + watermarks (BoundedOutOfOrderness = join.out_of_orderness, idleness = join.idleness)
+      -> key_by(request_id) -> JoinFunction (ValueState of RequestState bytes, event-time timers)
+      -> samples.<task> (Avro Sample, key impression_id), samples.unmatched (Avro UnmatchedLabel, key
+         request_id), deadletter (original key and bytes, headers error/source_*)      [Kafka, at-least-once]
+
+Checkpointing is on (``flink.checkpoint_interval``), state in RocksDB (``flink.state_backend``); the
+Kafka source commits its offsets on checkpoints and resumes from them.
+
+:func:`build_graph` takes the input as a DataStream and returns the output as a DataStream, so the
+same graph runs with file sources and sinks in place of Kafka (tests; see
+:class:`jobs.runtime.flink_kafka.FileTables`).
+
+Submitting to a cluster (the image of ``infra/flink/Dockerfile`` has all of it in place)::
+
+    flink run -d -pyclientexec /opt/venv/bin/python -pyexec /opt/venv/bin/python \\
+        -j /opt/flink/connectors/flink-sql-connector-kafka-5.0.0-2.2.jar \\
+        -pym jobs.runtime.flink_job --config /opt/odl-loop/sample-join.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jobs.config import SampleJoinConfig
+from jobs.errors import JobError
+
+CONNECTOR_ENV = "FLINK_KAFKA_CONNECTOR_JAR"
+CONNECTOR_VERSION = "5.0.0-2.2"  # the Flink 2.x line of the connector; built for 2.2, runs on 2.3
+CONNECTOR_JAR = f"flink-sql-connector-kafka-{CONNECTOR_VERSION}.jar"
+CONNECTOR_URL = (
+    f"https://repo1.maven.org/maven2/org/apache/flink/flink-sql-connector-kafka/{CONNECTOR_VERSION}/{CONNECTOR_JAR}"
+)
+CHECKPOINT_DIR_ENV = "FLINK_CHECKPOINT_DIR"
+
+
+class ConnectorJarMissing(JobError):
+    """The Flink Kafka connector jar is not configured or not there."""
+
+
+def connector_jar(config: SampleJoinConfig, environ: dict[str, str] | None = None) -> Path:
+    """The Kafka connector jar: ``$FLINK_KAFKA_CONNECTOR_JAR``, else ``flink.connector_jar``."""
+    env = os.environ if environ is None else environ
+    value = env.get(CONNECTOR_ENV) or config.flink.connector_jar
+    where = f"get {CONNECTOR_JAR} (Flink 2.x Kafka connector) from {CONNECTOR_URL}"
+    if not value:
+        raise ConnectorJarMissing(
+            f"the Flink Kafka connector jar is not configured: set {CONNECTOR_ENV} or flink.connector_jar "
+            f"to its path; {where}"
+        )
+    path = Path(value).expanduser()
+    if not path.is_file():
+        source = CONNECTOR_ENV if env.get(CONNECTOR_ENV) else "flink.connector_jar"
+        raise ConnectorJarMissing(f"the Flink Kafka connector jar {path} ({source}) does not exist; {where}")
+    return path.resolve()
+
+
+def streaming_options(config: SampleJoinConfig) -> dict[str, str]:
+    """Flink settings of the streaming job (checkpointing, state backend, watermarks)."""
+    options = {
+        "pipeline.name": "sample-join",
+        "execution.checkpointing.interval": f"{config.flink.checkpoint_interval} ms",
+        "execution.checkpointing.mode": "EXACTLY_ONCE",  # consistent state; the sinks are at-least-once
+        "state.backend.type": config.flink.state_backend,
+        "pipeline.auto-watermark-interval": "200 ms",
+    }
+    if config.flink.state_backend == "rocksdb":
+        options["state.backend.incremental"] = "true"
+    checkpoint_dir = os.environ.get(CHECKPOINT_DIR_ENV)
+    if checkpoint_dir:
+        options["execution.checkpointing.dir"] = checkpoint_dir
+    return options
+
+
+def output_topics(config: SampleJoinConfig) -> list[str]:
+    topics = config.kafka.topics
+    return [*(topics.samples(t.name) for t in config.join.tasks), topics.unmatched, topics.deadletter]
+
+
+def build_graph(source: Any, config: SampleJoinConfig) -> Any:
+    """Decode -> watermarks -> key_by(request_id) -> join; returns the DataStream of output records.
+
+    ``source`` is a DataStream of ``KAFKA_IN_TYPE`` rows (topic, partition, offset, key, value);
+    the result is a DataStream of ``KAFKA_OUT_TYPE`` rows (topic, key, value, headers): samples and
+    unmatched labels (Avro) and dead letters.
+    """
+    from jobs.runtime.flink_env import key_by_request
+    from jobs.runtime.flink_functions import (
+        BYTES,
+        DEADLETTER_RECORDS,
+        KAFKA_OUT_TYPE,
+        PARSED_TYPE,
+        DecodeKafkaRecords,
+        JoinFunction,
+    )
+
+    topics = config.kafka.topics
+    join = config.join
+    decoded = source.process(DecodeKafkaRecords(topics.deadletter), PARSED_TYPE).name("decode-events")
+    keyed = key_by_request(decoded, BYTES, join.out_of_orderness, join.idleness)
+    joined = keyed.process(
+        JoinFunction(join.model_dump(), "avro", samples_prefix=topics.samples_prefix, unmatched_topic=topics.unmatched),
+        KAFKA_OUT_TYPE,
+    ).name("sample-join")
+    return joined.union(decoded.get_side_output(DEADLETTER_RECORDS))
+
+
+def build_job(env: Any, config: SampleJoinConfig, tables: Any) -> None:
+    """The whole job on ``env``: ``tables`` (KafkaTables or FileTables) gives its sources and sinks."""
+    from pyflink.table import StreamTableEnvironment
+
+    from jobs.runtime.flink_kafka import table_sinks, table_source
+
+    t_env = StreamTableEnvironment.create(env)
+    output = build_graph(table_source(t_env, tables), config)
+    table_sinks(t_env, output, output_topics(config), [config.kafka.topics.deadletter], tables)
+
+
+def run(config: SampleJoinConfig) -> None:
+    """Run the streaming job (blocks while it runs on the local MiniCluster; under ``flink run`` it
+    submits the job to the cluster). Raises ConnectorJarMissing (one line) without the connector."""
+    from jobs.runtime.flink_env import make_environment, one_line
+    from jobs.runtime.flink_kafka import KafkaTables
+
+    jar = connector_jar(config)
+    env = make_environment(config.flink.parallelism, streaming_options(config), jars=[jar])
+    build_job(env, config, KafkaTables(config))
+    try:
+        env.execute("sample-join")
+    except Exception as exc:
+        raise JobError(f"the Flink job failed: {one_line(exc)}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point for ``flink run -pym jobs.runtime.flink_job --config FILE`` (and ``python -m``)."""
+    parser = argparse.ArgumentParser(prog="jobs.runtime.flink_job", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, help="sample-join config (YAML)")
+    parser.add_argument("--parallelism", type=int, help="overrides flink.parallelism")
+    args = parser.parse_args(argv)
+    from infra.errors import InfraError
+
+    try:
+        config = SampleJoinConfig.load(args.config, {"flink.parallelism": args.parallelism})
+        run(config)
+    except (JobError, InfraError) as exc:
+        print(f"jobs.runtime.flink_job: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConnectorJarMissing | InfraError) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
