@@ -4,13 +4,16 @@ JOBS_PY    := .venv/jobs/bin/python
 TRAINER_PY := .venv/trainer/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup up down status test test-jobs test-trainer lint bench clean
+.PHONY: help setup demo up down status test test-jobs test-trainer lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 setup:  ## create .venv/jobs and .venv/trainer (idempotent; installs Java 17 / redis-server as root if missing)
 	@bash infra/setup.sh
+
+demo: setup  ## the main job on its embedded default: generate -> Kafka -> streaming join -> samples -> fit -> evaluate
+	@bash infra/demo.sh
 
 up: setup  ## start the local broker + redis-server and create the topics
 	$(JOBS_PY) -m infra.local up
@@ -21,7 +24,7 @@ down:  ## stop the local stack
 status:  ## show the local stack's addresses and health
 	$(JOBS_PY) -m infra.local status
 
-test:  ## every suite, each in its own venv; fails if any fails
+test: setup  ## every suite, each in its own venv; fails if any fails
 	@bash infra/run_tests.sh $(PYTEST_ARGS)
 
 test-jobs:  ## schemas, jobs, infra and end-to-end suites (.venv/jobs)
