@@ -1,0 +1,90 @@
+"""Static checks of docker-compose and the Dockerfiles (no Docker engine runs on these machines).
+
+They parse, every image they build has its Dockerfile and copied paths, every `python -m` entrypoint
+exists, and the addresses and ports agree with the code's defaults.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from jobs.config import SampleJoinConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "infra" / "docker-compose.yml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _dockerfiles(compose: dict[str, Any]) -> set[Path]:
+    return {
+        (COMPOSE.parent / s["build"]["context"] / s["build"]["dockerfile"]).resolve()
+        for s in compose["services"].values() if "build" in s
+    }
+
+
+def test_every_built_image_has_its_dockerfile_and_sources(compose: dict[str, Any]) -> None:
+    dockerfiles = _dockerfiles(compose)
+    assert dockerfiles, "compose builds no image"
+    for dockerfile in dockerfiles | {ROOT / "infra" / "trainer" / "Dockerfile"}:
+        text = dockerfile.read_text()
+        assert text.startswith("#") and "\nFROM " in text, dockerfile
+        for line in re.findall(r"^COPY (.+)$", text, flags=re.M):
+            *sources, _dest = line.split()
+            for source in sources:
+                if not source.startswith("--"):
+                    assert (ROOT / source).exists(), f"{dockerfile.name} copies missing {source}"
+
+
+def _module_commands(compose: dict[str, Any]) -> list[str]:
+    modules = []
+    for dockerfile in _dockerfiles(compose) | {ROOT / "infra" / "trainer" / "Dockerfile"}:
+        modules += re.findall(r'ENTRYPOINT \["python", "-m", "([\w.]+)"', dockerfile.read_text())
+    for service in compose["services"].values():
+        entrypoint = service.get("entrypoint") or []
+        if entrypoint[:2] == ["python", "-m"]:
+            modules.append(entrypoint[2])
+    return modules
+
+
+def test_every_python_entrypoint_exists(compose: dict[str, Any]) -> None:
+    modules = _module_commands(compose)
+    assert {"jobs.sample_join", "jobs.generate", "infra.local", "trainer"} <= set(modules)
+    for module in modules:
+        assert importlib.util.find_spec(module) is not None, module
+
+
+def test_services_agree_with_the_code_defaults(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    services = compose["services"]
+    join = services["sample-join"]
+    for name, value in join["environment"].items():
+        monkeypatch.setenv(name, value)
+    config_path = join["command"][join["command"].index("--config") + 1]
+    config = SampleJoinConfig.load(ROOT / config_path.removeprefix("/app/"))
+    assert config.kafka.bootstrap_servers == "kafka:9092"
+    assert "PLAINTEXT://kafka:9092" in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert config.redis.url == "redis://redis:6379/0"
+    assert f"{config.metrics.port}:{config.metrics.port}" in join["ports"]
+    assert join["command"][:3] == ["run", "--engine", "local"]
+    assert services["topics"]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert services["generator"]["command"][services["generator"]["command"].index("--bootstrap-servers") + 1] == (
+        "kafka:9092")
+
+
+def test_example_config_loads_with_local_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "METRICS_PORT", "FLINK_KAFKA_CONNECTOR_JAR"):
+        monkeypatch.delenv(name, raising=False)
+    config = SampleJoinConfig.load(ROOT / "infra" / "sample_join.yaml")
+    assert config.kafka.bootstrap_servers == "127.0.0.1:19092"
+    assert config.redis.url == "redis://127.0.0.1:16379/0"
+    assert config.flink.connector_jar is None
+    assert [t.name for t in config.join.tasks] == ["click"]
