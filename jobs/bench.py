@@ -20,6 +20,7 @@ Without ``--events`` a deterministic synthetic file (``--events-count``, ``--see
 from __future__ import annotations
 
 import argparse
+import gc
 import heapq
 import importlib
 import json
@@ -56,9 +57,10 @@ class BenchContext:
 class BenchResult:
     name: str
     events: int
-    seconds: float
+    seconds: float  # wall time
     detail: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None  # why it did not run
+    cpu_seconds: float | None = None  # this process's CPU time, when the contender runs in-process
 
     @property
     def events_per_second(self) -> float:
@@ -225,14 +227,17 @@ def bench_local(ctx: BenchContext) -> BenchResult:
     from jobs.runtime.replay import run_replay
 
     out = ctx.workdir / "local.samples.jsonl"
+    cpu = time.process_time()
     summary = run_replay(
         ctx.events, out, ctx.workdir / "local.unmatched.jsonl", ctx.workdir / "local.deadletter.jsonl", ctx.join
     )
+    cpu = time.process_time() - cpu
     return BenchResult(
         "local",
         summary.events_read,
         summary.seconds,
         {"samples": summary.total_samples, "unmatched": summary.total_unmatched},
+        cpu_seconds=cpu,
     )
 
 
@@ -245,15 +250,20 @@ def bench_core(ctx: BenchContext) -> BenchResult:
     with open(ctx.events, "rb") as f:
         events = [event_from_json(json.loads(line)) for line in f if line.strip()]
     runner = LocalJoinRunner(SampleJoin(ctx.join), ctx.join.out_of_orderness)
-    started = time.perf_counter()
-    for e in events:
-        runner.process(e)
-        if len(runner.samples) > 8192:
-            runner.samples.clear()
-            runner.unmatched.clear()
-    runner.finish()
-    seconds = time.perf_counter() - started
-    return BenchResult("core", len(events), seconds, {"timers_fired": runner.timers_fired})
+
+    def drain() -> None:
+        runner.samples.clear()
+        runner.unmatched.clear()
+
+    gc.disable()
+    try:
+        started, cpu = time.perf_counter(), time.process_time()
+        runner.run(events, drain)
+        runner.finish()
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        gc.enable()
+    return BenchResult("core", len(events), seconds, {"timers_fired": runner.timers_fired}, cpu_seconds=cpu)
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -290,13 +300,19 @@ def format_results(results: list[BenchResult], reference: str | None) -> str:
     ref = next((r for r in results if r.name == reference and not r.skipped), None)
     if ref is None:
         ref = next((r for r in results if not r.skipped), None)
-    lines = [f"{'contender':<14} {'events':>10} {'seconds':>9} {'events/s':>12}  ratio to {ref.name if ref else '-'}"]
+    lines = [
+        f"{'contender':<14} {'events':>10} {'seconds':>9} {'events/s':>12} {'ev/CPU-s':>12}  "
+        f"ratio to {ref.name if ref else '-'}"
+    ]
     for r in results:
         if r.skipped:
             lines.append(f"{r.name:<14} skipped: {r.skipped}")
             continue
         ratio = r.events_per_second / ref.events_per_second if ref and ref.events_per_second else 0.0
-        lines.append(f"{r.name:<14} {r.events:>10} {r.seconds:>9.3f} {r.events_per_second:>12,.0f}  {ratio:.2f}")
+        per_cpu = f"{r.events / r.cpu_seconds:>12,.0f}" if r.cpu_seconds else f"{'-':>12}"
+        lines.append(
+            f"{r.name:<14} {r.events:>10} {r.seconds:>9.3f} {r.events_per_second:>12,.0f} {per_cpu}  {ratio:.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -354,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "events": r.events,
                             "seconds": r.seconds,
                             "events_per_second": r.events_per_second,
+                            "cpu_seconds": r.cpu_seconds,
                             "detail": r.detail,
                             "skipped": r.skipped,
                         }

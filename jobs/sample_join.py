@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     _join_flags(rp)
     rp.add_argument("--config", type=Path, metavar="CONFIG.yaml", help="take tasks etc. from a sample-join config")
     rp.add_argument("--engine", choices=("local", "flink"), default="local", help="default: local")
-    rp.add_argument("--parallelism", type=_positive_int, help="flink engine parallelism (default: config or 1)")
+    rp.add_argument(
+        "--parallelism",
+        type=_positive_int,
+        help="flink engine parallelism (default: $SAMPLE_JOIN_FLINK_PARALLELISM, the config's, or 1)",
+    )
     rp.add_argument("--json-summary", action="store_true", help="also print the summary as JSON on stdout")
     rp.add_argument("--quiet", action="store_true", help="no human summary on stderr")
 
@@ -176,6 +181,20 @@ def default_side_output(out: Path, kind: str) -> Path:
     return out.with_name(f"{out.stem if out.suffix else out.name}.{kind}.jsonl")
 
 
+def _env_parallelism() -> int | None:
+    """``SAMPLE_JOIN_FLINK_PARALLELISM`` (tests run the same command at parallelism 1 and 2)."""
+    text = os.environ.get("SAMPLE_JOIN_FLINK_PARALLELISM", "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"{PROG}: error: SAMPLE_JOIN_FLINK_PARALLELISM must be a positive integer, got {text!r}")
+    return value
+
+
 # -- engines -------------------------------------------------------------------------------------
 def _engine(module: str, engine: str, what: str) -> Any:
     try:
@@ -197,7 +216,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     paths = [out.resolve(), unmatched.resolve(), deadletter.resolve()]
     if len(set(paths)) != 3 or events.resolve() in paths:
         raise UsageError(f"{PROG}: error: --events, --out, --unmatched and --deadletter must be distinct files")
-    parallelism = args.parallelism or (base.flink.parallelism if base else 1)
+    parallelism = args.parallelism or _env_parallelism() or (base.flink.parallelism if base else 1)
     if args.engine == "local":
         from jobs.runtime.replay import run_replay
     else:

@@ -161,15 +161,26 @@ def _all_str(d: dict[str, Any]) -> bool:
     return True
 
 
+def _all_float(d: dict[str, Any]) -> bool:
+    for v in d.values():  # noqa: SIM110 - a plain loop is faster than all(<genexpr>)
+        if type(v) is not float or not math.isfinite(v):
+            return False
+    return True
+
+
 def _impression(obj: dict[str, Any]) -> Impression:
-    # Fast path: everything well-typed (the common case) is checked in one expression.
-    rid = obj.get("request_id")
-    iid = obj.get("impression_id")
-    user = obj.get("user_id")
-    item = obj.get("item_id")
-    t = obj.get("event_time_ms")
-    pos = obj.get("position", 0)
-    ctx = obj.get("context")
+    # Fast path: everything present and well-typed (the common case) is checked in one expression.
+    try:
+        rid = obj["request_id"]
+        iid = obj["impression_id"]
+        user = obj["user_id"]
+        item = obj["item_id"]
+        t = obj["event_time_ms"]
+        pos = obj["position"]
+        ctx = obj["context"]
+    except KeyError:
+        rid = iid = user = item = t = ctx = None
+        pos = obj.get("position", 0)
     if (
         type(rid) is str
         and rid
@@ -201,6 +212,25 @@ def _impression(obj: dict[str, Any]) -> Impression:
 
 
 def _snapshot(obj: dict[str, Any]) -> FeatureSnapshot:
+    try:
+        rid = obj["request_id"]
+        t = obj["event_time_ms"]
+        sparse = obj["sparse"]
+        dense = obj["dense"]
+    except KeyError:
+        pass
+    else:
+        if (
+            type(rid) is str
+            and rid
+            and type(t) is int
+            and MIN_EVENT_TIME_MS <= t < MAX_EVENT_TIME_MS
+            and type(sparse) is dict
+            and _all_str(sparse)
+            and type(dense) is dict
+            and _all_float(dense)
+        ):
+            return make_snapshot(rid, t, sparse, dense)
     kind = "feature_snapshot"
     return make_snapshot(
         _id(obj, "request_id", kind),
@@ -211,11 +241,15 @@ def _snapshot(obj: dict[str, Any]) -> FeatureSnapshot:
 
 
 def _label(obj: dict[str, Any]) -> Label:
-    rid = obj.get("request_id")
-    iid = obj.get("impression_id")
-    lt = obj.get("label_type")
-    t = obj.get("event_time_ms")
-    value = obj.get("value", 1.0)
+    try:
+        rid = obj["request_id"]
+        iid = obj["impression_id"]
+        lt = obj["label_type"]
+        t = obj["event_time_ms"]
+        value = obj["value"]
+    except KeyError:
+        rid = iid = lt = t = None
+        value = obj.get("value", 1.0)
     if (
         type(rid) is str
         and rid

@@ -1,13 +1,13 @@
 """An in-memory runtime for the join core: keyed state in a dict, event-time timers in a heap.
 
 This is what ``replay --engine local`` drives, and what the tests use as the reference runtime.
-It is pure (no I/O): feed events with :meth:`LocalJoinRunner.process`, end a bounded input with
-:meth:`LocalJoinRunner.finish`, and take the outputs from ``samples`` / ``unmatched`` (drain them
-as you go to keep memory flat).
+It is pure (no I/O): feed events with :meth:`LocalJoinRunner.process` (or a whole iterable with
+:meth:`LocalJoinRunner.run`, the fast path), end a bounded input with :meth:`LocalJoinRunner.finish`,
+and take the outputs from ``samples`` / ``unmatched`` (drain them as you go to keep memory flat).
 
 The watermark follows Flink's BoundedOutOfOrderness, advanced after every event (the event itself
 is processed under the watermark of the events before it, as in Flink). Timers are deduplicated
-per key and timestamp and fire in timestamp order.
+per key and timestamp and fire in timestamp order (keys of one timestamp in registration order).
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ class LocalJoinRunner:
         self.state_bytes = state_bytes  # keep states serialized (as Flink/Redis would): tests use it
         self.states: dict[str, RequestState] = {}
         self.bytes_states: dict[str, bytes] = {}
-        self._heap: list[tuple[int, str]] = []
-        self._scheduled: set[tuple[str, int]] = set()
+        # Timers: a heap of distinct timestamps, and per timestamp the keys (a dict used as an
+        # ordered set). Plain ints compare much faster in the heap than (timestamp, key) tuples.
+        self._heap: list[int] = []
+        self._keys_at: dict[int, dict[str, None]] = {}
         self.max_event_time_ms: int | None = None
         self.watermark = WATERMARK_START
         self.samples: list[Sample] = []
@@ -46,12 +48,7 @@ class LocalJoinRunner:
         """Process one event under the current watermark, then (by default) advance the watermark."""
         key = event.request_id
         self.events += 1
-        if self.state_bytes:
-            raw = self.bytes_states.get(key)
-            state = None if raw is None else RequestState.from_bytes(raw)
-        else:
-            state = self.states.get(key)
-        self._apply(key, self.join.on_event(state, event, self.watermark))
+        self._apply(key, self.join.on_event(self._load(key), event, self.watermark))
         t = event.event_time_ms
         m = self.max_event_time_ms
         if m is None or t > m:
@@ -73,7 +70,9 @@ class LocalJoinRunner:
         if self.state_bytes:
             for event in events:
                 self.process(event)
-                if on_flush is not None and (len(self.samples) >= flush_every or len(self.unmatched) >= flush_every):
+                if on_flush is not None and (
+                    len(self.samples) >= flush_every or len(self.unmatched) >= flush_every
+                ):
                     on_flush()
             return
         event_into = self.join.event_into
@@ -82,9 +81,9 @@ class LocalJoinRunner:
         get = states.get
         pop = states.pop
         heap = self._heap
-        scheduled = self._scheduled
-        add_scheduled = scheduled.add
-        discard_scheduled = scheduled.discard
+        keys_at = self._keys_at
+        keys_get = keys_at.get
+        keys_pop = keys_at.pop
         push = heapq.heappush
         hpop = heapq.heappop
         samples = self.samples
@@ -112,37 +111,41 @@ class LocalJoinRunner:
                         states[key] = state
                 if timers:
                     for ts in timers:
-                        sk = (key, ts)
-                        if sk not in scheduled:
-                            add_scheduled(sk)
-                            push(heap, (ts, key))
+                        bucket = keys_get(ts)
+                        if bucket is None:
+                            keys_at[ts] = {key: None}
+                            push(heap, ts)
+                        elif key not in bucket:
+                            bucket[key] = None
                     timers.clear()
                 t = event.event_time_ms
                 if m is None or t > m:
                     m = t
                     if t - lag > wm:
                         wm = t - lag
-                        while heap and heap[0][0] <= wm:
-                            ts, tkey = hpop(heap)
-                            discard_scheduled((tkey, ts))
-                            old = step.state = get(tkey)
-                            if old is None:
-                                continue
-                            fired += 1
-                            timer_into(step, ts, wm)
-                            state = step.state
-                            if state is not old:
-                                if state is None:
-                                    pop(tkey, None)
-                                else:
-                                    states[tkey] = state
-                            if timers:
-                                for ts in timers:
-                                    sk = (tkey, ts)
-                                    if sk not in scheduled:
-                                        add_scheduled(sk)
-                                        push(heap, (ts, tkey))
-                                timers.clear()
+                        while heap and heap[0] <= wm:
+                            ts = hpop(heap)
+                            for tkey in keys_pop(ts):
+                                old = step.state = get(tkey)
+                                if old is None:
+                                    continue
+                                fired += 1
+                                timer_into(step, ts, wm)
+                                state = step.state
+                                if state is not old:
+                                    if state is None:
+                                        pop(tkey, None)
+                                    else:
+                                        states[tkey] = state
+                                if timers:
+                                    for ts2 in timers:
+                                        bucket = keys_get(ts2)
+                                        if bucket is None:
+                                            keys_at[ts2] = {tkey: None}
+                                            push(heap, ts2)
+                                        elif tkey not in bucket:
+                                            bucket[tkey] = None
+                                    timers.clear()
                         if on_flush is not None and (len(samples) >= flush_every or len(unmatched) >= flush_every):
                             on_flush()
         finally:
@@ -162,26 +165,15 @@ class LocalJoinRunner:
             return
         self.watermark = watermark_ms
         heap = self._heap
-        if not heap or heap[0][0] > watermark_ms:
-            return
-        scheduled = self._scheduled
         on_timer = self.join.on_timer
-        state_bytes = self.state_bytes
-        states = self.states
-        while heap and heap[0][0] <= watermark_ms:
-            ts, key = heapq.heappop(heap)
-            scheduled.discard((key, ts))
-            if state_bytes:
-                raw = self.bytes_states.get(key)
-                if raw is None:
-                    continue
-                state = RequestState.from_bytes(raw)
-            else:
-                state = states.get(key)  # type: ignore[assignment]
+        while heap and heap[0] <= watermark_ms:
+            ts = heapq.heappop(heap)
+            for key in self._keys_at.pop(ts):
+                state = self._load(key)
                 if state is None:
                     continue
-            self.timers_fired += 1
-            self._apply(key, on_timer(state, ts, watermark_ms))
+                self.timers_fired += 1
+                self._apply(key, on_timer(state, ts, watermark_ms))
 
     def current_watermark(self) -> int:
         """The watermark the events seen so far allow (what :meth:`process` advances to)."""
@@ -197,15 +189,18 @@ class LocalJoinRunner:
         return len(self.bytes_states) if self.state_bytes else len(self.states)
 
     def pending_timers(self) -> int:
-        return len(self._heap)
+        return sum(len(keys) for keys in self._keys_at.values())
 
     def state_of(self, key: str) -> RequestState | None:
+        return self._load(key)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _load(self, key: str) -> RequestState | None:
         if self.state_bytes:
             raw = self.bytes_states.get(key)
             return None if raw is None else RequestState.from_bytes(raw)
         return self.states.get(key)
 
-    # -- internals -----------------------------------------------------------------------------
     def _apply(self, key: str, step: Step) -> None:
         state = step.state
         if self.state_bytes:
@@ -221,14 +216,13 @@ class LocalJoinRunner:
             self.states.pop(key, None)
         else:
             self.states[key] = state
-        if step.timers:
-            scheduled = self._scheduled
-            heap = self._heap
-            for ts in step.timers:
-                k = (key, ts)
-                if k not in scheduled:
-                    scheduled.add(k)
-                    heapq.heappush(heap, (ts, key))
+        for ts in step.timers:
+            bucket = self._keys_at.get(ts)
+            if bucket is None:
+                self._keys_at[ts] = {key: None}
+                heapq.heappush(self._heap, ts)
+            elif key not in bucket:
+                bucket[key] = None
         if step.samples:
             self.samples.extend(step.samples)
         if step.unmatched:
