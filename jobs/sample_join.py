@@ -216,6 +216,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     paths = [out.resolve(), unmatched.resolve(), deadletter.resolve()]
     if len(set(paths)) != 3 or events.resolve() in paths:
         raise UsageError(f"{PROG}: error: --events, --out, --unmatched and --deadletter must be distinct files")
+    for path in (out, unmatched, deadletter):
+        if path.is_dir():
+            raise UsageError(f"{PROG}: error: output {path} is a directory")
     parallelism = args.parallelism or _env_parallelism() or (base.flink.parallelism if base else 1)
     if args.engine == "local":
         from jobs.runtime.replay import run_replay
@@ -266,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, InputError) else 1
+    except OSError as exc:  # e.g. an output directory that cannot be created or written
+        print(f"{PROG}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

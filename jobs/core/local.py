@@ -70,9 +70,7 @@ class LocalJoinRunner:
         if self.state_bytes:
             for event in events:
                 self.process(event)
-                if on_flush is not None and (
-                    len(self.samples) >= flush_every or len(self.unmatched) >= flush_every
-                ):
+                if on_flush is not None and (len(self.samples) >= flush_every or len(self.unmatched) >= flush_every):
                     on_flush()
             return
         event_into = self.join.event_into

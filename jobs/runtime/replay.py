@@ -9,6 +9,7 @@ names and renamed only when the run completed.
 from __future__ import annotations
 
 import gc
+import itertools
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -118,7 +119,10 @@ def run_replay(
             def parsed() -> Iterator[Event]:
                 lineno = 0
                 try:
-                    for raw in source:
+                    first = source.readline()
+                    if first.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark is not part of line 1
+                        first = first[3:]
+                    for raw in itertools.chain((first,) if first else (), source):
                         lineno += 1
                         try:
                             obj = loads(raw)

@@ -209,3 +209,30 @@ def test_run_flags_override_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
         "I", "F", "L", "U", "D")
     assert topics.samples("click") == "out.click"
     assert config.local.exit_when_idle == 3_000
+
+
+def test_byte_order_mark_crlf_and_empty_files(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\xef\xbb\xbf" + json.dumps(IMP).encode() + b"\r\n" + json.dumps(SNAP).encode() + b"\r\n")
+    result = cli("replay", "--events", events, "--out", tmp_path / "s.jsonl", "--json-summary", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["deadlettered"] == 0
+    assert read_jsonl(tmp_path / "s.jsonl")[0]["has_snapshot"] is True
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    result = cli("replay", "--events", empty, "--out", tmp_path / "e.jsonl", "--json-summary", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["events_read"] == 0
+    assert (tmp_path / "e.jsonl").read_text() == ""
+
+
+def test_output_paths_that_cannot_be_written_are_one_line_errors(tmp_path: Path) -> None:
+    events = write_events(tmp_path / "events.jsonl", [IMP])
+    result = cli("replay", "--events", events, "--out", tmp_path)
+    assert result.returncode == 2
+    assert "is a directory" in one_line(result.stderr)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = cli("replay", "--events", events, "--out", blocker / "sub" / "s.jsonl")
+    assert result.returncode == 1
+    one_line(result.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,31 @@ def test_summary_json_round_trip_and_human_form() -> None:
     assert s.events_per_second == 20.0
     text = s.format_human()
     assert "POSITIVE 3" in text and "duplicate 2" in text and "like 2" in text and "1 line(s) dead-lettered" in text
+
+
+def test_replay_of_a_generated_stream_matches_its_ground_truth(tmp_path: Path) -> None:
+    """jobs.generate writes delayed-feedback events and the truth per impression (clicked, delay)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("jobs.generate")
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.jsonl"
+    subprocess.run([sys.executable, "-m", "jobs.generate", "--out", str(events), "--truth", str(truth),
+                    "--impressions", "4000", "--seed", "11", "--quiet"], check=True, timeout=300)
+    out, unmatched, bad = paths(tmp_path)
+    summary = run_replay(events, out, unmatched, bad, JoinConfig())
+    window, horizon = 600_000, 86_400_000
+    expected: Counter[tuple[str, str, int]] = Counter()
+    for row in read_jsonl(truth):
+        iid, clicked, delay = row["impression_id"], row["clicked"], row["delay_ms"]
+        if clicked and delay <= window:
+            expected[(iid, "POSITIVE", 1)] += 1
+        else:
+            expected[(iid, "NEGATIVE", 0)] += 1
+            if clicked and delay <= horizon:
+                expected[(iid, "LATE_POSITIVE", 1)] += 1
+    samples = read_jsonl(out)
+    assert Counter((s["impression_id"], s["attribution"], s["label"]) for s in samples) == expected
+    assert len({s["sample_id"] for s in samples}) == len(samples)
+    assert summary.deadlettered == 0
+    assert summary.ignored_label_types  # the generator also writes conversion and like labels
