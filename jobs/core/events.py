@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from jobs.errors import JobError
 
@@ -293,15 +293,21 @@ def event_from_json(obj: Any) -> Event:
     Unknown extra fields are ignored (forward compatibility); missing or mistyped ones raise
     :class:`BadEvent` naming the field.
     """
+    try:
+        parser = _PARSERS[obj["type"]] if type(obj) is dict else None
+    except (KeyError, TypeError):  # no "type", or an unknown / unhashable one
+        parser = None
+    if parser is None:
+        _bad_type(obj)
+    return parser(obj)
+
+
+def _bad_type(obj: Any) -> NoReturn:
     if type(obj) is not dict:
         raise BadEvent(f"expected a JSON object with a 'type' field, got {_describe(obj)}")
-    kind = obj.get("type")
-    parser = _PARSERS.get(kind) if type(kind) is str else None
-    if parser is None:
-        if "type" not in obj:
-            raise BadEvent("missing field 'type' (expected one of impression, feature_snapshot, label)")
-        raise BadEvent(f"unknown event type {_describe(kind)} (expected one of impression, feature_snapshot, label)")
-    return parser(obj)
+    if "type" not in obj:
+        raise BadEvent("missing field 'type' (expected one of impression, feature_snapshot, label)")
+    raise BadEvent(f"unknown event type {_describe(obj['type'])} (expected one of impression, feature_snapshot, label)")
 
 
 def event_to_json(event: Event) -> dict[str, Any]:

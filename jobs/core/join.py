@@ -57,8 +57,6 @@ BEYOND_HORIZON = "beyond_horizon"
 DUPLICATE = "duplicate"
 UNMATCHED_REASONS = (NO_IMPRESSION, BEYOND_HORIZON, DUPLICATE)
 
-_EMPTY: dict[str, Any] = {}
-
 __all__ = [
     "ATTRIBUTIONS",
     "BEYOND_HORIZON",
@@ -428,7 +426,7 @@ class SampleJoin:
         ):
             sparse, dense, has = snap.sparse, snap.dense, True
         else:
-            sparse, dense, has = _EMPTY, _EMPTY, False
+            sparse, dense, has = {}, {}, False
         task = self.task_names[k]
         if label is None:
             return Sample(
