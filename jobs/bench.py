@@ -10,8 +10,9 @@ else the first one run). Adding a contender is a registration::
     def flink_sql(ctx: BenchContext) -> BenchResult:
         ...  # run on ctx.events, return BenchResult(name="flink-sql", events=..., seconds=...)
 
-Modules named in ``CONTENDER_MODULES`` are imported (if importable) before the run so that their
-``@register`` calls take effect; a contender whose engine is missing is reported as skipped.
+Every ``jobs/runtime/*_bench.py`` module (and any module named in ``CONTENDER_MODULES``) is imported
+before the run, so that its ``@register`` calls take effect; one that cannot be imported is listed
+as unavailable, and a contender that raises is reported as skipped.
 
 Without ``--events`` a deterministic synthetic file (``--events-count``, ``--seed``) is written to
 ``.bench/`` (a built-in generator, so the benchmark does not depend on ``jobs.generate``).
@@ -39,8 +40,8 @@ from jobs.config import JoinConfig, TaskConfig
 T0 = 1_700_000_000_000
 BENCH_DIR = Path(".bench")
 
-# Modules that register further contenders when imported (owned by the engines' authors).
-CONTENDER_MODULES = ("jobs.runtime.flink_bench", "jobs.runtime.flink_sql_bench")
+# Further modules that register contenders when imported (besides jobs/runtime/*_bench.py).
+CONTENDER_MODULES: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -268,8 +269,13 @@ def bench_core(ctx: BenchContext) -> BenchResult:
 
 # -- command line --------------------------------------------------------------------------------
 def _load_contender_modules() -> dict[str, str]:
+    import pkgutil
+
+    import jobs.runtime
+
+    found = [f"jobs.runtime.{m.name}" for m in pkgutil.iter_modules(jobs.runtime.__path__) if m.name.endswith("_bench")]
     missing: dict[str, str] = {}
-    for module in CONTENDER_MODULES:
+    for module in (*found, *CONTENDER_MODULES):
         try:
             importlib.import_module(module)
         except ImportError as exc:
