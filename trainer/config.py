@@ -1,0 +1,138 @@
+"""The trainer's one config model (YAML via ``--config``, env-expanded, strict and frozen).
+
+`python -m trainer fit` builds it from its flags over an optional YAML file; the streaming sidecar
+(`python -m trainer run --config`) will extend it with its Kafka, checkpoint and registry parts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from infra.config import StrictConfig, apply_overrides, load_config, validate_config
+
+LossName = Literal["naive", "pu", "fnw", "fnc", "esdfm"]
+LOSS_NAMES: tuple[str, ...] = ("naive", "pu", "fnw", "fnc", "esdfm")
+
+# Fields of a sample (DESIGN §5) that carry features; maps are addressed as "context.KEY",
+# "sparse.KEY" and "dense.KEY".
+ID_FIELDS = ("user_id", "item_id")
+
+
+class VocabConfig(StrictConfig):
+    """Dynamic vocabulary of a tracked categorical field: admission and eviction (DESIGN §8)."""
+
+    admit_after: int = Field(default=2, ge=1)  # sightings before an ID gets its own slot (until then: OOV)
+    evict_after_steps: int | None = Field(default=200_000, ge=1)  # idle this many train steps -> slot freed
+    capacity: int | None = Field(default=None, ge=2)  # slots per field incl. OOV; None: sized from the data
+    max_capacity: int = Field(default=1 << 20, ge=2)  # upper bound for the data-sized capacity
+
+
+class FeaturesConfig(StrictConfig):
+    """Which sample fields become which model inputs."""
+
+    # Categorical fields hashed into buckets instead of tracked in a dynamic vocabulary.
+    hashed: tuple[str, ...] = ("position",)
+    hash_buckets: int = Field(default=64, ge=1)
+    # Wide-part crosses of two categorical fields (hashed); a cross naming an absent field is skipped.
+    crosses: tuple[tuple[str, str], ...] = (("user_id", "item_id"), ("item_id", "position"))
+    cross_buckets: int = Field(default=1 << 16, ge=1)
+    # Feature fields to use ("user_id", "context.page", "dense.u_ctr_7d", ...); None: all found in the data.
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    vocab: VocabConfig = VocabConfig()
+
+    @field_validator("crosses")
+    @classmethod
+    def _distinct_cross_fields(cls, crosses: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        for a, b in crosses:
+            if a == b:
+                raise ValueError(f"a cross needs two different fields, got ({a!r}, {b!r})")
+        return crosses
+
+
+class ModelConfig(StrictConfig):
+    """Wide & Deep with an FM layer on each part (the iQIYI variant)."""
+
+    embedding_dim: int = Field(default=8, ge=1)  # deep embeddings (and the deep FM's factors)
+    wide_factor_dim: int = Field(default=4, ge=1)  # factors of the wide part's FM
+    hidden_units: tuple[int, ...] = (64, 32)
+    embedding_l2: float = Field(default=1e-5, ge=0.0)  # on the embedding rows used by a batch
+    init_stddev: float = Field(default=0.01, gt=0.0)  # embeddings and FM factors
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # after each hidden layer, when training
+
+
+class OptimizerConfig(StrictConfig):
+    """FTRL on the wide variables, Adam on the deep ones (both applied in one train step)."""
+
+    ftrl_learning_rate: float = Field(default=0.05, gt=0.0)
+    ftrl_l1: float = Field(default=0.0, ge=0.0)
+    ftrl_l2: float = Field(default=0.001, ge=0.0)
+    ftrl_initial_accumulator: float = Field(default=0.1, ge=0.0)
+    adam_learning_rate: float = Field(default=0.002, gt=0.0)
+    adam_weight_decay: float = Field(default=0.0, ge=0.0)  # decoupled (AdamW) when > 0
+    # Exponential moving average of the deep weights (Polyak averaging); what fit exports. None: off.
+    adam_ema_momentum: float | None = Field(default=0.99, gt=0.0, lt=1.0)
+
+
+class LossConfig(StrictConfig):
+    """Delayed-feedback correction (DESIGN §8) and distillation."""
+
+    name: LossName = "pu"
+    # pu: a LATE_POSITIVE's "undo" term -log(1 - f) is taken at min(logit, bound), so the term is
+    # bounded below by -softplus(bound); and nnPU non-negativity: when a batch's negative risk falls
+    # below -nnpu_beta, the step ascends it (weight nnpu_gamma) instead of descending further.
+    pu_logit_bound: float = Field(default=4.0, gt=0.0)
+    pu_nnpu: bool = True
+    pu_nnpu_beta: float = Field(default=0.0, ge=0.0)
+    pu_nnpu_gamma: float = Field(default=1.0, ge=0.0)
+    fnc_max_probability: float = Field(default=0.999, gt=0.0, lt=1.0)  # clip of b / (1 - b)
+    esdfm_aux_weight: float = Field(default=1.0, ge=0.0)  # weight of the f_dp and f_rn heads' losses
+    distill_weight: float = Field(default=0.0, ge=0.0)  # lambda of the distillation term
+
+
+class FitConfig(StrictConfig):
+    """Offline fit over files of samples."""
+
+    epochs: int = Field(default=3, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    # shuffle: each epoch in a seeded random order of impressions (a NEGATIVE and its LATE_POSITIVE
+    # stay in the same batch); stream: the files' order (as the sidecar sees it).
+    order: Literal["shuffle", "stream"] = "shuffle"
+    seed: int = 0
+    # Adam's learning rate over the fit: constant, or cosine decay to lr_floor x the initial rate.
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_floor: float = Field(default=0.1, ge=0.0, le=1.0)
+    # After the last epoch, re-solve the global bias on all the samples (full batch, the loss's own
+    # estimating equation, every other weight frozen): removes SGD noise from the overall level.
+    refit_bias: bool = True
+    progress_every_s: float = Field(default=10.0, gt=0.0)
+
+
+class TrainerConfig(StrictConfig):
+    """The whole trainer configuration (the sidecar adds its Kafka/checkpoint/registry parts later)."""
+
+    features: FeaturesConfig = FeaturesConfig()
+    model: ModelConfig = ModelConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    loss: LossConfig = LossConfig()
+    fit: FitConfig = FitConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainerConfig:
+        if not self.model.hidden_units:
+            raise ValueError("model.hidden_units needs at least one layer")
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainerConfig:
+        """Load from YAML (or defaults when ``path`` is None), with dotted-key overrides from flags."""
+        if path is None:
+            return validate_config(apply_overrides({}, overrides or {}), cls)
+        return load_config(path, cls, overrides)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainerConfig:
+        return validate_config(data, cls, source="saved trainer config")

@@ -1,0 +1,207 @@
+"""Export a trained state as a self-contained SavedModel, and read one back.
+
+The served function (Keras ``model.export()``, endpoint ``serve`` and signature ``serving_default``)
+takes the sample's feature fields by name (``user_id``, ``item_id``, ``position``, ``context_KEY``,
+``sparse_KEY``, ``dense_KEY``; 1-D batches) and returns ``{"probability": ...}``, the calibrated
+probability. It holds the vocabulary as lookup tables, so serving needs nothing else.
+
+``assets.extra/trainer.json`` (ignored by TF Serving) records the config, the feature layout, the
+signature's names and the vocabulary state, for `evaluate` and for warm starts. An export is written
+to a temporary sibling directory and renamed into place, so readers never see a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer.config import TrainerConfig
+from trainer.errors import ModelDirError
+from trainer.features import FeatureLookup, FeatureSpec, signature_name
+from trainer.layers import Calibration
+from trainer.vocab import VocabSet
+
+if TYPE_CHECKING:
+    from trainer.state import TrainerState
+
+log = logging.getLogger("trainer")
+
+META_PATH = Path("assets.extra") / "trainer.json"
+
+
+def is_export(directory: Path) -> bool:
+    return (directory / "saved_model.pb").is_file()
+
+
+def latest_version(directory: Path) -> Path | None:
+    """The highest numeric version subdirectory holding a SavedModel (TF Serving layout), if any."""
+    if not directory.is_dir():
+        return None
+    versions = [p for p in directory.iterdir() if p.name.isdigit() and is_export(p)]
+    return max(versions, key=lambda p: int(p.name)) if versions else None
+
+
+def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
+    """An export directory, or a base directory whose latest version is used."""
+    directory = Path(path)
+    if is_export(directory):
+        return directory
+    latest = latest_version(directory)
+    if latest is not None:
+        return latest
+    if not directory.exists():
+        raise ModelDirError(f"model directory {directory} does not exist")
+    raise ModelDirError(f"{directory} holds no SavedModel (no saved_model.pb, nor numbered versions with one)")
+
+
+def serving_model(state: TrainerState) -> keras.Model:
+    """Raw features by name -> lookup/hash -> Wide & Deep -> sigmoid -> calibration."""
+    spec = state.spec
+    inputs = {
+        name: keras.Input(shape=(), dtype=ts.dtype.name, name=name) for name, ts in spec.signature().items()
+    }
+    features = FeatureLookup.from_vocabs(spec, state.vocabs, name="feature_lookup")(inputs)
+    logit = state.model(features)["logit"]
+    calibration = Calibration(state.loss.calibration, state.config.loss.fnc_max_probability, name="calibration")
+    probability = calibration(keras.ops.sigmoid(logit))
+    return keras.Model(inputs, {"probability": probability}, name="serving")
+
+
+def export_state(state: TrainerState, directory: str | os.PathLike[str]) -> Path:
+    """Export ``state`` to ``directory`` atomically (replacing an earlier export there)."""
+    target = Path(directory)
+    if target.exists() and not target.is_dir():
+        raise ModelDirError(f"export path {target} exists and is not a directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model = serving_model(state)
+        model.export(str(tmp), format="tf_saved_model", verbose=False)
+        meta = {
+            **state.meta(),
+            "signature": {signature_name(f): f for f in state.spec.fields},
+            "vocab": state.vocabs.to_json(),
+        }
+        (tmp / META_PATH).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / META_PATH).write_text(json.dumps(meta, separators=(",", ":")), encoding="utf-8")
+        replace_directory(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def replace_directory(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``; an existing ``target`` is swapped out first, then removed."""
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(target, old)
+    os.rename(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_export_meta(directory: Path) -> dict[str, Any] | None:
+    path = directory / META_PATH
+    if not path.is_file():
+        return None
+    from trainer.state import read_meta
+
+    return read_meta(path)
+
+
+def warm_start_from_export(directory: Path, config: TrainerConfig, state_cls: type[TrainerState]) -> TrainerState:
+    """A state with an export's architecture, vocabulary and weights (optimizer state starts afresh)."""
+    from trainer.state import merge_architecture
+
+    directory = resolve_model_dir(directory)
+    meta = read_export_meta(directory)
+    if meta is None or "vocab" not in meta:
+        raise ModelDirError(f"warm start: {directory} was not exported by this trainer (no {META_PATH})")
+    state = state_cls(merge_architecture(config, meta), FeatureSpec.from_json(meta["spec"]), VocabSet.from_json(meta["vocab"]))
+    try:
+        loaded = tf.saved_model.load(str(directory))
+    except (OSError, tf.errors.OpError, ValueError) as exc:
+        raise ModelDirError(f"warm start: cannot load SavedModel {directory}: {exc}") from exc
+    saved = {_variable_key(v.name): v for v in loaded.variables}
+    restored = 0
+    for variable in state.model.variables:
+        source = saved.get(_variable_key(variable.path))
+        if source is None:
+            continue
+        if tuple(source.shape) != tuple(variable.shape):
+            raise ModelDirError(
+                f"warm start: variable {variable.path} has shape {tuple(source.shape)} in {directory}, "
+                f"expected {tuple(variable.shape)}"
+            )
+        variable.assign(source.numpy())
+        restored += 1
+    if restored == 0:
+        raise ModelDirError(f"warm start: no variable of {directory} matches the model")
+    sync_ftrl_after_restore(state)
+    state.step_var.assign(int(meta.get("step", 0)))
+    log.info("warm start from export %s (%d of %d variables, step %d)", directory, restored, len(state.model.variables), state.step)
+    return state
+
+
+def _variable_key(name: str) -> str:
+    return name.split(":")[0]
+
+
+def sync_ftrl_after_restore(state: TrainerState) -> None:
+    from trainer.optim import sync_ftrl
+
+    sync_ftrl(state.model.wide_optimizer, state.model.wide_variables)
+
+
+class ExportedModel:
+    """A loaded export: predicts probabilities for a table of samples through ``serving_default``."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.directory = resolve_model_dir(path)
+        try:
+            self.loaded = tf.saved_model.load(str(self.directory))
+        except (OSError, tf.errors.OpError, ValueError) as exc:
+            raise ModelDirError(f"cannot load SavedModel {self.directory}: {exc}") from exc
+        if "serving_default" not in self.loaded.signatures:
+            raise ModelDirError(f"SavedModel {self.directory} has no serving_default signature")
+        self.function = self.loaded.signatures["serving_default"]
+        self.inputs: dict[str, tf.TensorSpec] = dict(self.function.structured_input_signature[1])
+        meta = read_export_meta(self.directory)
+        mapping = (meta or {}).get("signature") or {}
+        self.fields = {name: mapping.get(name) or _field_from_signature_name(name) for name in self.inputs}
+        self.meta = meta
+
+    def predict(self, table: Any, batch_size: int = 8192) -> np.ndarray:
+        """Calibrated probabilities for every sample of ``table`` (a SampleTable)."""
+        columns = {}
+        for name, spec in self.inputs.items():
+            column = table.column(self.fields[name])
+            if spec.dtype == tf.int64:
+                column = np.asarray([int(x) for x in column], np.int64)
+            elif spec.dtype.is_floating:
+                column = column.astype(spec.dtype.as_numpy_dtype)
+            columns[name] = column
+        out = []
+        for start in range(0, len(table), batch_size):
+            batch = {name: tf.constant(col[start : start + batch_size]) for name, col in columns.items()}
+            out.append(self.function(**batch)["probability"].numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _field_from_signature_name(name: str) -> str:
+    """Best effort for exports without trainer.json: ``context_page`` -> ``context.page``."""
+    for group in ("context", "sparse", "dense"):
+        if name.startswith(group + "_"):
+            return f"{group}.{name[len(group) + 1:]}"
+    return name

@@ -1,0 +1,291 @@
+"""From samples to model inputs, on two paths that must agree.
+
+*Training* (Python, :class:`FeatureEncoder`): tracked fields go through the dynamic vocabularies
+(:mod:`trainer.vocab`), which change as the stream goes by; hashed fields and crosses are hashed once
+per table. *Serving* (TensorFlow, :class:`FeatureLookup`): tracked fields go through static lookup
+tables built from a vocabulary snapshot at export time, so the exported model needs nothing else.
+Both hash with :func:`hash_ids` / :func:`cross_strings` and produce the same local ids:
+
+    ids   int32 [batch, tracked + hashed + crosses]   (per-field slot or bucket; the model adds offsets)
+    dense float32 [batch, dense fields]               (raw values; the model transforms them)
+
+Field names: ``user_id``, ``item_id``, ``position``, ``context.KEY``, ``sparse.KEY``, ``dense.KEY``.
+The serving signature names them with ``.`` replaced by ``_`` (``context_page``, ``dense_u_ctr_7d``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer.config import FeaturesConfig
+from trainer.errors import TrainerError
+from trainer.layers.wide import field_offsets
+from trainer.samples import SampleTable, is_dense
+from trainer.vocab import DynamicVocab, VocabSet
+
+CROSS_SEPARATOR = "\x1f"
+MIN_CAPACITY = 16
+
+
+def hash_ids(values: Any, buckets: int) -> tf.Tensor:
+    """Bucket ids of strings (FarmHash fingerprint), the same in Python and in the exported graph."""
+    return tf.cast(tf.strings.to_hash_bucket_fast(values, buckets), tf.int32)
+
+
+def cross_strings(a: Any, b: Any) -> tf.Tensor:
+    return tf.strings.join([a, b], separator=CROSS_SEPARATOR)
+
+
+def signature_name(field: str) -> str:
+    """The serving-signature input name of a feature field (a valid tf.function argument name)."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", field)
+    return name if re.match(r"[A-Za-z]", name) else f"f_{name}"
+
+
+def signature_dtype(field: str) -> tf.DType:
+    if field == "position":
+        return tf.int64
+    return tf.float32 if is_dense(field) else tf.string
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The model's input layout; fixed for a model's life (saved with checkpoints and exports)."""
+
+    tracked: tuple[tuple[str, int], ...]  # (field, capacity incl. the OOV slot 0)
+    hashed: tuple[tuple[str, int], ...]  # (field, buckets)
+    crosses: tuple[tuple[str, str, int], ...]  # (field a, field b, buckets)
+    dense: tuple[str, ...]
+
+    @property
+    def base_fields(self) -> list[str]:
+        return [f for f, _ in self.tracked] + [f for f, _ in self.hashed]
+
+    @property
+    def base_sizes(self) -> list[int]:
+        return [n for _, n in self.tracked] + [n for _, n in self.hashed]
+
+    @property
+    def base_offsets(self) -> list[int]:
+        return field_offsets(self.base_sizes)
+
+    @property
+    def base_rows(self) -> int:
+        return sum(self.base_sizes)
+
+    @property
+    def cross_sizes(self) -> list[int]:
+        return [n for _, _, n in self.crosses]
+
+    @property
+    def cross_rows(self) -> int:
+        return sum(self.cross_sizes)
+
+    @property
+    def fields(self) -> list[str]:
+        """Every input field, in signature order."""
+        return self.base_fields + list(self.dense)
+
+    def signature(self) -> dict[str, tf.TensorSpec]:
+        names = [signature_name(f) for f in self.fields]
+        if len(set(names)) != len(names):
+            raise TrainerError(f"feature fields {self.fields} give clashing serving input names {names}")
+        return {
+            signature_name(f): tf.TensorSpec([None], signature_dtype(f), name=signature_name(f)) for f in self.fields
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tracked": [list(x) for x in self.tracked],
+            "hashed": [list(x) for x in self.hashed],
+            "crosses": [list(x) for x in self.crosses],
+            "dense": list(self.dense),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeatureSpec:
+        return cls(
+            tracked=tuple((str(f), int(n)) for f, n in data["tracked"]),
+            hashed=tuple((str(f), int(n)) for f, n in data["hashed"]),
+            crosses=tuple((str(a), str(b), int(n)) for a, b, n in data["crosses"]),
+            dense=tuple(str(f) for f in data["dense"]),
+        )
+
+    @classmethod
+    def from_table(cls, table: SampleTable, config: FeaturesConfig) -> FeatureSpec:
+        """The layout for the fields found in ``table``, as ``config`` selects and sizes them."""
+        fields = table.categorical_fields() + table.dense_fields()
+        if config.include is not None:
+            fields = [f for f in fields if f in config.include]
+        fields = [f for f in fields if f not in config.exclude]
+        categorical = [f for f in fields if not is_dense(f)]
+        if not categorical:
+            raise TrainerError("no categorical feature field is left (check features.include / exclude)")
+        tracked = []
+        for f in categorical:
+            if f in config.hashed:
+                continue
+            capacity = config.vocab.capacity
+            if capacity is None:
+                distinct = len(set(table.column(f).tolist()))
+                capacity = min(config.vocab.max_capacity, _next_pow2(max(MIN_CAPACITY, math.ceil(1.25 * distinct) + 1)))
+            tracked.append((f, capacity))
+        hashed = [(f, config.hash_buckets) for f in categorical if f in config.hashed]
+        present = set(categorical)
+        crosses = [(a, b, config.cross_buckets) for a, b in config.crosses if a in present and b in present]
+        return cls(tuple(tracked), tuple(hashed), tuple(crosses), tuple(f for f in fields if is_dense(f)))
+
+    def new_vocabs(self, admit_after: int, evict_after: int | None) -> VocabSet:
+        return VocabSet({f: DynamicVocab(n, admit_after, evict_after) for f, n in self.tracked})
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+@dataclass
+class PreparedTable:
+    """The parts of a table's model inputs that do not depend on the vocabulary state."""
+
+    table: SampleTable
+    tracked: list[np.ndarray]  # string columns of the tracked fields
+    hashed: np.ndarray  # int32 [n, hashed + crosses]
+    dense: np.ndarray  # float32 [n, dense]
+
+
+@dataclass
+class EncodedBatch:
+    ids: np.ndarray  # int32 [b, fields]
+    dense: np.ndarray  # float32 [b, dense]
+    resets: np.ndarray  # int32 global rows of the base tables to re-initialise before this batch
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        return {"ids": self.ids, "dense": self.dense}
+
+
+class FeatureEncoder:
+    """The training path: samples -> model inputs, advancing the dynamic vocabularies."""
+
+    def __init__(self, spec: FeatureSpec, vocabs: VocabSet):
+        self.spec = spec
+        self.vocabs = vocabs
+        self._tracked_offsets = spec.base_offsets[: len(spec.tracked)]
+
+    def prepare(self, table: SampleTable) -> PreparedTable:
+        spec = self.spec
+        hashed = [hash_ids(table.column(f).tolist(), n).numpy() for f, n in spec.hashed]
+        for a, b, n in spec.crosses:
+            hashed.append(hash_ids(cross_strings(table.column(a).tolist(), table.column(b).tolist()), n).numpy())
+        n_rows = len(table)
+        return PreparedTable(
+            table=table,
+            tracked=[table.column(f) for f, _ in spec.tracked],
+            hashed=np.stack(hashed, axis=1).astype(np.int32) if hashed else np.zeros((n_rows, 0), np.int32),
+            dense=(
+                np.stack([table.column(f) for f in spec.dense], axis=1).astype(np.float32)
+                if spec.dense
+                else np.zeros((n_rows, 0), np.float32)
+            ),
+        )
+
+    def encode(self, prepared: PreparedTable, rows: np.ndarray, step: int) -> EncodedBatch:
+        """Model inputs for ``rows`` at train step ``step`` (sightings counted, slots admitted/evicted)."""
+        columns = []
+        resets: list[int] = []
+        for (field, _), column, offset in zip(self.spec.tracked, prepared.tracked, self._tracked_offsets, strict=True):
+            slots, reused = self.vocabs[field].lookup(column[rows].tolist(), step)
+            columns.append(slots)
+            resets.extend(offset + s for s in reused)
+        tracked = np.stack(columns, axis=1) if columns else np.zeros((len(rows), 0), np.int32)
+        return EncodedBatch(
+            ids=np.concatenate([tracked, prepared.hashed[rows]], axis=1).astype(np.int32),
+            dense=prepared.dense[rows],
+            resets=np.asarray(resets, np.int32),
+        )
+
+    def peek(self, prepared: PreparedTable, rows: np.ndarray) -> EncodedBatch:
+        """Model inputs without counting sightings (evaluation on the training path)."""
+        columns = [
+            np.fromiter((self.vocabs[f].slot(k) for k in col[rows].tolist()), np.int32, len(rows))
+            for (f, _), col in zip(self.spec.tracked, prepared.tracked, strict=True)
+        ]
+        tracked = np.stack(columns, axis=1) if columns else np.zeros((len(rows), 0), np.int32)
+        return EncodedBatch(
+            ids=np.concatenate([tracked, prepared.hashed[rows]], axis=1).astype(np.int32),
+            dense=prepared.dense[rows],
+            resets=np.zeros(0, np.int32),
+        )
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class FeatureLookup(keras.layers.Layer):
+    """The serving path: raw feature tensors by signature name -> ``{"ids", "dense"}``.
+
+    Tracked fields are looked up in static hash tables holding a vocabulary snapshot (unknown or
+    not-admitted IDs -> slot 0, the OOV slot the model was trained with).
+    """
+
+    def __init__(self, spec: dict[str, Any], vocabulary: dict[str, list[list[Any]]], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.spec_json = spec
+        self.vocabulary = vocabulary
+        self._spec = FeatureSpec.from_json(spec)
+        self._tables = []
+        for field, _ in self._spec.tracked:
+            keys, slots = vocabulary.get(field, [[], []])
+            initializer = tf.lookup.KeyValueTensorInitializer(
+                tf.constant(keys, tf.string), tf.constant(slots, tf.int64), tf.string, tf.int64
+            )
+            self._tables.append(tf.lookup.StaticHashTable(initializer, default_value=0))
+
+    @classmethod
+    def from_vocabs(cls, spec: FeatureSpec, vocabs: VocabSet, **kwargs: Any) -> FeatureLookup:
+        vocabulary = {f: [list(x) for x in vocabs[f].items()] for f, _ in spec.tracked}
+        return cls(spec.to_json(), vocabulary, **kwargs)
+
+    def _string(self, inputs: dict[str, tf.Tensor], field: str) -> tf.Tensor:
+        value = inputs[signature_name(field)]
+        return tf.strings.as_string(value) if value.dtype != tf.string else value
+
+    def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        spec = self._spec
+        columns = [
+            tf.cast(table.lookup(self._string(inputs, f)), tf.int32)
+            for (f, _), table in zip(spec.tracked, self._tables, strict=True)
+        ]
+        columns += [hash_ids(self._string(inputs, f), n) for f, n in spec.hashed]
+        columns += [hash_ids(cross_strings(self._string(inputs, a), self._string(inputs, b)), n) for a, b, n in spec.crosses]
+        if spec.dense:
+            dense = tf.stack([tf.cast(inputs[signature_name(f)], tf.float32) for f in spec.dense], axis=1)
+        else:
+            dense = tf.zeros([tf.shape(columns[0])[0], 0], tf.float32)
+        return {"ids": tf.stack(columns, axis=1), "dense": dense}
+
+    def compute_output_spec(self, inputs: dict[str, Any]) -> dict[str, keras.KerasTensor]:
+        batch = next(iter(inputs.values())).shape[0]
+        n_ids = len(self._spec.base_fields) + len(self._spec.crosses)
+        return {
+            "ids": keras.KerasTensor((batch, n_ids), dtype="int32"),
+            "dense": keras.KerasTensor((batch, len(self._spec.dense)), dtype="float32"),
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "spec": self.spec_json, "vocabulary": self.vocabulary}
+
+
+def serving_inputs(spec: FeatureSpec, table: SampleTable, rows: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
+    """The serving signature's inputs for samples of ``table`` (what a client would send)."""
+    out: dict[str, np.ndarray] = {}
+    for field in spec.fields:
+        column = table.column(field)[rows]
+        if field == "position":
+            column = column.astype(np.int64)
+        out[signature_name(field)] = column
+    return out

@@ -1,0 +1,157 @@
+"""Offline fit: samples files -> trained state -> export (and/or checkpoint).
+
+The loop is the one the sidecar will run on Kafka batches: rows -> :meth:`TrainerState.encode`
+(vocabulary admission/eviction) -> :meth:`TrainerState.train_on_batch` (slot resets, one
+FTRL+Adam step).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer.config import FitConfig, TrainerConfig
+from trainer.pipeline import batch_rows
+from trainer.samples import ReadStats, SampleTable, read_samples
+
+log = logging.getLogger("trainer")
+
+
+def setup_determinism(seed: int) -> None:
+    """Seed Python, NumPy, TF and Keras, and make TF's kernels deterministic."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def device_description() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return "GPU (" + ", ".join(g.name for g in gpus) + ")"
+    return "CPU (TensorFlow sees no GPU)"
+
+
+@dataclass
+class FitResult:
+    samples: int
+    steps: int
+    epochs: int
+    seconds: float
+    final_loss: float | None
+    export: Path | None = None
+    checkpoint: str | None = None
+    read: ReadStats = field(default_factory=ReadStats)
+    vocab: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "export": str(self.export) if self.export else None,
+            "checkpoint": self.checkpoint,
+            "samples": self.samples,
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "seconds": round(self.seconds, 3),
+            "final_loss": self.final_loss,
+            **self.read.to_json(),
+            "vocab": self.vocab,
+        }
+
+
+def targets(table: SampleTable, rows: np.ndarray, teacher: np.ndarray | None) -> dict[str, np.ndarray]:
+    return {
+        "label": table.labels[rows],
+        "attribution": table.attributions[rows],
+        "teacher": teacher[rows].astype(np.float32) if teacher is not None else np.zeros(len(rows), np.float32),
+    }
+
+
+def learning_rate_scale(config: FitConfig, step: int, total_steps: int) -> float:
+    if config.lr_schedule == "constant" or total_steps <= 1:
+        return 1.0
+    progress = min(1.0, step / (total_steps - 1))
+    return config.lr_floor + (1.0 - config.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def fit(
+    samples: Sequence[str | os.PathLike[str]],
+    config: TrainerConfig,
+    export: str | os.PathLike[str] | None = None,
+    warm_start: str | os.PathLike[str] | None = None,
+    distill_from: str | os.PathLike[str] | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    deadletter: str | os.PathLike[str] | None = None,
+) -> FitResult:
+    """Train on ``samples`` as ``config`` says; export and/or checkpoint the result."""
+    started = time.monotonic()
+    setup_determinism(config.fit.seed)
+    from trainer.export import ExportedModel, export_state
+    from trainer.state import TrainerState
+
+    log.info("device: %s", device_description())
+    rows, read = read_samples(samples, deadletter=deadletter)
+    table = SampleTable(rows)
+    log.info("read %d samples from %d file(s)", len(table), len(samples))
+    if warm_start is not None:
+        state = TrainerState.warm_start(warm_start, config)
+    else:
+        state = TrainerState.create(config, table)
+    teacher = None
+    if distill_from is not None:
+        teacher = ExportedModel(distill_from).predict(table)
+        log.info("distilling toward %s (weight %g)", distill_from, config.loss.distill_weight)
+    fit_cfg = config.fit
+    prepared = state.prepare(table)
+    steps_per_epoch = sum(1 for _ in batch_rows(table, fit_cfg.batch_size, fit_cfg.order, fit_cfg.seed, 0))
+    total_steps = steps_per_epoch * fit_cfg.epochs
+    log.info(
+        "training %s loss: %d epochs x %d steps (batch %d, %s order)",
+        config.loss.name, fit_cfg.epochs, steps_per_epoch, fit_cfg.batch_size, fit_cfg.order,
+    )
+    done = 0
+    last_report = time.monotonic()
+    window_loss, window_n, final_loss = 0.0, 0, None
+    for epoch in range(fit_cfg.epochs):
+        for batch_index in batch_rows(table, fit_cfg.batch_size, fit_cfg.order, fit_cfg.seed, epoch):
+            state.set_learning_rate_scale(learning_rate_scale(fit_cfg, done, total_steps))
+            metrics = state.train_on_batch(state.encode(prepared, batch_index), targets(table, batch_index, teacher))
+            done += 1
+            window_loss += metrics["total_loss"]
+            window_n += 1
+            now = time.monotonic()
+            if now - last_report >= fit_cfg.progress_every_s or done == total_steps:
+                final_loss = window_loss / window_n
+                log.info(
+                    "epoch %d/%d step %d/%d loss %.5f (%.0f steps/s)",
+                    epoch + 1, fit_cfg.epochs, done, total_steps, final_loss, done / max(now - started, 1e-9),
+                )
+                last_report, window_loss, window_n = now, 0.0, 0
+    state.finish(prepared, targets(table, np.arange(len(table)), teacher))
+    result = FitResult(
+        samples=len(table),
+        steps=done,
+        epochs=fit_cfg.epochs,
+        seconds=0.0,
+        final_loss=final_loss,
+        read=read,
+        vocab=state.vocabs.stats(),
+    )
+    if checkpoint_dir is not None:
+        result.checkpoint = state.save_checkpoint(checkpoint_dir)
+        log.info("checkpoint written: %s", result.checkpoint)
+    if export is not None:
+        result.export = export_state(state, export)
+        log.info("exported to %s", result.export)
+    result.seconds = time.monotonic() - started
+    return result

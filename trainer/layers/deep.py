@@ -1,0 +1,109 @@
+"""The deep part: field embeddings (the deep FM's vectors) and an MLP over them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+from keras import ops
+
+from trainer.layers.wide import field_offsets
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class DeepLayer(keras.layers.Layer):
+    """Deep part of the iQIYI Wide & Deep model (its variables are trained with Adam).
+
+    Inputs: ``base_ids`` int ``[batch, len(field_sizes)]`` (per-field local ids) and ``dense``
+    ``[batch, num_dense]``. Outputs a dict: ``vectors`` ``[batch, fields + num_dense, dim]`` (id
+    embeddings, and each dense value times its own vector: the deep FM layer's input), ``hidden``
+    (the MLP's last hidden layer), ``output`` ``[batch]`` (the MLP's logit contribution) and
+    ``l2`` (sum of squares of the embedding rows used, averaged over the batch).
+    """
+
+    def __init__(
+        self,
+        field_sizes: Sequence[int],
+        num_dense: int = 0,
+        embedding_dim: int = 8,
+        hidden_units: Sequence[int] = (64, 32),
+        init_stddev: float = 0.01,
+        dropout: float = 0.0,
+        seed: int = 0,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.field_sizes = [int(n) for n in field_sizes]
+        self.num_dense = int(num_dense)
+        self.embedding_dim = int(embedding_dim)
+        self.hidden_units = [int(n) for n in hidden_units]
+        self.init_stddev = float(init_stddev)
+        self.dropout = float(dropout)
+        self.seed = int(seed)
+        self._field_offsets = field_offsets(self.field_sizes)
+        self.hidden_layers = [
+            keras.layers.Dense(
+                units,
+                activation="relu",
+                kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed + 1 + i),
+                name=f"hidden_{i}",
+            )
+            for i, units in enumerate(self.hidden_units)
+        ]
+        self.dropout_layers = [
+            keras.layers.Dropout(self.dropout, seed=self.seed + 50 + i, name=f"dropout_{i}")
+            for i in range(len(self.hidden_units))
+        ]
+        self.output_layer = keras.layers.Dense(
+            1, kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed + 100), name="output"
+        )
+
+    def build(self, input_shape: Any = None) -> None:
+        normal = keras.initializers.RandomNormal(stddev=self.init_stddev, seed=self.seed)
+        self.embeddings = self.add_weight(
+            name="embeddings", shape=(sum(self.field_sizes), self.embedding_dim), initializer=normal
+        )
+        self.dense_vectors = self.add_weight(
+            name="dense_vectors",
+            shape=(max(1, self.num_dense), self.embedding_dim),
+            initializer=keras.initializers.RandomNormal(stddev=self.init_stddev, seed=self.seed + 200),
+        )
+        width = len(self.field_sizes) * self.embedding_dim + self.num_dense
+        for layer in self.hidden_layers:
+            layer.build((None, width))
+            width = layer.units
+        self.output_layer.build((None, width))
+
+    def call(self, base_ids: Any, dense: Any, training: bool = False) -> dict[str, Any]:
+        rows = ops.cast(base_ids, "int32") + ops.convert_to_tensor(self._field_offsets, "int32")
+        embedded = ops.take(self.embeddings, rows, axis=0)  # [batch, fields, dim]
+        l2 = ops.mean(ops.sum(ops.square(embedded), axis=(1, 2)))
+        flat = ops.reshape(embedded, (-1, len(self.field_sizes) * self.embedding_dim))
+        vectors = embedded
+        if self.num_dense:
+            flat = ops.concatenate([flat, dense], axis=1)
+            scaled = ops.expand_dims(dense, -1) * ops.expand_dims(self.dense_vectors, 0)
+            vectors = ops.concatenate([embedded, scaled], axis=1)
+        hidden = flat
+        for layer, dropout in zip(self.hidden_layers, self.dropout_layers, strict=True):
+            hidden = layer(hidden)
+            if self.dropout:
+                hidden = dropout(hidden, training=training)
+        return {"vectors": vectors, "hidden": hidden, "output": self.output_layer(hidden)[:, 0], "l2": l2}
+
+    def row_tables(self) -> list[tuple[Any, str]]:
+        """Per-id tables (variable, initial distribution) that a reused vocabulary slot must reset."""
+        return [(self.embeddings, "normal")]
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "field_sizes": self.field_sizes,
+            "num_dense": self.num_dense,
+            "embedding_dim": self.embedding_dim,
+            "hidden_units": self.hidden_units,
+            "init_stddev": self.init_stddev,
+            "dropout": self.dropout,
+            "seed": self.seed,
+        }

@@ -1,0 +1,59 @@
+"""Common parts of the delayed-feedback losses (DESIGN §8).
+
+A loss takes the batch's targets and the model's outputs and returns a dict whose ``loss`` entry is
+the scalar to minimise (batch mean). Targets:
+
+- ``label`` float ``[batch]``: the sample's label (1 for POSITIVE and LATE_POSITIVE, 0 for NEGATIVE);
+- ``attribution`` int ``[batch]``: :data:`~trainer.samples.POSITIVE`, ``NEGATIVE`` or ``LATE_POSITIVE``.
+
+Outputs: ``logit`` ``[batch]`` (x, with f = sigmoid(x)); ``dp_logit`` and ``rn_logit`` from the
+auxiliary heads when the loss asks for them (``aux_heads``).
+
+Losses look only at ``label`` and at whether a positive is a LATE_POSITIVE, so a file whose labels were
+rewritten (e.g. to the true labels) is read consistently.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import tensorflow as tf
+
+from trainer.config import LossConfig
+from trainer.samples import LATE_POSITIVE
+
+
+def ce_positive(logit: tf.Tensor) -> tf.Tensor:
+    """-log f, computed stably from the logit."""
+    return tf.nn.softplus(-logit)
+
+
+def ce_negative(logit: tf.Tensor) -> tf.Tensor:
+    """-log(1 - f), computed stably from the logit."""
+    return tf.nn.softplus(logit)
+
+
+def cross_entropy(label: tf.Tensor, logit: tf.Tensor) -> tf.Tensor:
+    return label * ce_positive(logit) + (1.0 - label) * ce_negative(logit)
+
+
+class DelayedFeedbackLoss:
+    """Base class; subclasses implement :meth:`compute`."""
+
+    name: ClassVar[str] = ""
+    aux_heads: ClassVar[bool] = False  # needs the f_dp / f_rn heads
+    calibration: ClassVar[str] = "identity"  # what the served function applies to sigmoid(logit)
+
+    def __init__(self, config: LossConfig | None = None):
+        self.config = config or LossConfig(name=self.name)  # type: ignore[arg-type]
+
+    def __call__(self, targets: dict[str, tf.Tensor], outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        label = tf.cast(targets["label"], tf.float32)
+        late = tf.logical_and(tf.equal(tf.cast(targets["attribution"], tf.int32), LATE_POSITIVE), label > 0.5)
+        return self.compute(label, tf.cast(late, tf.float32), outputs)
+
+    def compute(self, label: tf.Tensor, late: tf.Tensor, outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, **self.config.model_dump()}

@@ -1,0 +1,259 @@
+"""Everything a training run carries, in one object shared by `fit` and (later) the sidecar.
+
+A :class:`TrainerState` holds the config, the feature spec, the dynamic vocabularies, the model with
+its two optimizers, and the step counter. It encodes samples (:mod:`trainer.features`), runs the one
+compiled train step, saves/restores ``tf.train`` checkpoints (vocabularies included, through a
+Python-state dependency) and exports (:mod:`trainer.export`). A warm start builds it from an earlier
+checkpoint or export: the architecture (features, model) comes from there, the rest from the run's
+config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from trainer.config import TrainerConfig
+from trainer.errors import ModelDirError
+from trainer.features import EncodedBatch, FeatureEncoder, FeatureSpec, PreparedTable
+from trainer.losses import get_loss
+from trainer.losses.base import cross_entropy
+from trainer.models import WideDeepModel
+from trainer.optim import make_optimizers, sync_ftrl
+from trainer.samples import LATE_POSITIVE, SampleTable
+from trainer.vocab import VocabSet, vocab_state
+
+log = logging.getLogger("trainer")
+
+META_FILE = "trainer.json"
+META_FORMAT = 1
+
+
+def bias_from_labels(table: SampleTable) -> float:
+    """Log-odds of the positive rate per impression (a LATE_POSITIVE's fake NEGATIVE not counted twice)."""
+    late = int(np.sum(table.attributions == LATE_POSITIVE))
+    impressions = max(1, len(table) - late)
+    rate = min(max(float(np.sum(table.labels)) / impressions, 1e-4), 1 - 1e-4)
+    return math.log(rate / (1.0 - rate))
+
+
+class TrainerState:
+    def __init__(self, config: TrainerConfig, spec: FeatureSpec, vocabs: VocabSet | None = None, bias_init: float = 0.0):
+        self.config = config
+        self.spec = spec
+        self.loss = get_loss(config.loss)
+        m = config.model
+        self.model = WideDeepModel(
+            spec.to_json(),
+            embedding_dim=m.embedding_dim,
+            wide_factor_dim=m.wide_factor_dim,
+            hidden_units=m.hidden_units,
+            init_stddev=m.init_stddev,
+            dropout=m.dropout,
+            bias_init=bias_init,
+            aux_heads=self.loss.aux_heads,
+            seed=config.fit.seed,
+            name="wide_deep",
+        ).build_from_spec()
+        wide_optimizer, deep_optimizer = make_optimizers(config.optimizer)
+        self.model.compile_training(
+            self.loss, wide_optimizer, deep_optimizer, config.loss.distill_weight, m.embedding_l2
+        )
+        vocab_cfg = config.features.vocab
+        self.encoder = FeatureEncoder(spec, vocabs or spec.new_vocabs(vocab_cfg.admit_after, vocab_cfg.evict_after_steps))
+        self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        n_ids = len(spec.base_fields) + len(spec.crosses)
+        signature = (
+            (
+                {
+                    "ids": tf.TensorSpec([None, n_ids], tf.int32),
+                    "dense": tf.TensorSpec([None, len(spec.dense)], tf.float32),
+                },
+                {
+                    "label": tf.TensorSpec([None], tf.float32),
+                    "attribution": tf.TensorSpec([None], tf.int32),
+                    "teacher": tf.TensorSpec([None], tf.float32),
+                },
+            ),
+        )
+        self._train_step = tf.function(self.model.train_step, input_signature=signature)
+        self._logits = tf.function(
+            lambda inputs: self.model(inputs)["logit"], input_signature=signature[0][:1]
+        )
+
+    # -- construction ------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, config: TrainerConfig, table: SampleTable) -> TrainerState:
+        """A fresh state whose features are laid out for the fields found in ``table``."""
+        return cls(config, FeatureSpec.from_table(table, config.features), bias_init=bias_from_labels(table))
+
+    @classmethod
+    def warm_start(cls, path: str | os.PathLike[str], config: TrainerConfig) -> TrainerState:
+        """From a checkpoint directory (``trainer.json`` + a tf.train checkpoint) or an export."""
+        from trainer import export
+
+        directory = Path(path)
+        if export.is_export(directory) or export.latest_version(directory) is not None:
+            return export.warm_start_from_export(directory, config, cls)
+        meta = read_meta(directory / META_FILE)
+        state = cls(merge_architecture(config, meta), FeatureSpec.from_json(meta["spec"]))
+        latest = tf.train.latest_checkpoint(str(directory))
+        if latest is None:
+            raise ModelDirError(f"warm start: {directory} holds no checkpoint")
+        try:
+            state.checkpoint().restore(latest).expect_partial()
+        except (tf.errors.OpError, ValueError, AssertionError) as exc:
+            raise ModelDirError(f"warm start: cannot restore {latest}: {exc}") from exc
+        log.info("warm start from checkpoint %s (step %d)", latest, state.step)
+        return state
+
+    # -- training ----------------------------------------------------------------------------------
+
+    @property
+    def step(self) -> int:
+        return int(self.step_var.numpy())
+
+    @property
+    def vocabs(self) -> VocabSet:
+        return self.encoder.vocabs
+
+    def prepare(self, table: SampleTable) -> PreparedTable:
+        return self.encoder.prepare(table)
+
+    def encode(self, prepared: PreparedTable, rows: np.ndarray) -> EncodedBatch:
+        return self.encoder.encode(prepared, rows, self.step)
+
+    def train_on_batch(self, batch: EncodedBatch, targets: dict[str, np.ndarray]) -> dict[str, float]:
+        """Re-initialise reused vocabulary slots, then run the train step; returns its metrics."""
+        if batch.resets.size:
+            self.model.reset_rows(batch.resets, self.step)
+        result = self._train_step((batch.inputs(), targets))
+        self.step_var.assign_add(1)
+        return {k: float(v) for k, v in result.items()}
+
+    def set_learning_rate_scale(self, scale: float) -> None:
+        """Scale Adam's learning rate (the deep part); FTRL's per-coordinate rates decay by themselves."""
+        self.model.deep_optimizer.learning_rate.assign(self.config.optimizer.adam_learning_rate * scale)
+
+    def logits(self, batch: EncodedBatch) -> np.ndarray:
+        return self._logits(batch.inputs()).numpy()
+
+    def outputs(self, batch: EncodedBatch, chunk: int = 65536) -> dict[str, np.ndarray]:
+        """The model's outputs (inference mode) for a batch of any size."""
+        parts: dict[str, list[np.ndarray]] = {}
+        inputs = batch.inputs()
+        for start in range(0, len(batch.ids), chunk):
+            out = self.model({k: v[start : start + chunk] for k, v in inputs.items()})
+            for key, value in out.items():
+                parts.setdefault(key, []).append(np.asarray(value))
+        return {key: np.concatenate(values) for key, values in parts.items()}
+
+    def finish(self, prepared: PreparedTable, targets: dict[str, np.ndarray]) -> float | None:
+        """End of an offline fit: swap in the averaged deep weights, then (if configured) refit the bias."""
+        optimizer = self.model.deep_optimizer
+        if optimizer.use_ema:
+            optimizer.finalize_variable_values(self.model.deep_variables)
+        if not self.config.fit.refit_bias:
+            return None
+        return self.refit_bias(self.encoder.peek(prepared, np.arange(len(prepared.table))), targets)
+
+    def refit_bias(self, batch: EncodedBatch, targets: dict[str, np.ndarray]) -> float:
+        """Re-solve the global bias on ``batch`` (full batch, every other weight frozen).
+
+        Solves d(loss)/d(bias) = 0 by bisection, with the loss's stop-gradients in place (so FNW's
+        and ES-DFM's weights count as constants, as in training); returns the shift applied.
+        """
+        outputs = {k: tf.constant(v) for k, v in self.outputs(batch).items()}
+        target_t = {k: tf.constant(v) for k, v in targets.items()}
+        distill = self.config.loss.distill_weight
+
+        def slope(shift: float) -> float:
+            delta = tf.constant(shift, tf.float32)
+            with tf.GradientTape() as tape:
+                tape.watch(delta)
+                shifted = {**outputs, "logit": outputs["logit"] + delta}
+                loss = self.loss(target_t, shifted)["loss"]
+                if distill > 0.0:
+                    loss += distill * tf.reduce_mean(cross_entropy(target_t["teacher"], shifted["logit"]))
+            return float(tape.gradient(loss, delta))
+
+        low, high = -4.0, 4.0
+        if slope(low) > 0.0 or slope(high) < 0.0:
+            log.warning("bias refit: no root in [%g, %g]; bias left as trained", low, high)
+            return 0.0
+        for _ in range(40):
+            middle = 0.5 * (low + high)
+            if slope(middle) > 0.0:
+                high = middle
+            else:
+                low = middle
+        shift = 0.5 * (low + high)
+        bias = self.model.wide.bias
+        bias.assign(bias.numpy() + shift)
+        sync_ftrl(self.model.wide_optimizer, [bias])
+        log.info("bias refit on %d samples: shift %+.4f", len(batch.ids), shift)
+        return shift
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "format": META_FORMAT,
+            "config": self.config.model_dump(mode="json"),
+            "spec": self.spec.to_json(),
+            "loss": self.loss.name,
+            "calibration": self.loss.calibration,
+            "step": self.step,
+        }
+
+    def checkpoint(self) -> tf.train.Checkpoint:
+        return tf.train.Checkpoint(
+            model=self.model,
+            wide_optimizer=self.model.wide_optimizer,
+            deep_optimizer=self.model.deep_optimizer,
+            vocab=vocab_state(self.encoder.vocabs),
+            step=self.step_var,
+        )
+
+    def save_checkpoint(self, directory: str | os.PathLike[str], max_to_keep: int = 3) -> str:
+        """Write ``trainer.json`` and a new checkpoint (model, optimizers, vocabularies, step)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(directory / META_FILE, self.meta())
+        manager = tf.train.CheckpointManager(self.checkpoint(), str(directory), max_to_keep=max_to_keep)
+        return str(manager.save(checkpoint_number=self.step))
+
+
+def merge_architecture(config: TrainerConfig, meta: dict[str, Any]) -> TrainerConfig:
+    """``config`` with the features and model sections of a saved state (the architecture is fixed)."""
+    saved = TrainerConfig.from_json(meta["config"])
+    if saved.model != config.model or saved.features != config.features:
+        log.info("warm start: keeping the saved model's features and model settings")
+    return config.model_copy(update={"features": saved.features, "model": saved.model})
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelDirError(f"{path.parent} is not a trainer checkpoint or export (cannot read {path.name}: "
+                            f"{exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise ModelDirError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+        raise ModelDirError(f"{path} has an unsupported format (expected format {META_FORMAT})")
+    return meta
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,219 @@
+"""Dynamic vocabularies: ID -> embedding slot, with frequency admission and idle eviction (DESIGN §8).
+
+Slot 0 of every field is the shared OOV slot. An ID gets its own slot on its ``admit_after``-th
+sighting (before that it maps to OOV); a slot whose ID has not been seen for ``evict_after`` steps
+is freed by the next sweep (sweeps run every ``evict_after // 8`` steps, and whenever a field is
+full), and is handed out again lowest-first. A slot handed out a second time is reported as
+*reused*: the model must re-initialise that embedding row (and its optimizer state) before the
+step that uses it. Everything is deterministic: it depends only on the order of lookups.
+
+The state (assigned IDs, their last-seen steps, pending sighting counts) is saved with the
+checkpoint through :class:`VocabState`, a ``tf.train`` Python-state object.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+VOCAB_FORMAT = 1
+
+
+class DynamicVocab:
+    """One field's vocabulary."""
+
+    def __init__(self, capacity: int, admit_after: int = 1, evict_after: int | None = None):
+        if capacity < 2:
+            raise ValueError(f"capacity must be at least 2 (OOV + one slot), got {capacity}")
+        if admit_after < 1:
+            raise ValueError(f"admit_after must be at least 1, got {admit_after}")
+        self.capacity = capacity
+        self.admit_after = admit_after
+        self.evict_after = evict_after
+        self._slot_of: dict[str, int] = {}
+        self._key_of: list[str | None] = [None] * capacity
+        self._last_seen = np.full(capacity, -1, np.int64)
+        self._high_water = 1  # slots >= this were never handed out
+        self._free: list[int] = []  # evicted slots (< high water), a min-heap
+        self._pending: dict[str, list[int]] = {}  # key -> [sightings, last step seen]
+        self._last_sweep = 0
+        self.admitted = 0
+        self.evicted = 0
+        self.rejected = 0  # admissions refused because the field was full
+
+    # -- lookups -----------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._slot_of
+
+    def slot(self, key: str) -> int:
+        """The key's slot without counting a sighting (0 when not admitted)."""
+        return self._slot_of.get(key, 0)
+
+    def lookup(self, keys: Sequence[str], step: int) -> tuple[np.ndarray, list[int]]:
+        """Slots for ``keys`` seen at ``step`` (sightings counted); and the slots reused by this call."""
+        self._maybe_sweep(step)
+        slot_of = self._slot_of
+        out = np.zeros(len(keys), np.int32)
+        reused: list[int] = []
+        for i, key in enumerate(keys):
+            slot = slot_of.get(key)
+            if slot is None:
+                slot = self._sighting(key, step, reused)
+            out[i] = slot
+        self._last_seen[out[out > 0]] = step
+        return out, reused
+
+    def _sighting(self, key: str, step: int, reused: list[int]) -> int:
+        if self.admit_after > 1:
+            pending = self._pending.get(key)
+            if pending is None:
+                self._pending[key] = [1, step]
+                return 0
+            pending[0] += 1
+            pending[1] = step
+            if pending[0] < self.admit_after:
+                return 0
+        slot = self._allocate(step)
+        if slot == 0:
+            self.rejected += 1
+            return 0
+        self._pending.pop(key, None)
+        if slot < self._high_water:
+            reused.append(slot)
+        else:
+            self._high_water = slot + 1
+        self._slot_of[key] = slot
+        self._key_of[slot] = key
+        self._last_seen[slot] = step
+        self.admitted += 1
+        return slot
+
+    def _allocate(self, step: int) -> int:
+        if not self._free and self._high_water >= self.capacity:
+            self.evict_idle(step)
+        if self._free:
+            return heapq.heappop(self._free)
+        if self._high_water < self.capacity:
+            return self._high_water
+        return 0
+
+    # -- eviction ----------------------------------------------------------------------------------
+
+    def _maybe_sweep(self, step: int) -> None:
+        if self.evict_after is not None and step - self._last_sweep >= max(1, self.evict_after // 8):
+            self.evict_idle(step)
+
+    def evict_idle(self, step: int) -> list[int]:
+        """Free every slot not seen for more than ``evict_after`` steps; returns the freed slots."""
+        self._last_sweep = step
+        if self.evict_after is None:
+            return []
+        cutoff = step - self.evict_after
+        idle = np.flatnonzero((self._last_seen >= 0) & (self._last_seen < cutoff))
+        freed = [int(s) for s in idle if s > 0]
+        for slot in freed:
+            key = self._key_of[slot]
+            self._key_of[slot] = None
+            if key is not None:
+                del self._slot_of[key]
+            self._last_seen[slot] = -1
+            heapq.heappush(self._free, slot)
+        self.evicted += len(freed)
+        if self._pending:
+            stale = [k for k, (_, seen) in self._pending.items() if seen < cutoff]
+            for key in stale:
+                del self._pending[key]
+        return freed
+
+    # -- export and persistence --------------------------------------------------------------------
+
+    def items(self) -> tuple[list[str], list[int]]:
+        """The admitted keys and their slots, in slot order (what the exported lookup table holds)."""
+        pairs = sorted((slot, key) for key, slot in self._slot_of.items())
+        return [k for _, k in pairs], [s for s, _ in pairs]
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "size": len(self._slot_of),
+            "capacity": self.capacity,
+            "pending": len(self._pending),
+            "admitted": self.admitted,
+            "evicted": self.evicted,
+            "rejected": self.rejected,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        keys, slots = self.items()
+        return {
+            "capacity": self.capacity,
+            "admit_after": self.admit_after,
+            "evict_after": self.evict_after,
+            "high_water": self._high_water,
+            "free": sorted(self._free),
+            "keys": keys,
+            "slots": slots,
+            "last_seen": [int(self._last_seen[s]) for s in slots],
+            "pending": [[k, c, s] for k, (c, s) in self._pending.items()],
+            "last_sweep": self._last_sweep,
+            "counters": [self.admitted, self.evicted, self.rejected],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DynamicVocab:
+        vocab = cls(int(data["capacity"]), int(data["admit_after"]), data["evict_after"])
+        vocab._high_water = int(data["high_water"])
+        vocab._free = [int(s) for s in data["free"]]
+        heapq.heapify(vocab._free)
+        for key, slot, seen in zip(data["keys"], data["slots"], data["last_seen"], strict=True):
+            vocab._slot_of[key] = slot
+            vocab._key_of[slot] = key
+            vocab._last_seen[slot] = seen
+        vocab._pending = {k: [int(c), int(s)] for k, c, s in data["pending"]}
+        vocab._last_sweep = int(data["last_sweep"])
+        vocab.admitted, vocab.evicted, vocab.rejected = (int(x) for x in data["counters"])
+        return vocab
+
+
+class VocabSet:
+    """The vocabularies of all tracked fields, by field name."""
+
+    def __init__(self, vocabs: dict[str, DynamicVocab]):
+        self.vocabs = dict(vocabs)
+
+    def __getitem__(self, field: str) -> DynamicVocab:
+        return self.vocabs[field]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": VOCAB_FORMAT, "fields": {name: v.to_json() for name, v in self.vocabs.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VocabSet:
+        if data.get("format") != VOCAB_FORMAT:
+            raise ValueError(f"unsupported vocabulary format {data.get('format')!r}")
+        return cls({name: DynamicVocab.from_json(v) for name, v in data["fields"].items()})
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {name: v.stats() for name, v in self.vocabs.items()}
+
+
+def vocab_state(vocabs: VocabSet) -> Any:
+    """A ``tf.train.Checkpoint`` dependency that saves and restores ``vocabs`` in place."""
+    import tensorflow as tf
+
+    class VocabState(tf.train.experimental.PythonState):
+        def serialize(self) -> str:
+            return json.dumps(vocabs.to_json(), separators=(",", ":"))
+
+        def deserialize(self, string_value: Any) -> None:
+            text = string_value.decode() if isinstance(string_value, bytes) else str(string_value)
+            vocabs.vocabs = VocabSet.from_json(json.loads(text)).vocabs
+
+    return VocabState()
