@@ -66,6 +66,7 @@ class RunSummary:
     by_attribution: dict[str, int] = field(default_factory=dict)
     state_bytes_per_pending_impression: float | None = None
     seconds: float = 0.0
+    active_seconds: float = 0.0  # from the first input record to the last one processed
     finished_input: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -119,6 +120,8 @@ class EmbeddedRuntime:
         self.last_bytes_per_impression: float | None = None
         self.finished_input = False
         self._num_partitions = 0
+        self.first_message_at: float | None = None
+        self.last_message_at: float | None = None
         self._failed = False  # an unexpected error: in-memory state may be half-applied, never checkpoint it
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -211,13 +214,19 @@ class EmbeddedRuntime:
                 messages = consumer.consume(POLL_BATCH, POLL_TIMEOUT_S)
                 now = self.clock()
                 if messages:
+                    got_data = False
                     for msg in messages:
                         if msg.error() is None:
                             on_message(msg)
-                            last_message = now
+                            got_data = True
                         else:
                             self._on_consumer_error(msg)
                     producer.poll(0)
+                    if got_data:
+                        last_message = now
+                        if self.first_message_at is None:
+                            self.first_message_at = now
+                        self.last_message_at = self.clock()
                 if now >= next_idle_check:
                     next_idle_check = now + IDLE_CHECK_S
                     for shard in list(self.shards.values()):
@@ -258,6 +267,7 @@ class EmbeddedRuntime:
             by_attribution=dict(t.by_attribution),
             state_bytes_per_pending_impression=self.last_bytes_per_impression,
             seconds=round(self.clock() - started, 3),
+            active_seconds=round((self.last_message_at or 0.0) - (self.first_message_at or 0.0), 3),
             finished_input=self.finished_input,
         )
         log.info("embedded runtime stopped", extra=summary.to_json())
@@ -430,6 +440,7 @@ class EmbeddedRuntime:
             if not remaining:
                 break
             log.warning("waiting for Kafka to take the outputs before checkpointing", extra={"undelivered": remaining})
+        flushed = time.monotonic()
         if self._delivery_errors:
             errors = self._delivery_errors
             raise JobError(
@@ -494,10 +505,11 @@ class EmbeddedRuntime:
         if sampled_impressions:
             self.last_bytes_per_impression = sampled_bytes / sampled_impressions
             m.state_bytes_per_impression.set(self.last_bytes_per_impression)
-        log.debug(
+        log.info(
             "checkpoint",
             extra={
                 "seconds": round(elapsed, 4),
+                "flush_seconds": round(flushed - started, 4),
                 "keys_written": stats.keys_written,
                 "keys_deleted": stats.keys_deleted,
                 "bytes": stats.bytes_written,

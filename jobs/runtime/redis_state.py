@@ -46,6 +46,37 @@ class PartitionFenced(JobError):
         super().__init__(f"partitions {self.partitions} were taken over by another process")
 
 
+# One checkpoint, atomically (a script runs alone): check every partition's fencing token, then
+# write the state keys (with their TTL), delete the cleared ones and set each partition's meta.
+# Returns the 1-based indexes of fenced partitions (and writes nothing), or an empty list.
+CHECKPOINT_LUA = """
+local np, ns, nd, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local fenced = {}
+for i = 1, np do
+  if redis.call('GET', KEYS[i]) ~= ARGV[4 + i] then fenced[#fenced + 1] = i end
+end
+if #fenced > 0 then return fenced end
+local a = 4 + np
+local k = 2 * np
+for i = 1, ns do redis.call('SET', KEYS[k + i], ARGV[a + i], 'PX', ttl) end
+a = a + ns
+k = k + ns
+local i = 1
+while i <= nd do
+  local j = math.min(nd, i + 999)
+  redis.call('DEL', unpack(KEYS, k + i, k + j))
+  i = j + 1
+end
+for p = 1, np do
+  local m = tonumber(ARGV[a + 1])
+  a = a + 1
+  if m > 0 then redis.call('HSET', KEYS[np + p], unpack(ARGV, a + 1, a + 2 * m)) end
+  a = a + 2 * m
+end
+return {}
+"""
+
+
 @dataclass
 class PartitionSnapshot:
     """What a checkpoint holds for one partition number."""
@@ -93,6 +124,7 @@ class RedisState:
             url, socket_connect_timeout=connect_timeout_s, socket_timeout=30.0, health_check_interval=10
         )
         self.epochs: dict[int, int] = {}  # partitions we own -> the fencing token we took
+        self._script = self.client.register_script(CHECKPOINT_LUA)
 
     # -- keys -------------------------------------------------------------------------------------
 
@@ -197,58 +229,41 @@ class RedisState:
         started = time.monotonic()
         stats = CheckpointStats()
         partitions = sorted({p for p, _ in writes} | set(meta))
-
-        def attempt() -> None:
-            for _ in range(10):
-                if self._try_checkpoint(partitions, writes, meta):
-                    return
-            raise JobError("checkpoint kept failing on concurrent changes to the fencing tokens")
-
-        self._retrying("checkpoint", attempt)
-        for record in writes.values():
+        missing = [p for p in partitions if p not in self.epochs]
+        if missing:
+            raise PartitionFenced(missing)
+        # KEYS: epoch keys, meta keys, keys to set, keys to delete. ARGV: counts, ttl, expected epochs,
+        # values to set, then per partition its number of meta fields and the field/value pairs.
+        set_keys: list[str] = []
+        values: list[bytes] = []
+        del_keys: list[str] = []
+        for (p, request_id), record in writes.items():
+            key = self.state_prefix(p) + request_id
             if record is None:
-                stats.keys_deleted += 1
+                del_keys.append(key)
             else:
-                stats.keys_written += 1
+                set_keys.append(key)
+                values.append(record)
                 stats.bytes_written += len(record)
+        keys = [self.epoch_key(p) for p in partitions] + [self.meta_key(p) for p in partitions]
+        keys += set_keys
+        keys += del_keys
+        args: list[Any] = [len(partitions), len(set_keys), len(del_keys), self.ttl_ms]
+        args += [self.epochs[p] for p in partitions]
+        args += values
+        for p in partitions:
+            fields = meta.get(p, {})
+            args.append(len(fields))
+            for k, v in fields.items():
+                args.append(k)
+                args.append(v)
+        fenced = self._retrying("checkpoint", lambda: self._script(keys=keys, args=args))
+        if fenced:
+            raise PartitionFenced(partitions[int(i) - 1] for i in fenced)
+        stats.keys_written = len(set_keys)
+        stats.keys_deleted = len(del_keys)
         stats.seconds = time.monotonic() - started
         return stats
-
-    def _try_checkpoint(
-        self,
-        partitions: list[int],
-        writes: Mapping[tuple[int, str], bytes | None],
-        meta: Mapping[int, Mapping[str, int]],
-    ) -> bool:
-        with self.client.pipeline(transaction=True) as pipe:
-            epoch_keys = [self.epoch_key(p) for p in partitions]
-            if epoch_keys:
-                pipe.watch(*epoch_keys)
-                current: list[Any] = pipe.mget(epoch_keys)  # type: ignore[assignment]
-                fenced = [
-                    p
-                    for p, value in zip(partitions, current, strict=True)
-                    if value is None or int(value) != self.epochs.get(p)
-                ]
-                if fenced:
-                    pipe.reset()
-                    raise PartitionFenced(fenced)
-            pipe.multi()
-            ttl = self.ttl_ms
-            for (p, request_id), record in writes.items():
-                key = self.state_prefix(p) + request_id
-                if record is None:
-                    pipe.delete(key)
-                else:
-                    pipe.set(key, record, px=ttl)
-            for p, fields in meta.items():
-                if fields:
-                    pipe.hset(self.meta_key(p), mapping={k: str(v) for k, v in fields.items()})
-            try:
-                pipe.execute()
-            except redis.WatchError:
-                return False  # a token changed under us: look again which one
-            return True
 
     def close(self) -> None:
         self.client.close()
