@@ -65,6 +65,7 @@ UNMATCHED_LINES = OutputTag("unmatched", Types.STRING())
 DEADLETTER_RECORDS = OutputTag("deadletter-records", KAFKA_OUT_TYPE)
 
 STATE_NAME = "request_state"
+DECODED_CACHE_SIZE = 20_000  # recently written states kept decoded (per parallel instance)
 
 # -- events as plain tuples ----------------------------------------------------------------------
 _IMPRESSION, _SNAPSHOT, _LABEL = 0, 1, 2
@@ -273,6 +274,9 @@ class JoinFunction(KeyedProcessFunction):
         self.ignored: Counter[str] = Counter()
         self.events = 0
         self.timers_fired = 0
+        # bytes written to the ValueState -> the RequestState they encode (saves from_bytes when the
+        # same key comes back soon); the ValueState stays the truth: a miss just decodes
+        self._decoded: dict[bytes, RequestState] = {}
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from jobs.config import JoinConfig
@@ -322,7 +326,7 @@ class JoinFunction(KeyedProcessFunction):
         event = event_from_bytes(value)
         timers = ctx.timer_service()
         raw = self.state.value()
-        state = None if raw is None else RequestState.from_bytes(raw)
+        state = None if raw is None else self._decode_state(raw)
         step = self.on_event_core(state, event, timers.current_watermark())
         return self._apply(step, raw, timers)
 
@@ -332,8 +336,14 @@ class JoinFunction(KeyedProcessFunction):
             return []
         self.timers_fired += 1
         timers = ctx.timer_service()
-        step = self.on_timer_core(RequestState.from_bytes(raw), timestamp, timers.current_watermark())
+        step = self.on_timer_core(self._decode_state(raw), timestamp, timers.current_watermark())
         return self._apply(step, raw, timers)
+
+    def _decode_state(self, raw: bytes) -> RequestState:
+        # The object this function last wrote as exactly these bytes, if still cached; else decode.
+        # Taken out of the cache: the core may change it in place; _apply puts back what it wrote.
+        state = self._decoded.pop(raw, None)
+        return RequestState.from_bytes(raw) if state is None else state
 
     def _apply(self, step: Step, raw: bytes | None, timers: Any) -> list[Any]:
         state = step.state
@@ -344,6 +354,10 @@ class JoinFunction(KeyedProcessFunction):
             data = state.to_bytes()
             if data != raw:
                 self.state.update(data)
+            decoded = self._decoded
+            decoded[data] = state
+            if len(decoded) > DECODED_CACHE_SIZE:
+                del decoded[next(iter(decoded))]
         if step.timers:
             for ts in set(step.timers) if len(step.timers) > 1 else step.timers:
                 timers.register_event_time_timer(ts)

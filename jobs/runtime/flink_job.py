@@ -12,6 +12,14 @@ Graph::
 Checkpointing is on (``flink.checkpoint_interval``), state in RocksDB (``flink.state_backend``); the
 Kafka source commits its offsets on checkpoints and resumes from them.
 
+Watermarks: the event time is inside the Avro value, so the timestamps are assigned right after the
+decode step (PyFlink cannot run a Python timestamp assigner inside the Kafka source), i.e. per
+parallel source instance (over the partitions it reads) rather than per Kafka partition; the join
+operator takes the minimum over its inputs, with idleness (``join.idleness``). Partitions read by
+one instance that lag each other in event time by more than ``join.out_of_orderness`` look like
+disorder to the join: more source parallelism (fewer partitions per instance) or a larger
+out-of-orderness absorbs that.
+
 :func:`build_graph` takes the input as a DataStream and returns the output as a DataStream, so the
 same graph runs with file sources and sinks in place of Kafka (tests; see
 :class:`jobs.runtime.flink_kafka.FileTables`).
@@ -106,12 +114,15 @@ def build_graph(source: Any, config: SampleJoinConfig) -> Any:
 
     topics = config.kafka.topics
     join = config.join
-    decoded = source.process(DecodeKafkaRecords(topics.deadletter), PARSED_TYPE).name("decode-events")
+    decoded = (
+        source.process(DecodeKafkaRecords(topics.deadletter), PARSED_TYPE).name("decode-events").uid("decode-events")
+    )
     keyed = key_by_request(decoded, BYTES, join.out_of_orderness, join.idleness)
     joined = keyed.process(
         JoinFunction(join.model_dump(), "avro", samples_prefix=topics.samples_prefix, unmatched_topic=topics.unmatched),
         KAFKA_OUT_TYPE,
-    ).name("sample-join")
+    )
+    joined.name("sample-join").uid("sample-join")  # stable uid: the keyed state survives savepoints
     return joined.union(decoded.get_side_output(DEADLETTER_RECORDS))
 
 
