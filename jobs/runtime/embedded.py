@@ -120,6 +120,7 @@ class EmbeddedRuntime:
         self.last_bytes_per_impression: float | None = None
         self.finished_input = False
         self._num_partitions = 0
+        self._in_rebalance = False
         self.first_message_at: float | None = None
         self.last_message_at: float | None = None
         self._failed = False  # an unexpected error: in-memory state may be half-applied, never checkpoint it
@@ -479,8 +480,12 @@ class EmbeddedRuntime:
         try:
             stats = self._redis.checkpoint(writes, meta)
         except PartitionFenced as exc:
-            log.warning("partitions taken over by another process; dropping them", extra={"partitions": exc.partitions})
+            log.warning(
+                "partitions were taken over (fencing token changed); dropping our view of them",
+                extra={"partitions": exc.partitions},
+            )
             self._drop(exc.partitions)
+            self._retake(exc.partitions)
             return
         for shard in self.shards.values():
             shard.dirty.clear()
@@ -541,8 +546,7 @@ class EmbeddedRuntime:
         snapshots = self._redis.take(new)
         for p in new:
             self.shards[p] = self._load_shard(snapshots[p])
-        reset = str(self.config.kafka.consumer.get("auto.offset.reset", "earliest"))
-        start = OFFSET_END if reset in ("latest", "largest", "end") else OFFSET_BEGINNING
+        start = self._start_offset()
         for tp in partitions:
             offset = self.shards[tp.partition].offsets.get(tp.topic)
             tp.offset = offset if offset is not None else start
@@ -556,6 +560,37 @@ class EmbeddedRuntime:
                 "offsets": {f"{tp.topic}[{tp.partition}]": tp.offset for tp in partitions},
             },
         )
+
+    def _start_offset(self) -> int:
+        """Where a partition without a checkpoint starts: the beginning, or the end if configured so."""
+        reset = str(self.config.kafka.consumer.get("auto.offset.reset", "earliest"))
+        return OFFSET_END if reset in ("latest", "largest", "end") else OFFSET_BEGINNING
+
+    def _retake(self, numbers: list[int]) -> None:
+        """After a fencing conflict: if Kafka still gives us these partitions, load their checkpoint
+        afresh and rewind to it (whoever wrote it last; the state and its offsets always match). A
+        member that really lost them gets its revocation from the group soon anyway."""
+        consumer = self._consumer
+        if consumer is None or self._redis is None or self._in_rebalance:
+            return
+        try:
+            assignment = consumer.assignment()
+        except KafkaException:
+            return
+        mine = sorted({tp.partition for tp in assignment} & set(numbers))
+        if not mine:
+            return
+        snapshots = self._redis.take(mine)
+        for p in mine:
+            self.shards[p] = self._load_shard(snapshots[p])
+        start = self._start_offset()
+        for tp in assignment:
+            shard = self.shards.get(tp.partition)
+            offset = shard.offsets.get(tp.topic) if shard is not None else None
+            tp.offset = offset if offset is not None else start
+        consumer.assign(assignment)
+        self.metrics.partitions.set(len(self.shards))
+        log.warning("re-took partitions from their checkpoint", extra={"partitions": mine})
 
     def _load_shard(self, snap: PartitionSnapshot) -> Shard:
         jc = self.config.join
@@ -582,7 +617,11 @@ class EmbeddedRuntime:
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         numbers = sorted({tp.partition for tp in partitions})
-        self.checkpoint()  # a fenced partition is dropped inside
+        self._in_rebalance = True
+        try:
+            self.checkpoint()  # a fenced partition is dropped inside
+        finally:
+            self._in_rebalance = False
         self._drop(numbers)
         log.info("partitions revoked", extra={"partitions": numbers})
 

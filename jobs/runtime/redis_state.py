@@ -31,6 +31,8 @@ from functools import partial
 from typing import Any, TypeVar
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from jobs.errors import JobError
 
@@ -120,8 +122,14 @@ class RedisState:
         self.ttl_ms = max(1, ttl_ms)
         self.retry_for_s = retry_for_s
         self._sleep = sleep
+        # No client-side retries: ours (_retrying) log, back off and give up after retry_for_s, and
+        # the start-up check must fail fast.
         self.client = redis.Redis.from_url(
-            url, socket_connect_timeout=connect_timeout_s, socket_timeout=30.0, health_check_interval=10
+            url,
+            socket_connect_timeout=connect_timeout_s,
+            socket_timeout=30.0,
+            health_check_interval=10,
+            retry=Retry(NoBackoff(), 0),
         )
         self.epochs: dict[int, int] = {}  # partitions we own -> the fencing token we took
         self._script = self.client.register_script(CHECKPOINT_LUA)

@@ -172,3 +172,68 @@ def test_cli_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     summary = json.loads(capsys.readouterr().out)
     assert summary["impressions"] == 500
     assert summary["events"] == len(out.read_text().splitlines())
+
+
+@pytest.mark.integration
+def test_kafka_mode_writes_avro_keyed_by_request_id_co_partitioned(
+    kafka_bootstrap: str, unique_topic, tmp_path: Path
+) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    from jobs.generate import KafkaTarget
+    from schemas.codec import Codec
+
+    topics = {k: unique_topic(f"gen.{k}", partitions=3) for k in ("impression", "feature_snapshot", "label")}
+    out = tmp_path / "events.jsonl"
+    target = KafkaTarget(kafka_bootstrap, topics["impression"], topics["feature_snapshot"], topics["label"])
+    run(GeneratorConfig(impressions=600, seed=4), out=str(out), kafka=target)
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    codec = Codec.default()
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "gen-test", "enable.partition.eof": True})
+    partition_of: dict[str, set[int]] = {}
+    for kind, topic in topics.items():
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+        got: list[dict] = []
+        done: set[int] = set()
+        while len(done) < 3:
+            for msg in consumer.consume(500, 1.0):
+                if msg.error():
+                    done.add(msg.partition() or 0)
+                    continue
+                record = codec.decode(msg.value() or b"")[1]
+                assert msg.key() == record["request_id"].encode()
+                partition_of.setdefault(record["request_id"], set()).add(msg.partition() or 0)
+                got.append({"type": kind, **record})
+        want = [e for e in events if e["type"] == kind]
+        assert sorted(json.dumps(g, sort_keys=True) for g in got) == sorted(json.dumps(w, sort_keys=True) for w in want)
+    consumer.close()
+    # co-partitioned: every request's events are in the same partition number on all three topics
+    assert all(len(ps) == 1 for ps in partition_of.values())
+    assert len({p for ps in partition_of.values() for p in ps}) == 3
+
+
+@pytest.mark.integration
+def test_speedup_paces_the_writes(kafka_bootstrap: str, unique_topic, tmp_path: Path) -> None:
+    import time
+
+    from jobs.generate import Generator, KafkaTarget
+
+    cfg = GeneratorConfig(
+        impressions=300,
+        rate=100.0,
+        window_ms=2_000,
+        horizon_ms=2_000,
+        delay_mean_ms=300,
+        late_fraction=0.0,
+        beyond_horizon_fraction=0.0,
+        like_rate=0.0,
+        conversion_rate=0.0,
+        orphan_rate=0.0,
+    )
+    arrivals = [a for a, _ in Generator(cfg).events()]
+    span_s = (arrivals[-1] - arrivals[0]) / 1000
+    target = KafkaTarget(kafka_bootstrap, unique_topic("pace.i"), unique_topic("pace.s"), unique_topic("pace.l"))
+    started = time.monotonic()
+    run(cfg, kafka=target, speedup=2.0)
+    elapsed = time.monotonic() - started
+    assert span_s / 2 * 0.9 <= elapsed <= span_s / 2 + 10

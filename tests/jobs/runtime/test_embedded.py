@@ -7,6 +7,7 @@ runtime runs in bounded mode (``local.exit_when_idle``), which ends its input th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -434,3 +435,85 @@ def test_state_keys_carry_a_bounded_ttl(stack: Stack) -> None:
         assert 0 < ttl <= horizon_ms + 60_000 + 3_600_000
     metas = list(client.scan_iter(match=f"{stack.key_prefix}:*:meta"))
     assert len(metas) == stack.partitions
+
+
+def _start_durable_redis(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    import shutil
+
+    proc = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            str(tmp),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if redis.Redis(port=port, socket_connect_timeout=0.5).ping():
+                return proc
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("redis-server did not start")
+
+
+@pytest.mark.slow
+def test_redis_and_broker_dropping_out_while_running_lose_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis goes away for 3 s (and comes back with its data), then the broker stalls for 3 s."""
+    import logging
+
+    from infra.local import start_broker
+
+    broker = start_broker(free_port(), tmp_path / "broker.log")
+    port = free_port()
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    server = _start_durable_redis(redis_dir, port)
+    try:
+        stack = Stack(broker.address, f"redis://127.0.0.1:{port}/0", 3, tmp_path)
+        writer = threading.Thread(target=lambda: stack.generate(6000, seed=21, speedup=60.0, rate=20.0), daemon=True)
+        runtime = EmbeddedRuntime(stack.config(checkpoint={"interval": "300ms"}, local={"exit_when_idle": "3s"}))
+        runtime.connect()
+        result: dict[str, Any] = {}
+        runner = threading.Thread(target=lambda: result.setdefault("summary", runtime.run()), daemon=True)
+        caplog.set_level(logging.WARNING, logger="jobs.runtime")
+        writer.start()
+        runner.start()
+        time.sleep(5)  # joined the group; events flowing
+        server.terminate()
+        server.wait(10)
+        time.sleep(3)
+        server = _start_durable_redis(redis_dir, port)
+        time.sleep(2)
+        os.kill(broker.pid, signal.SIGSTOP)
+        time.sleep(3)
+        os.kill(broker.pid, signal.SIGCONT)
+        writer.join(120)
+        runner.join(180)
+        assert not runner.is_alive() and "summary" in result
+        assert result["summary"].finished_input
+        assert any("redis unavailable, retrying" in r.getMessage() for r in caplog.records)
+        want, _ = stack.contract()
+        got_list = stack.samples()
+        _assert_same_samples(_by_id(got_list), want)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(broker.pid, signal.SIGCONT)
+        broker.stop()
+        server.kill()
+        server.wait(10)
