@@ -59,6 +59,7 @@ class Stack:
         self.key_prefix = f"test-{tag}"
         create_topics(bootstrap, {t: (partitions, 0) for t in (self.impressions, self.snapshots, self.labels)})
         self.events_file = tmp / "events.jsonl"
+        self.tasks: list[dict[str, Any]] = [{"name": "click", "window": WINDOW, "horizon": HORIZON}]
 
     def overrides(self, **extra: Any) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -75,7 +76,7 @@ class Stack:
                 },
             },
             "redis": {"url": self.redis_url, "key_prefix": self.key_prefix},
-            "join": {"tasks": [{"name": "click", "window": WINDOW, "horizon": HORIZON}]},
+            "join": {"tasks": self.tasks},
             "checkpoint": {"interval": "500ms"},
             "local": {"exit_when_idle": "2s"},
         }
@@ -141,9 +142,9 @@ class Stack:
         finally:
             consumer.close()
 
-    def samples(self) -> list[dict[str, Any]]:
+    def samples(self, task: str = "click") -> list[dict[str, Any]]:
         codec = Codec.default()
-        return [codec.decode(m.value(), "Sample") for m in self.read(f"{self.samples_prefix}click")]
+        return [codec.decode(m.value() or b"", "Sample") for m in self.read(f"{self.samples_prefix}{task}")]
 
     def unmatched_records(self) -> list[dict[str, Any]]:
         codec = Codec.default()
@@ -195,13 +196,24 @@ def _wait(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
 
 
 def test_runtime_gives_the_contracts_samples_and_unmatched(stack: Stack) -> None:
-    stack.generate(4000, seed=3, duplicate_rate=0.03, orphan_rate=0.01, late_fraction=0.2, beyond_horizon_fraction=0.05)
+    stack.tasks.append({"name": "conversion", "window": "2m", "horizon": HORIZON})  # a second task, own topic
+    stack.generate(
+        4000,
+        seed=3,
+        duplicate_rate=0.03,
+        orphan_rate=0.01,
+        late_fraction=0.2,
+        beyond_horizon_fraction=0.05,
+        conversion_rate=0.5,
+    )
     runtime = EmbeddedRuntime(stack.config())
     runtime.connect()
     summary = runtime.run()
     assert summary.finished_input
     want, want_unmatched = stack.contract()
-    got_list = stack.samples()
+    clicks, conversions = stack.samples("click"), stack.samples("conversion")
+    assert {s["task"] for s in clicks} == {"click"} and {s["task"] for s in conversions} == {"conversion"}
+    got_list = clicks + conversions
     assert len(got_list) == len(want)  # a clean run emits every sample exactly once
     _assert_same_samples(_by_id(got_list), want)
 
@@ -368,7 +380,7 @@ def test_sigterm_flushes_checkpoints_and_exits_0_then_resumes_exactly(stack: Sta
         if proc.poll() is None:
             proc.kill()
     before = stack.samples()
-    rc, err = _wait(stack.cli(stack.config_file("bounded.yaml")), 120)
+    rc, err = _wait(stack.cli(config, "--exit-when-idle", "2s"), 120)  # the CLI flag of bounded mode
     assert rc == 0, err[-3000:]
     want, _ = stack.contract()
     got_list = stack.samples()
