@@ -38,5 +38,11 @@ lint:  ## ruff and mypy on the packages
 	$(JOBS_PY) -m mypy schemas jobs infra
 	$(TRAINER_PY) -m mypy trainer
 
+bench: setup  ## benchmarks (DESIGN.md section 10): codec, replay engines vs the Flink SQL peer, embedded runtime, losses
+	$(JOBS_PY) -m schemas.bench
+	$(JOBS_PY) -m jobs.bench replay
+	$(JOBS_PY) -m jobs.bench_embedded
+	$(TRAINER_PY) -m trainer.bench
+
 clean:  ## remove caches and local state (keeps the venvs)
 	rm -rf .state .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis
