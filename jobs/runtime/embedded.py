@@ -30,9 +30,10 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from jobs.config import SampleJoinConfig
-from jobs.core import WATERMARK_END, RequestState, SampleJoin, Step
+from jobs.core import WATERMARK_END, BadEvent, RequestState, SampleJoin, Step, event_from_json
 from jobs.errors import JobError
 from jobs.runtime.kafka_io import (
+    TYPE_OF_RECORD,
     WireFormat,
     consumer_settings,
     kafka_error_text,
@@ -102,6 +103,7 @@ class EmbeddedRuntime:
         self.clock = clock
         self.join = SampleJoin(config.join)
         self.wire = WireFormat()
+        self._decode = self.wire.codec.decode
         self.metrics = metrics or RuntimeMetrics()
         topics = config.kafka.topics
         self.inputs = [topics.impressions, topics.feature_snapshots, topics.labels]
@@ -209,19 +211,13 @@ class EmbeddedRuntime:
         next_publish = now + PUBLISH_S
         last_message = now
         next_end_check = now
-        on_message = self._on_message
+        process = self._process
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(POLL_BATCH, POLL_TIMEOUT_S)
                 now = self.clock()
                 if messages:
-                    got_data = False
-                    for msg in messages:
-                        if msg.error() is None:
-                            on_message(msg)
-                            got_data = True
-                        else:
-                            self._on_consumer_error(msg)
+                    got_data = process(messages)
                     producer.poll(0)
                     if got_data:
                         last_message = now
@@ -320,28 +316,57 @@ class EmbeddedRuntime:
 
     # -- records ----------------------------------------------------------------------------------
 
-    def _on_message(self, msg: Any) -> None:
-        topic = msg.topic()
-        p = msg.partition()
-        shard = self.shards.get(p)
-        if shard is None:  # a partition we no longer own (fenced); its new owner handles it
-            return
-        offset = msg.offset()
-        shard.offsets[topic] = offset + 1
-        shard.at_eof[topic] = False
-        shard.ended = False
-        self.metrics.counts.events_in[topic] += 1
-        try:
-            event = self.wire.decode_event(msg.value())
-        except Exception as exc:  # undecodable or invalid: dead letter, and go on
-            self._deadletter(msg, _one_line(exc))
-            return
-        key = event.request_id
-        self._apply(shard, key, self.join.on_event(shard.states.get(key), event, shard.watermark.current))
-        if shard.watermark.observe(topic, event.event_time_ms):
-            heap = shard.heap
-            if heap and heap[0][0] <= shard.watermark.current:
-                self._fire(shard, shard.watermark.current)
+    def _process(self, messages: list[Any]) -> bool:
+        """Process one consumed batch (the hot path); returns whether it held any record."""
+        shards = self.shards
+        decode = self._decode
+        type_of = TYPE_OF_RECORD
+        from_json = event_from_json
+        on_event = self.join.on_event
+        apply = self._apply
+        events_in = self.metrics.counts.events_in
+        touched: set[tuple[int, str]] = set()
+        for msg in messages:
+            if msg.error() is not None:
+                self._on_consumer_error(msg)
+                continue
+            topic = msg.topic()
+            p = msg.partition()
+            touched.add((p, topic))
+            shard = shards.get(p)
+            if shard is None:  # a partition we no longer own (fenced); its new owner handles it
+                continue
+            shard.offsets[topic] = msg.offset() + 1
+            shard.at_eof[topic] = False  # (a partition-EOF later in this batch sets it again)
+            events_in[topic] += 1
+            try:
+                name, record = decode(msg.value())
+                kind = type_of.get(name)
+                if kind is None:
+                    raise BadEvent(
+                        f"a {name} record is not an input event (expected Impression, FeatureSnapshot or Label)"
+                    )
+                record["type"] = kind
+                event = from_json(record)
+            except Exception as exc:  # undecodable or invalid: dead letter, and go on
+                self._deadletter(msg, _one_line(exc))
+                continue
+            key = event.request_id
+            wm = shard.watermark
+            apply(shard, key, on_event(shard.states.get(key), event, wm.current))
+            if wm.observe(topic, event.event_time_ms):
+                heap = shard.heap
+                if heap and heap[0][0] <= wm.current:
+                    self._fire(shard, wm.current)
+        if not touched:
+            return False
+        now = self.clock()
+        for p, topic in touched:
+            shard = shards.get(p)
+            if shard is not None:
+                shard.ended = False
+                shard.watermark.touch(topic, now)
+        return True
 
     def _fire(self, shard: Shard, watermark: int) -> None:
         heap, scheduled, states = shard.heap, shard.scheduled, shard.states

@@ -45,14 +45,20 @@ class PartitionWatermark:
         self.current = floor
 
     def observe(self, source: str, event_time_ms: int) -> bool:
-        """Record an event; returns True when the watermark advanced."""
-        self.last_seen[source] = self._clock()
+        """Record an event's time; returns True when the watermark advanced. (Activity for the
+        idleness rule is recorded separately, once per batch: :meth:`touch`.)"""
         if not self._active[source]:
             self._active[source] = True
         if event_time_ms > self.max_ts[source]:
             self.max_ts[source] = event_time_ms
             return self._recompute()
         return False
+
+    def touch(self, source: str, now: float | None = None) -> None:
+        """Data arrived on ``source`` (at wall time ``now``): it is active, not idle."""
+        self.last_seen[source] = self._clock() if now is None else now
+        if not self._active[source]:
+            self._active[source] = True
 
     def check_idle(self) -> bool:
         """Mark sources silent for the idleness time as idle; returns True when the watermark advanced."""

@@ -43,11 +43,14 @@ def test_an_idle_source_stops_holding_it_back_until_it_speaks_again() -> None:
     assert not wm.check_idle()
     wm.observe("imp", 120_000)
     wm.observe("snap", 120_000)
+    wm.touch("imp")
+    wm.touch("snap")
     clock.now += 0.2
     assert wm.check_idle()  # "lab" silent for 30 s of wall time
     assert wm.idle_sources() == ["lab"]
     assert wm.current == 120_000 - 5_001
     wm.observe("lab", 50_000)  # back, behind: it is active again but the watermark never goes back
+    wm.touch("lab")
     assert wm.idle_sources() == []
     assert wm.current == 120_000 - 5_001
     wm.observe("imp", 130_000)
