@@ -47,8 +47,10 @@ from jobs.core.state import RequestState
 
 # -- types ---------------------------------------------------------------------------------------
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
-#: what the parse step emits: ((request_id, event bytes), event_time_ms) -- see flink_env.key_by_request
+#: what the Kafka decode step emits: ((request_id, event bytes), event_time_ms) -- flink_env.key_by_request
 PARSED_TYPE = Types.TUPLE([Types.ROW([Types.STRING(), BYTES]), Types.LONG()])
+#: what the replay parse step emits -- see flink_env.key_by_request_per_event
+PARSED_ROW_TYPE = Types.ROW_NAMED(["request_id", "event_time_ms", "value"], [Types.STRING(), Types.LONG(), BYTES])
 #: an input record of the streaming job, as the Kafka source gives it (or a test source imitates it)
 KAFKA_IN_TYPE = Types.ROW_NAMED(
     ["topic", "partition", "offset", "key", "value"],
@@ -137,7 +139,8 @@ def _write_stats(stats_dir: str | None, name: str, subtask: int, data: dict[str,
 
 # -- parse steps ---------------------------------------------------------------------------------
 class ParseJsonLines(ProcessFunction):
-    """Lines of an events file (DESIGN §5 JSON) -> parsed events; bad lines -> dead letter.
+    """Lines of an events file (DESIGN §5 JSON) -> parsed events (``PARSED_ROW_TYPE``); bad lines ->
+    dead letter.
 
     Must run at parallelism 1 right behind the file source (one split per file, read in order), so
     that its line counter is the line number. Blank lines are skipped; a dead letter is
@@ -183,7 +186,7 @@ class ParseJsonLines(ProcessFunction):
         except BadEvent as exc:
             return [self._dead(str(exc), value)]
         self.events += 1
-        return [(Row(event.request_id, event_to_bytes(event)), event.event_time_ms)]
+        return [Row(event.request_id, event.event_time_ms, event_to_bytes(event))]
 
 
 class DecodeKafkaRecords(ProcessFunction):

@@ -3,14 +3,19 @@
 Graph (DESIGN §3: thread mode; the events file is read with FileSource text lines)::
 
     FileSource(text lines, p1) -> ParseJsonLines (p1: counts line numbers; bad lines -> dead letter)
-      -> event time + watermarks (BoundedOutOfOrderness = join.out_of_orderness) -> key_by(request_id)
+      -> event time + a watermark after every event (max seen - join.out_of_orderness - 1 ms, as the
+         local engine) -> key_by(request_id)
       -> JoinFunction (p = parallelism; ValueState of RequestState bytes, event-time timers)
       -> samples (main output) / unmatched (side output) / dead letters -> FileSinks
 
 The sinks write part files into a scratch directory beside ``out``; once the job has finished they
 are concatenated into ``out``, ``unmatched`` and ``deadletter`` (temporary name, then rename), so
 the outputs appear only when complete. The end of the file advances the watermark to +inf, which
-fires every pending timer: the result is the same as the local engine's, at any parallelism.
+fires every pending timer. Each event is processed under the watermark of the events before it, as
+in the local engine, so the result is the same as the local engine's, at any parallelism (with
+Flink's usual periodic watermarks the join would see a lagging watermark: still correct by the
+contract, but e.g. a label beyond the horizon could be reported as ``beyond_horizon`` where the
+local engine, whose state was already dropped, says ``no_impression``).
 """
 
 from __future__ import annotations
@@ -27,15 +32,15 @@ from jobs.errors import JobError
 from jobs.runtime.flink_env import (
     FlinkUnavailable,
     collect_parts,
-    key_by_request,
+    key_by_request_per_event,
     make_environment,
     one_line,
     text_file_sink,
 )
 from jobs.runtime.summary import ReplaySummary
 
-#: How often the source side emits a watermark; small, so timers fire soon after they are due.
-AUTO_WATERMARK_INTERVAL = "20 ms"
+#: 0: a watermark after every event (the table watermark assigner), as the local engine advances it
+AUTO_WATERMARK_INTERVAL = "0 ms"
 
 
 class FlinkReplayError(JobError):
@@ -48,6 +53,7 @@ def replay_options(parallelism: int) -> dict[str, str]:
         "pipeline.auto-watermark-interval": AUTO_WATERMARK_INTERVAL,
         "restart-strategy.type": "none",  # a bad record must fail the run, not loop
         "taskmanager.numberOfTaskSlots": str(parallelism),
+        "table.exec.resource.default-parallelism": "1",  # parse and watermarks in input order
         "pipeline.name": "sample-join-replay",
     }
 
@@ -63,11 +69,12 @@ def build_replay_graph(
     """Add the replay graph to ``env``: sinks write part files under ``parts/{samples,unmatched,deadletter}``."""
     from pyflink.common import Types, WatermarkStrategy
     from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
+    from pyflink.table import StreamTableEnvironment
 
     from jobs.runtime.flink_functions import (
         BYTES,
         DEADLETTER_LINES,
-        PARSED_TYPE,
+        PARSED_ROW_TYPE,
         UNMATCHED_LINES,
         JoinFunction,
         ParseJsonLines,
@@ -76,8 +83,10 @@ def build_replay_graph(
     stats = str(stats_dir) if stats_dir is not None else None
     source = FileSource.for_record_stream_format(StreamFormat.text_line_format("UTF-8"), str(events)).build()
     lines = env.from_source(source, WatermarkStrategy.no_watermarks(), "events-file").set_parallelism(1)
-    parsed = lines.process(ParseJsonLines(stats), PARSED_TYPE).name("parse-events").set_parallelism(1)
-    keyed = key_by_request(parsed, BYTES, join.out_of_orderness)
+    parsed = lines.process(ParseJsonLines(stats), PARSED_ROW_TYPE).name("parse-events").set_parallelism(1)
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("table.exec.resource.default-parallelism", "1")
+    keyed = key_by_request_per_event(t_env, parsed, BYTES, join.out_of_orderness)
     joined = (
         keyed.process(JoinFunction(join.model_dump(), "json", stats_dir=stats), Types.STRING())
         .name("sample-join")
