@@ -29,8 +29,9 @@ from jobs.config import SampleJoinConfig
 SOURCE_TABLE = "sj_events"
 OUTPUT_VIEW = "sj_output"
 
-# Client settings we set; the config's kafka.consumer / kafka.producer win (passed as properties.*).
-SOURCE_PROPERTIES = {"auto.offset.reset": "earliest", "partition.discovery.interval.ms": "60000"}
+# Client settings we set; the config's kafka.consumer / kafka.producer win (passed as properties.*,
+# to the Java client: librdkafka-only names among them are ignored by it, with a warning).
+SOURCE_PROPERTIES = {"auto.offset.reset": "earliest"}
 SINK_PROPERTIES = {"enable.idempotence": "true", "acks": "all", "linger.ms": "5"}
 
 
@@ -68,6 +69,7 @@ class KafkaTables:
             "properties.group.id": kafka.group_id,
             # resume from the committed offsets (committed on checkpoints); earliest when there are none
             "scan.startup.mode": "group-offsets",
+            "scan.topic-partition-discovery.interval": "1 min",
             "key.format": "raw",
             "key.fields": "key",
             "value.format": "raw",
