@@ -28,7 +28,7 @@ Submitting to a cluster (the image of ``infra/flink/Dockerfile`` has all of it i
 
     flink run -d -pyclientexec /opt/venv/bin/python -pyexec /opt/venv/bin/python \\
         -j /opt/flink/connectors/flink-sql-connector-kafka-5.0.0-2.2.jar \\
-        -pym jobs.runtime.flink_job --config /opt/odl-loop/sample-join.yaml
+        -pyfs /opt/odl-loop -pym jobs.runtime.flink_job --config /opt/odl-loop/sample-join.yaml
 """
 
 from __future__ import annotations

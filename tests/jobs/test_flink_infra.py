@@ -114,7 +114,8 @@ def test_dockerfile_copies_existing_paths_to_where_the_config_points() -> None:
 
 def test_submit_command_in_the_dockerfile_names_real_entry_points() -> None:
     text = (FLINK / "Dockerfile").read_text()
-    assert "-pym jobs.runtime.flink_job --config /opt/odl-loop/sample-join.yaml" in text
+    # -pym needs -pyfs (Flink's CLI refuses it alone); the image has the project at /opt/odl-loop
+    assert "-pyfs /opt/odl-loop -pym jobs.runtime.flink_job --config /opt/odl-loop/sample-join.yaml" in text
     from jobs.runtime import flink_job
 
     assert callable(flink_job.main)
