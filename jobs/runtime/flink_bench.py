@@ -9,32 +9,12 @@ are the events/s over the parallelism.
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable
-from typing import Any
 
 from jobs.bench import BenchContext, BenchResult, register
 
 
-def register_contender(name: str, **kwargs: Any) -> Callable[[Any], Any]:
-    """``jobs.bench.register``, also into ``__main__`` when the bench runs as ``python -m jobs.bench``
-    (the script is then a second copy of the module, with its own registry)."""
-    registries = [register]
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if main is not None and spec is not None and spec.name == "jobs.bench" and hasattr(main, "register"):
-        registries.append(main.register)
-
-    def deco(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        for reg in registries:
-            reg(name, **kwargs)(fn)
-        return fn
-
-    return deco
-
-
-@register_contender(
+@register(
     "flink", description="replay --engine flink: FileSource, PyFlink thread mode, keyed join (per slot)"
 )
 def bench_flink(ctx: BenchContext) -> BenchResult:

@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.bench import BenchContext, BenchResult
-from jobs.runtime.flink_bench import register_contender
+from jobs.bench import BenchContext, BenchResult, register
 
 SOURCE = "peer_events"
 
@@ -100,7 +99,7 @@ def run_peer(
     return net, wall
 
 
-@register_contender(
+@register(
     "flink-sql", description="peer: Flink SQL LEFT JOIN ... BETWEEN interval join (Java, p1) into blackhole"
 )
 def bench_flink_sql(ctx: BenchContext) -> BenchResult:
