@@ -15,13 +15,13 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from infra.output import AtomicFile, commit_all
 from jobs.config import JoinConfig
 from jobs.core import _json
 from jobs.core.events import BadEvent, Event, event_from_json
 from jobs.core.join import Sample, SampleJoin, UnmatchedLabel
 from jobs.core.local import LocalJoinRunner
 from jobs.errors import JobError
-from jobs.runtime.files import AtomicFile, commit_all
 from jobs.runtime.summary import ReplaySummary
 
 FLUSH_EVERY = 8192  # samples / unmatched records buffered before a write
