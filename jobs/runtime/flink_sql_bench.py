@@ -21,17 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from jobs.bench import BenchContext, BenchResult, register
+from jobs.runtime.flink_env import sql_interval
 
 SOURCE = "peer_events"
-
-
-def sql_interval(ms: int) -> str:
-    """A DAY TO SECOND interval literal of ``ms`` milliseconds (up to 99 days)."""
-    seconds, millis = divmod(ms, 1000)
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
 
 
 def peer_statements(events: Path, window_ms: int, out_of_orderness_ms: int, label_type: str) -> list[str]:
