@@ -136,6 +136,7 @@ def passthrough(bootstrap: str, topics: Topics, expected: int) -> dict[str, Any]
     produce, poll = producer.produce, producer.poll
     n = 0
     first = last = 0.0
+    cpu_first = cpu_last = 0.0
     deadline = time.monotonic() + 600
     try:
         while n < expected and time.monotonic() < deadline:
@@ -151,6 +152,7 @@ def passthrough(bootstrap: str, topics: Topics, expected: int) -> dict[str, Any]
                     continue
                 if not first:
                     first = now
+                    cpu_first = time.process_time()
                 name, record = decode(msg.value() or b"")
                 value = encode(name, record)
                 while True:
@@ -162,16 +164,20 @@ def passthrough(bootstrap: str, topics: Topics, expected: int) -> dict[str, Any]
                 n += 1
             poll(0)
             last = time.monotonic()
+            cpu_last = time.process_time()
         flush_started = time.monotonic()
         producer.flush(60)
         flushed = time.monotonic()
     finally:
         consumer.close()
     seconds = last - first
+    cpu = cpu_last - cpu_first
     return {
         "events": n,
         "seconds": round(seconds, 3),
         "events_per_s": round(n / seconds, 1) if seconds > 0 else None,
+        "cpu_seconds": round(cpu, 3),
+        "events_per_cpu_s": round(n / cpu, 1) if cpu > 0 else None,
         "final_flush_seconds": round(flushed - flush_started, 3),
     }
 
@@ -181,10 +187,13 @@ def embedded(config: dict[str, Any]) -> dict[str, Any]:
     runtime.connect()
     summary = runtime.run()
     seconds = summary.active_seconds
+    cpu = summary.active_cpu_seconds
     return {
         "events": summary.events_in,
         "seconds": seconds,
         "events_per_s": round(summary.events_in / seconds, 1) if seconds > 0 else None,
+        "cpu_seconds": cpu,
+        "events_per_cpu_s": round(summary.events_in / cpu, 1) if cpu > 0 else None,
         "samples_out": summary.samples_out,
         "by_attribution": summary.by_attribution,
         "unmatched": summary.unmatched,
@@ -334,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--freshness-impressions", type=int, default=20_000)
     p.add_argument("--speedup", type=float, default=20.0, help="event-time ms per wall ms in the freshness run")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each contender (alternating); the best counts")
     p.add_argument("--skip-freshness", action="store_true")
     p.add_argument(
         "--runtime-log",
@@ -368,15 +378,22 @@ def main(argv: list[str] | None = None) -> int:
         stats = generate(gen, kafka=KafkaTarget(bootstrap, topics.impressions, topics.snapshots, topics.labels))
         results["events"] = stats.events
         results["event_mix"] = stats.by_type
-        print("bench_embedded: passthrough ...", file=sys.stderr)
-        results["passthrough"] = passthrough(bootstrap, topics, stats.events)
-        print("bench_embedded: embedded runtime ...", file=sys.stderr)
-        config = runtime_config(
-            bootstrap, redis_url, topics, args.window, args.horizon, args.checkpoint_interval, exit_when_idle="1s"
-        )
-        results["embedded"] = embedded(config)
+        runs: dict[str, list[dict[str, Any]]] = {"passthrough": [], "embedded": []}
+        for i in range(args.repeat):  # alternate the two, keep the best of each (a shared machine is noisy)
+            print(f"bench_embedded: passthrough ({i + 1}/{args.repeat}) ...", file=sys.stderr)
+            runs["passthrough"].append(passthrough(bootstrap, topics, stats.events))
+            print(f"bench_embedded: embedded runtime ({i + 1}/{args.repeat}) ...", file=sys.stderr)
+            config = runtime_config(
+                bootstrap, redis_url, topics, args.window, args.horizon, args.checkpoint_interval, exit_when_idle="1s"
+            )
+            runs["embedded"].append(embedded(config))
+        for name, rs in runs.items():
+            results[name] = max(rs, key=lambda r: r["events_per_s"] or 0)
+            results[name]["all_events_per_s"] = [r["events_per_s"] for r in rs]
         pt, em = results["passthrough"]["events_per_s"], results["embedded"]["events_per_s"]
         results["ratio_embedded_to_passthrough"] = round(em / pt, 3) if pt and em else None
+        pt_cpu, em_cpu = results["passthrough"]["events_per_cpu_s"], results["embedded"]["events_per_cpu_s"]
+        results["cpu_ratio_embedded_to_passthrough"] = round(em_cpu / pt_cpu, 3) if pt_cpu and em_cpu else None
         if not args.skip_freshness:
             print("bench_embedded: freshness (live, accelerated clock) ...", file=sys.stderr)
             results["freshness"] = freshness(bootstrap, redis_url, tmp, args.window, args.horizon, args)
@@ -384,9 +401,12 @@ def main(argv: list[str] | None = None) -> int:
     pt, em = results["passthrough"], results["embedded"]
     lines = [
         f"events: {results['events']} ({args.impressions} impressions, {args.partitions} partitions)",
-        f"{'passthrough':<12} {pt['events_per_s']:>12,.0f} events/s  ({pt['seconds']} s)",
-        f"{'embedded':<12} {em['events_per_s']:>12,.0f} events/s  ({em['seconds']} s, "
-        f"{em['checkpoints']} checkpoints)  ratio {results['ratio_embedded_to_passthrough']} (target >= 0.5)",
+        f"{'passthrough':<12} {pt['events_per_s']:>12,.0f} events/s  ({pt['seconds']} s; "
+        f"{pt['events_per_cpu_s']:,.0f} events per CPU-second)",
+        f"{'embedded':<12} {em['events_per_s']:>12,.0f} events/s  ({em['seconds']} s, {em['checkpoints']} checkpoints; "
+        f"{em['events_per_cpu_s']:,.0f} events per CPU-second)",
+        f"ratio embedded/passthrough: {results['ratio_embedded_to_passthrough']} by wall time (target >= 0.5), "
+        f"{results['cpu_ratio_embedded_to_passthrough']} by CPU time; best of {args.repeat} each",
         f"state bytes per pending impression: {em['state_bytes_per_pending_impression']}",
     ]
     fr = results.get("freshness")

@@ -18,6 +18,7 @@ after a crash, with the same ``sample_id`` (DESIGN §7: at-least-once, deduplica
 
 from __future__ import annotations
 
+import gc
 import heapq
 import logging
 import signal
@@ -50,6 +51,8 @@ POLL_BATCH = 2000
 POLL_TIMEOUT_S = 0.02  # consume() waits this long for a full batch: bounds the added latency
 IDLE_CHECK_S = 0.1
 PUBLISH_S = 1.0
+STALL_S = 1.0  # a checkpoint blocked longer than this does not count towards idleness
+GC_THRESHOLD = 50_000  # allocations between young-generation collections (CPython's default: 700)
 
 
 class RuntimeUnavailable(JobError):
@@ -68,6 +71,7 @@ class RunSummary:
     state_bytes_per_pending_impression: float | None = None
     seconds: float = 0.0
     active_seconds: float = 0.0  # from the first input record to the last one processed
+    active_cpu_seconds: float = 0.0  # this process's CPU time (all threads) over that span
     finished_input: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -104,6 +108,8 @@ class EmbeddedRuntime:
         self.join = SampleJoin(config.join)
         self.wire = WireFormat()
         self._decode = self.wire.codec.decode
+        self._encode_sample = self.wire.codec.encode
+        self._step = Step(None, [], [], [], [])  # reused for every call into the core (emptied by _apply)
         self.metrics = metrics or RuntimeMetrics()
         topics = config.kafka.topics
         self.inputs = [topics.impressions, topics.feature_snapshots, topics.labels]
@@ -125,6 +131,7 @@ class EmbeddedRuntime:
         self._in_rebalance = False
         self.first_message_at: float | None = None
         self.last_message_at: float | None = None
+        self._cpu_first = self._cpu_last = 0.0  # process CPU time (all threads) over the same span
         self._failed = False  # an unexpected error: in-memory state may be half-applied, never checkpoint it
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -186,6 +193,10 @@ class EmbeddedRuntime:
         started = self.clock()
         if self._consumer is None:
             self.connect()
+        # The state is many long-lived small objects and the hot path allocates many short-lived
+        # ones: collect the young generation less often (a few % of CPU), restored on return.
+        gc_thresholds = gc.get_threshold()
+        gc.set_threshold(GC_THRESHOLD, *gc_thresholds[1:])
         consumer, producer, metrics = self._consumer, self._producer, self.metrics
         cfg = self.config
         port = cfg.metrics.port
@@ -209,29 +220,42 @@ class EmbeddedRuntime:
         next_checkpoint = now + interval_s
         next_idle_check = now + IDLE_CHECK_S
         next_publish = now + PUBLISH_S
-        last_message = now
+        idle_since: float | None = None  # bounded mode: since when consume() has returned no record
         next_end_check = now
         process = self._process
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(POLL_BATCH, POLL_TIMEOUT_S)
                 now = self.clock()
+                got_data = False
                 if messages:
                     got_data = process(messages)
                     producer.poll(0)
                     if got_data:
-                        last_message = now
                         if self.first_message_at is None:
                             self.first_message_at = now
+                            self._cpu_first = time.process_time()
                         self.last_message_at = self.clock()
+                        self._cpu_last = time.process_time()
                 if now >= next_idle_check:
                     next_idle_check = now + IDLE_CHECK_S
                     for shard in list(self.shards.values()):
                         if shard.watermark.check_idle():
                             self._fire(shard, shard.watermark.current)
+                if got_data:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = now
                 if now >= next_checkpoint:
                     self.checkpoint()
-                    next_checkpoint = self.clock() + interval_s
+                    done = self.clock()
+                    next_checkpoint = done + interval_s
+                    if done - now > STALL_S:
+                        # We were blocked (Redis or Kafka away): the inputs were not silent, we were
+                        # not listening. Restart the idleness clocks instead of blaming the sources.
+                        idle_since = None
+                        for shard in self.shards.values():
+                            shard.watermark.excuse(done)
                 if now >= next_publish:
                     next_publish = now + PUBLISH_S
                     metrics.publish()
@@ -239,7 +263,8 @@ class EmbeddedRuntime:
                 if (
                     exit_idle_s is not None
                     and self.shards
-                    and now - last_message >= exit_idle_s
+                    and idle_since is not None
+                    and now - idle_since >= exit_idle_s
                     and now >= next_end_check
                 ):
                     next_end_check = now + 0.5
@@ -251,6 +276,7 @@ class EmbeddedRuntime:
             self._failed = True
             raise
         finally:
+            gc.set_threshold(*gc_thresholds)
             self._close()
         metrics.publish()
         t = metrics.totals
@@ -265,6 +291,7 @@ class EmbeddedRuntime:
             state_bytes_per_pending_impression=self.last_bytes_per_impression,
             seconds=round(self.clock() - started, 3),
             active_seconds=round((self.last_message_at or 0.0) - (self.first_message_at or 0.0), 3),
+            active_cpu_seconds=round(self._cpu_last - self._cpu_first, 3),
             finished_input=self.finished_input,
         )
         log.info("embedded runtime stopped", extra=summary.to_json())
@@ -322,7 +349,8 @@ class EmbeddedRuntime:
         decode = self._decode
         type_of = TYPE_OF_RECORD
         from_json = event_from_json
-        on_event = self.join.on_event
+        event_into = self.join.event_into
+        step = self._step
         apply = self._apply
         events_in = self.metrics.counts.events_in
         touched: set[tuple[int, str]] = set()
@@ -353,7 +381,9 @@ class EmbeddedRuntime:
                 continue
             key = event.request_id
             wm = shard.watermark
-            apply(shard, key, on_event(shard.states.get(key), event, wm.current))
+            step.state = shard.states.get(key)
+            event_into(step, event, wm.current)
+            apply(shard, key, step)
             if wm.observe(topic, event.event_time_ms):
                 heap = shard.heap
                 if heap and heap[0][0] <= wm.current:
@@ -370,42 +400,56 @@ class EmbeddedRuntime:
 
     def _fire(self, shard: Shard, watermark: int) -> None:
         heap, scheduled, states = shard.heap, shard.scheduled, shard.states
-        on_timer = self.join.on_timer
+        timer_into, step, apply = self.join.timer_into, self._step, self._apply
         while heap and heap[0][0] <= watermark:
             ts, key = heapq.heappop(heap)
             scheduled.discard((key, ts))
             state = states.get(key)
             if state is None:
                 continue
-            self._apply(shard, key, on_timer(state, ts, watermark))
+            step.state = state
+            timer_into(step, ts, watermark)
+            apply(shard, key, step)
 
     def _apply(self, shard: Shard, key: str, step: Step) -> None:
+        """Take one Step's effects (state, timers, outputs), then empty it for reuse."""
         state = step.state
         if state is None:
             shard.states.pop(key, None)
         else:
             shard.states[key] = state
         shard.dirty.add(key)
-        if step.timers:
+        timers = step.timers
+        if timers:
             scheduled, heap = shard.scheduled, shard.heap
-            for ts in step.timers:
+            for ts in timers:
                 item = (key, ts)
                 if item not in scheduled:
                     scheduled.add(item)
                     heapq.heappush(heap, (ts, key))
-        counts = self.metrics.counts
-        if step.samples:
-            produce, encode = self._produce, self.wire.encode_sample
-            for sample in step.samples:
-                produce(self.sample_topics[sample.task], encode(sample.to_json()), sample.impression_id.encode())
-                counts.samples_out[(sample.task, sample.attribution)] += 1
+            timers.clear()
+        samples = step.samples
+        if samples:
+            produce, encode, topics = self._producer.produce, self._encode_sample, self.sample_topics
+            samples_out = self.metrics.counts.samples_out
+            for sample in samples:
+                value = encode("Sample", sample.to_json())
+                try:
+                    produce(topics[sample.task], value, sample.impression_id.encode())
+                except BufferError:  # local queue full: let it drain, then retry
+                    self._produce(topics[sample.task], value, sample.impression_id.encode())
+                samples_out[(sample.task, sample.attribution)] += 1
+            samples.clear()
         if step.unmatched:
             encode_unmatched = self.wire.encode_unmatched
+            counts = self.metrics.counts
             for record in step.unmatched:
                 self._produce(self.unmatched_topic, encode_unmatched(record.to_json()), record.request_id.encode())
                 counts.unmatched[record.reason] += 1
+            step.unmatched.clear()
         if step.ignored_label_types:
-            counts.ignored.update(step.ignored_label_types)
+            self.metrics.counts.ignored.update(step.ignored_label_types)
+            step.ignored_label_types.clear()
 
     def _produce(self, topic: str, value: bytes, key: bytes | None, headers: Any = None) -> None:
         producer = self._producer

@@ -60,6 +60,12 @@ class PartitionWatermark:
         if not self._active[source]:
             self._active[source] = True
 
+    def excuse(self, now: float) -> None:
+        """The runtime itself was blocked until ``now``: active sources count as just seen."""
+        for source, active in self._active.items():
+            if active:
+                self.last_seen[source] = now
+
     def check_idle(self) -> bool:
         """Mark sources silent for the idleness time as idle; returns True when the watermark advanced."""
         now = self._clock()

@@ -392,7 +392,8 @@ def test_sigterm_flushes_checkpoints_and_exits_0_then_resumes_exactly(stack: Sta
 
 @pytest.mark.slow
 def test_two_processes_in_one_group_give_the_samples_of_one(stack: Stack) -> None:
-    config = stack.config_file(local={"exit_when_idle": "4s"})
+    # bounded mode counts idleness from the start too: long enough for the group join plus the wait here
+    config = stack.config_file(local={"exit_when_idle": "10s"})
     procs = [stack.cli(config), stack.cli(config)]
     time.sleep(5)  # both join the group before the events arrive
     stack.generate(8000, seed=13)
@@ -501,7 +502,7 @@ def test_redis_and_broker_dropping_out_while_running_lose_nothing(
     try:
         stack = Stack(broker.address, f"redis://127.0.0.1:{port}/0", 3, tmp_path)
         writer = threading.Thread(target=lambda: stack.generate(6000, seed=21, speedup=60.0, rate=20.0), daemon=True)
-        runtime = EmbeddedRuntime(stack.config(checkpoint={"interval": "300ms"}, local={"exit_when_idle": "3s"}))
+        runtime = EmbeddedRuntime(stack.config(checkpoint={"interval": "300ms"}, local={"exit_when_idle": "8s"}))
         runtime.connect()
         result: dict[str, Any] = {}
         runner = threading.Thread(target=lambda: result.setdefault("summary", runtime.run()), daemon=True)
