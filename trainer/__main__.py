@@ -1,7 +1,7 @@
 """``python -m trainer``: offline fit and evaluation (DESIGN §9).
 
-    python -m trainer fit --samples SAMPLES.jsonl [--samples MORE ...] --loss pu --export DIR [--seed N]
-    python -m trainer evaluate --model DIR --samples SAMPLES.jsonl --json
+python -m trainer fit --samples SAMPLES.jsonl [--samples MORE ...] --loss pu --export DIR [--seed N]
+python -m trainer evaluate --model DIR --samples SAMPLES.jsonl --json
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any, NoReturn
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
 
-from infra.errors import InfraError  # noqa: E402
-from trainer.config import LOSS_NAMES, TrainerConfig  # noqa: E402
-from trainer.errors import TrainerError  # noqa: E402
+from infra.errors import InfraError
+from trainer.config import LOSS_NAMES, TrainerConfig
+from trainer.errors import TrainerError
 
 log = logging.getLogger("trainer")
 
@@ -33,8 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     fit = sub.add_parser("fit", help="train on files of samples and export a SavedModel")
-    fit.add_argument("--samples", action="extend", nargs="+", required=True, metavar="FILE",
-                     help="JSONL or Avro container files of samples (repeatable)")
+    fit.add_argument(
+        "--samples",
+        action="extend",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="JSONL or Avro container files of samples (repeatable)",
+    )
     fit.add_argument("--loss", choices=LOSS_NAMES, help="delayed-feedback correction (default: pu)")
     fit.add_argument("--export", metavar="DIR", help="write the SavedModel here (atomically)")
     fit.add_argument("--checkpoint-dir", metavar="DIR", help="also write a tf.train checkpoint here")
@@ -44,8 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--order", choices=("shuffle", "stream"), help="batch order (default shuffle)")
     fit.add_argument("--warm-start", metavar="PATH", help="start from this checkpoint directory or export")
     fit.add_argument("--distill-from", metavar="MODEL_DIR", help="distil toward this export's predictions")
-    fit.add_argument("--distill-weight", type=float, metavar="LAMBDA",
-                     help="weight of the distillation term (default 0.5 with --distill-from)")
+    fit.add_argument(
+        "--distill-weight",
+        type=float,
+        metavar="LAMBDA",
+        help="weight of the distillation term (default 0.5 with --distill-from)",
+    )
     fit.add_argument("--config", metavar="YAML", help="trainer config file; flags override it")
     fit.add_argument("--deadletter", metavar="FILE", help="write skipped bad records here, with reasons")
     fit.add_argument("--quiet", action="store_true", help="warnings and errors only on stderr")
@@ -65,6 +75,12 @@ def _setup_logging(quiet: bool) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.WARNING if quiet else logging.INFO)
     log.propagate = False
+    quiet_tensorflow()
+
+
+def quiet_tensorflow() -> None:
+    """TensorFlow's and absl's own warnings (retracing, export notes) are not the user's business."""
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         import absl.logging
 

@@ -32,8 +32,8 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from trainer.config import LOSS_NAMES, TrainerConfig  # noqa: E402
-from trainer.errors import TrainerError  # noqa: E402
+from trainer.config import LOSS_NAMES, TrainerConfig
+from trainer.errors import TrainerError
 
 log = logging.getLogger("trainer.bench")
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,21 +112,46 @@ def prepare_data(args: argparse.Namespace, seed: int, directory: Path) -> Split:
     directory.mkdir(parents=True, exist_ok=True)
     events, truth, samples = directory / "events.jsonl", directory / "truth.jsonl", directory / "samples.jsonl"
     python = str(args.jobs_python)
-    generate = [python, "-m", "jobs.generate", "--out", str(events), "--truth", str(truth), "--quiet",
-                "--impressions", str(args.impressions), "--seed", str(seed)]
+    generate = [
+        python,
+        "-m",
+        "jobs.generate",
+        "--out",
+        str(events),
+        "--truth",
+        str(truth),
+        "--quiet",
+        "--impressions",
+        str(args.impressions),
+        "--seed",
+        str(seed),
+    ]
     for flag in ("ctr", "late_fraction", "beyond_horizon_fraction", "users", "items"):
         value = getattr(args, flag)
         if value is not None:
             generate += [f"--{flag.replace('_', '-')}", str(value)]
     _run(generate)
-    _run([python, "-m", "jobs.sample_join", "replay", "--events", str(events), "--out", str(samples),
-          "--window", "10m", "--horizon", "24h", "--quiet"])
+    _run(
+        [
+            python,
+            "-m",
+            "jobs.sample_join",
+            "replay",
+            "--events",
+            str(events),
+            "--out",
+            str(samples),
+            "--window",
+            "10m",
+            "--horizon",
+            "24h",
+            "--quiet",
+        ]
+    )
     return split_samples(samples, truth, args.test_fraction, directory)
 
 
-def fit_and_evaluate(
-    train: Path, test: Path, export: Path, config: TrainerConfig
-) -> dict[str, Any]:
+def fit_and_evaluate(train: Path, test: Path, export: Path, config: TrainerConfig) -> dict[str, Any]:
     from trainer.evaluate import evaluate
     from trainer.fit import fit
 
@@ -136,7 +161,9 @@ def fit_and_evaluate(
     return report
 
 
-def run_seed(args: argparse.Namespace, seed: int) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def run_seed(
+    args: argparse.Namespace, seed: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
     directory = Path(args.workdir) / f"seed{seed}"
     started = time.monotonic()
     split = prepare_data(args, seed, directory)
@@ -152,7 +179,86 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[dict[str, dict[str, A
             f"seed {seed} {name:>6}: auc {report['auc']:.4f} logloss {report['logloss']:.5f} "
             f"bias {report['prediction_bias']:.4f} ({report['fit_seconds']:.0f}s)"
         )
-    return results, split.stats
+    stable = stability(split, seed, args.stability_passes, base, directory) if args.stability_passes else []
+    return results, split.stats, stable
+
+
+def drop_late_negatives(rows: list[dict[str, Any]], fraction: float, seed: int) -> list[dict[str, Any]]:
+    """The stream without the NEGATIVE of ``fraction`` of the impressions that have a LATE_POSITIVE."""
+    import numpy as np
+
+    late = sorted({s["impression_id"] for s in rows if s["attribution"] == "LATE_POSITIVE"})
+    rng = np.random.default_rng(seed)
+    lost = {i for i, drop in zip(late, rng.random(len(late)) < fraction, strict=True) if drop}
+    return [s for s in rows if not (s["attribution"] == "NEGATIVE" and s["impression_id"] in lost)]
+
+
+def stability(split: Split, seed: int, passes: int, base: TrainerConfig, directory: Path) -> list[dict[str, Any]]:
+    """PU on a long stream in stream order, half of the late positives' NEGATIVEs unseen; per pass:
+    prediction bias and log loss on the test impressions, and the largest logit."""
+    import numpy as np
+
+    from trainer import metrics
+    from trainer.fit import setup_determinism, targets
+    from trainer.pipeline import batch_rows
+    from trainer.samples import SampleTable, read_samples
+
+    with open(split.train, encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    stream = write_jsonl(directory / "stream-lost-negatives.jsonl", drop_late_negatives(rows, 0.5, seed))
+    train = SampleTable(read_samples([stream])[0])
+    test = SampleTable(read_samples([split.test])[0])
+    variants = {
+        "pu (bounded, nnPU)": {},
+        "pu without bounds": {"pu_logit_bound": 1e9, "pu_nnpu": False},
+    }
+    report = []
+    for name, loss_overrides in variants.items():
+        from trainer.state import TrainerState
+
+        config = base.model_copy(
+            update={
+                "loss": base.loss.model_copy(update={"name": "pu", **loss_overrides}),
+                "fit": base.fit.model_copy(update={"order": "stream"}),
+            }
+        )
+        setup_determinism(seed)
+        state = TrainerState.create(config, train)
+        prepared, test_prepared = state.prepare(train), state.prepare(test)
+        for done in range(1, passes + 1):
+            for batch in batch_rows(train, config.fit.batch_size, "stream", seed, done):
+                state.train_on_batch(state.encode(prepared, batch), targets(train, batch, None))
+            logits = state.logits(state.encoder.peek(test_prepared, np.arange(len(test))))
+            scores = metrics.evaluate(test.labels, 1.0 / (1.0 + np.exp(-logits)))
+            report.append(
+                {
+                    "variant": name,
+                    "pass": done,
+                    "prediction_bias": scores["prediction_bias"],
+                    "logloss": scores["logloss"],
+                    "max_logit": float(np.max(logits)),
+                }
+            )
+        _say(
+            f"stability {name}: pass {passes} bias {report[-1]['prediction_bias']:.3f} "
+            f"max logit {report[-1]['max_logit']:.1f}"
+        )
+    return report
+
+
+def stability_markdown(report: list[dict[str, Any]], passes: int) -> str:
+    shown = sorted({1, 2, passes // 2, passes} - {0})
+    lines = [
+        "| variant | " + " | ".join(f"pass {p}: bias / log loss / max logit" for p in shown) + " |",
+        "| --- |" + " --- |" * len(shown),
+    ]
+    for variant in dict.fromkeys(r["variant"] for r in report):
+        cells = []
+        for p in shown:
+            (row,) = [r for r in report if r["variant"] == variant and r["pass"] == p]
+            cells.append(f"{row['prediction_bias']:.3f} / {row['logloss']:.4f} / {row['max_logit']:.1f}")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def relative(results: dict[str, dict[str, Any]], loss: str) -> tuple[float | None, float | None]:
@@ -185,10 +291,11 @@ def _fmt(values: list[float | None], digits: int) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(present):.{digits}f}"
 
 
-def markdown(per_seed: list[dict[str, dict[str, Any]]], names: list[str], args: argparse.Namespace,
-             stats: list[dict[str, Any]]) -> str:
+def markdown(
+    per_seed: list[dict[str, dict[str, Any]]], names: list[str], args: argparse.Namespace, stats: list[dict[str, Any]]
+) -> str:
     lines = [
-        "| loss | AUC | log loss | prediction bias | \\|bias − 1\\| | R-AUC | R-NLL |",
+        "| loss | AUC | log loss | prediction bias | \\|bias - 1\\| | R-AUC | R-NLL |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in names:
@@ -212,14 +319,15 @@ def markdown(per_seed: list[dict[str, dict[str, Any]]], names: list[str], args: 
         f"{statistics.fmean(s['train_late_positives'] for s in stats):.0f} LATE_POSITIVE; observed CTR "
         f"{statistics.fmean(s['train_observed_ctr'] for s in stats):.4f}, true "
         f"{statistics.fmean(s['train_true_ctr'] for s in stats):.4f}), evaluate on the last "
-        f"{100 * args.test_fraction:.0f}% with their true labels; {args.epochs} epochs. Mean ± standard deviation over seeds."
+        f"{100 * args.test_fraction:.0f}% with their true labels; {args.epochs} epochs. "
+        "Mean ± standard deviation over seeds."
     )
     if checks:
         lines.append("")
         passed = {key: sum(c[key] for c in checks) for key in checks[0]}
         lines.append(
             "Issue-6 check for `pu` (per seed): closes ≥ 30% of the naive-to-oracle log-loss gap "
-            f"{passed['closes_30pct_nll_gap']}/{len(checks)}; halves naive's |bias − 1| "
+            f"{passed['closes_30pct_nll_gap']}/{len(checks)}; halves naive's |bias - 1| "
             f"{passed['halves_calibration_error']}/{len(checks)}; AUC ≥ naive's {passed['no_auc_loss']}/{len(checks)}."
         )
     return "\n".join(lines)
@@ -249,30 +357,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="trainer config YAML for every fit")
     p.add_argument("--workdir", default=str(ROOT / ".bench" / "trainer"))
     p.add_argument("--jobs-python", type=Path, default=ROOT / ".venv" / "jobs" / "bin" / "python")
+    p.add_argument(
+        "--stability-passes",
+        type=int,
+        default=8,
+        help="passes of the long-stream stability run on the first seed (0: skip it)",
+    )
     p.add_argument("--out", type=Path, help="also write the Markdown report here")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.getLogger("trainer").setLevel(logging.WARNING)
-    try:
-        import absl.logging
+    from trainer.__main__ import quiet_tensorflow
 
-        absl.logging.set_verbosity(absl.logging.ERROR)
-    except ImportError:  # pragma: no cover
-        pass
+    logging.getLogger("trainer").setLevel(logging.WARNING)
+    quiet_tensorflow()
     try:
         if not args.jobs_python.exists():
-            raise TrainerError(f"jobs venv Python not found at {args.jobs_python} (run make setup, or pass --jobs-python)")
+            raise TrainerError(
+                f"jobs venv Python not found at {args.jobs_python} (run make setup, or pass --jobs-python)"
+            )
         if "naive" not in args.losses:
             args.losses = ["naive", *args.losses]
-        per_seed, stats = [], []
-        for seed in args.seeds:
-            results, split_stats = run_seed(args, seed)
+        per_seed, stats, stable = [], [], []
+        for number, seed in enumerate(args.seeds):
+            passes = args.stability_passes
+            args.stability_passes = passes if number == 0 else 0
+            results, split_stats, seed_stable = run_seed(args, seed)
+            args.stability_passes = passes
             per_seed.append(results)
             stats.append(split_stats)
+            stable += seed_stable
         report = markdown(per_seed, [*args.losses, ORACLE], args, stats)
+        if stable:
+            report += (
+                "\n\nLong-stream stability (seed "
+                f"{args.seeds[0]}): PU in stream order for {args.stability_passes} passes over the training "
+                "stream with the NEGATIVE of half of the late-positive impressions removed (a trainer that "
+                "started after they were emitted, or lost them): those LATE_POSITIVEs' undo terms have "
+                "nothing to undo. Test bias, log loss and the largest test logit after each pass:\n\n"
+                + stability_markdown(stable, args.stability_passes)
+            )
     except TrainerError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1

@@ -67,11 +67,11 @@ class ModelConfig(StrictConfig):
 class OptimizerConfig(StrictConfig):
     """FTRL on the wide variables, Adam on the deep ones (both applied in one train step)."""
 
-    ftrl_learning_rate: float = Field(default=0.05, gt=0.0)
+    ftrl_learning_rate: float = Field(default=0.2, gt=0.0)
     ftrl_l1: float = Field(default=0.0, ge=0.0)
-    ftrl_l2: float = Field(default=0.001, ge=0.0)
+    ftrl_l2: float = Field(default=0.01, ge=0.0)
     ftrl_initial_accumulator: float = Field(default=0.1, ge=0.0)
-    adam_learning_rate: float = Field(default=0.002, gt=0.0)
+    adam_learning_rate: float = Field(default=0.001, gt=0.0)
     adam_weight_decay: float = Field(default=0.0, ge=0.0)  # decoupled (AdamW) when > 0
     # Exponential moving average of the deep weights (Polyak averaging); what fit exports. None: off.
     adam_ema_momentum: float | None = Field(default=0.99, gt=0.0, lt=1.0)
@@ -96,10 +96,11 @@ class LossConfig(StrictConfig):
 class FitConfig(StrictConfig):
     """Offline fit over files of samples."""
 
-    epochs: int = Field(default=3, ge=1)
+    epochs: int = Field(default=2, ge=1)
+    # shuffle: impressions per step, in a seeded random order of impressions that does not depend on
+    # the files' order (a NEGATIVE and its LATE_POSITIVE share a step); stream: samples per step, in
+    # the files' order (as the sidecar sees them).
     batch_size: int = Field(default=256, ge=1)
-    # shuffle: each epoch in a seeded random order of impressions (a NEGATIVE and its LATE_POSITIVE
-    # stay in the same batch); stream: the files' order (as the sidecar sees it).
     order: Literal["shuffle", "stream"] = "shuffle"
     seed: int = 0
     # Adam's learning rate over the fit: constant, or cosine decay to lr_floor x the initial rate.

@@ -27,6 +27,7 @@ from trainer.config import TrainerConfig
 from trainer.errors import ModelDirError
 from trainer.features import FeatureLookup, FeatureSpec, signature_name
 from trainer.layers import Calibration
+from trainer.optim import sync_ftrl
 from trainer.vocab import VocabSet
 
 if TYPE_CHECKING:
@@ -65,9 +66,7 @@ def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
 def serving_model(state: TrainerState) -> keras.Model:
     """Raw features by name -> lookup/hash -> Wide & Deep -> sigmoid -> calibration."""
     spec = state.spec
-    inputs = {
-        name: keras.Input(shape=(), dtype=ts.dtype.name, name=name) for name, ts in spec.signature().items()
-    }
+    inputs = {name: keras.Input(shape=(), dtype=ts.dtype.name, name=name) for name, ts in spec.signature().items()}
     features = FeatureLookup.from_vocabs(spec, state.vocabs, name="feature_lookup")(inputs)
     logit = state.model(features)["logit"]
     calibration = Calibration(state.loss.calibration, state.config.loss.fnc_max_probability, name="calibration")
@@ -128,7 +127,9 @@ def warm_start_from_export(directory: Path, config: TrainerConfig, state_cls: ty
     meta = read_export_meta(directory)
     if meta is None or "vocab" not in meta:
         raise ModelDirError(f"warm start: {directory} was not exported by this trainer (no {META_PATH})")
-    state = state_cls(merge_architecture(config, meta), FeatureSpec.from_json(meta["spec"]), VocabSet.from_json(meta["vocab"]))
+    state = state_cls(
+        merge_architecture(config, meta), FeatureSpec.from_json(meta["spec"]), VocabSet.from_json(meta["vocab"])
+    )
     try:
         loaded = tf.saved_model.load(str(directory))
     except (OSError, tf.errors.OpError, ValueError) as exc:
@@ -148,20 +149,20 @@ def warm_start_from_export(directory: Path, config: TrainerConfig, state_cls: ty
         restored += 1
     if restored == 0:
         raise ModelDirError(f"warm start: no variable of {directory} matches the model")
-    sync_ftrl_after_restore(state)
+    sync_ftrl(state.model.wide_optimizer, state.model.wide_variables)
     state.step_var.assign(int(meta.get("step", 0)))
-    log.info("warm start from export %s (%d of %d variables, step %d)", directory, restored, len(state.model.variables), state.step)
+    log.info(
+        "warm start from export %s (%d of %d variables, step %d)",
+        directory,
+        restored,
+        len(state.model.variables),
+        state.step,
+    )
     return state
 
 
 def _variable_key(name: str) -> str:
     return name.split(":")[0]
-
-
-def sync_ftrl_after_restore(state: TrainerState) -> None:
-    from trainer.optim import sync_ftrl
-
-    sync_ftrl(state.model.wide_optimizer, state.model.wide_variables)
 
 
 class ExportedModel:
@@ -203,5 +204,5 @@ def _field_from_signature_name(name: str) -> str:
     """Best effort for exports without trainer.json: ``context_page`` -> ``context.page``."""
     for group in ("context", "sparse", "dense"):
         if name.startswith(group + "_"):
-            return f"{group}.{name[len(group) + 1:]}"
+            return f"{group}.{name[len(group) + 1 :]}"
     return name

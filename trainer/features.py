@@ -27,7 +27,7 @@ import tensorflow as tf
 from trainer.config import FeaturesConfig
 from trainer.errors import TrainerError
 from trainer.layers.wide import field_offsets
-from trainer.samples import SampleTable, is_dense
+from trainer.samples import LATE_POSITIVE, SampleTable, is_dense
 from trainer.vocab import DynamicVocab, VocabSet
 
 CROSS_SEPARATOR = "\x1f"
@@ -199,8 +199,9 @@ class FeatureEncoder:
         """Model inputs for ``rows`` at train step ``step`` (sightings counted, slots admitted/evicted)."""
         columns = []
         resets: list[int] = []
+        sightings = prepared.table.attributions[rows] != LATE_POSITIVE  # an impression is one sighting
         for (field, _), column, offset in zip(self.spec.tracked, prepared.tracked, self._tracked_offsets, strict=True):
-            slots, reused = self.vocabs[field].lookup(column[rows].tolist(), step)
+            slots, reused = self.vocabs[field].lookup(column[rows].tolist(), step, sightings)
             columns.append(slots)
             resets.extend(offset + s for s in reused)
         tracked = np.stack(columns, axis=1) if columns else np.zeros((len(rows), 0), np.int32)
@@ -261,7 +262,9 @@ class FeatureLookup(keras.layers.Layer):
             for (f, _), table in zip(spec.tracked, self._tables, strict=True)
         ]
         columns += [hash_ids(self._string(inputs, f), n) for f, n in spec.hashed]
-        columns += [hash_ids(cross_strings(self._string(inputs, a), self._string(inputs, b)), n) for a, b, n in spec.crosses]
+        columns += [
+            hash_ids(cross_strings(self._string(inputs, a), self._string(inputs, b)), n) for a, b, n in spec.crosses
+        ]
         if spec.dense:
             dense = tf.stack([tf.cast(inputs[signature_name(f)], tf.float32) for f in spec.dense], axis=1)
         else:
@@ -280,7 +283,9 @@ class FeatureLookup(keras.layers.Layer):
         return {**super().get_config(), "spec": self.spec_json, "vocabulary": self.vocabulary}
 
 
-def serving_inputs(spec: FeatureSpec, table: SampleTable, rows: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
+def serving_inputs(
+    spec: FeatureSpec, table: SampleTable, rows: np.ndarray | slice = slice(None)
+) -> dict[str, np.ndarray]:
     """The serving signature's inputs for samples of ``table`` (what a client would send)."""
     out: dict[str, np.ndarray] = {}
     for field in spec.fields:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from trainer.config import FitConfig, TrainerConfig
-from trainer.pipeline import batch_rows
+from trainer.pipeline import batch_rows, impression_hashes
 from trainer.samples import ReadStats, SampleTable, read_samples
 
 log = logging.getLogger("trainer")
@@ -34,13 +34,25 @@ def setup_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def device_description() -> str:
+def choose_device() -> tuple[str, str]:
+    """The device to train on, and a description for the log: the GPU when TensorFlow sees one.
+
+    With op determinism on, TensorFlow refuses GPU kernels that are not deterministic; embedding
+    gradients (sparse -> dense, a segment sum) are probed first, and training falls back to the CPU
+    when the GPU has no deterministic kernel for them.
+    """
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return "GPU (" + ", ".join(g.name for g in gpus) + ")"
-    return "CPU (TensorFlow sees no GPU)"
+    if not gpus:
+        return "/CPU:0", "CPU (TensorFlow sees no GPU)"
+    try:
+        with tf.device("/GPU:0"):
+            slices = tf.IndexedSlices(tf.ones([2, 2]), tf.constant([0, 0]), tf.constant([3, 2]))
+            tf.convert_to_tensor(slices).numpy()
+    except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError) as exc:
+        return "/CPU:0", f"CPU (the GPU has no deterministic kernel for embedding gradients: {exc.message[:80]})"
+    return "/GPU:0", "GPU (" + ", ".join(g.name for g in gpus) + ")"
 
 
 @dataclass
@@ -94,12 +106,28 @@ def fit(
     deadletter: str | os.PathLike[str] | None = None,
 ) -> FitResult:
     """Train on ``samples`` as ``config`` says; export and/or checkpoint the result."""
-    started = time.monotonic()
+    import tensorflow as tf
+
     setup_determinism(config.fit.seed)
+    device, description = choose_device()
+    log.info("device: %s", description)
+    with tf.device(device):
+        return _fit(samples, config, export, warm_start, distill_from, checkpoint_dir, deadletter)
+
+
+def _fit(
+    samples: Sequence[str | os.PathLike[str]],
+    config: TrainerConfig,
+    export: str | os.PathLike[str] | None,
+    warm_start: str | os.PathLike[str] | None,
+    distill_from: str | os.PathLike[str] | None,
+    checkpoint_dir: str | os.PathLike[str] | None,
+    deadletter: str | os.PathLike[str] | None,
+) -> FitResult:
     from trainer.export import ExportedModel, export_state
     from trainer.state import TrainerState
 
-    log.info("device: %s", device_description())
+    started = time.monotonic()
     rows, read = read_samples(samples, deadletter=deadletter)
     table = SampleTable(rows)
     log.info("read %d samples from %d file(s)", len(table), len(samples))
@@ -113,17 +141,22 @@ def fit(
         log.info("distilling toward %s (weight %g)", distill_from, config.loss.distill_weight)
     fit_cfg = config.fit
     prepared = state.prepare(table)
-    steps_per_epoch = sum(1 for _ in batch_rows(table, fit_cfg.batch_size, fit_cfg.order, fit_cfg.seed, 0))
+    hashes = impression_hashes(table, fit_cfg.seed) if fit_cfg.order == "shuffle" else None
+    steps_per_epoch = sum(1 for _ in batch_rows(table, fit_cfg.batch_size, fit_cfg.order, fit_cfg.seed, 0, hashes))
     total_steps = steps_per_epoch * fit_cfg.epochs
     log.info(
         "training %s loss: %d epochs x %d steps (batch %d, %s order)",
-        config.loss.name, fit_cfg.epochs, steps_per_epoch, fit_cfg.batch_size, fit_cfg.order,
+        config.loss.name,
+        fit_cfg.epochs,
+        steps_per_epoch,
+        fit_cfg.batch_size,
+        fit_cfg.order,
     )
     done = 0
     last_report = time.monotonic()
     window_loss, window_n, final_loss = 0.0, 0, None
     for epoch in range(fit_cfg.epochs):
-        for batch_index in batch_rows(table, fit_cfg.batch_size, fit_cfg.order, fit_cfg.seed, epoch):
+        for batch_index in batch_rows(table, fit_cfg.batch_size, fit_cfg.order, fit_cfg.seed, epoch, hashes):
             state.set_learning_rate_scale(learning_rate_scale(fit_cfg, done, total_steps))
             metrics = state.train_on_batch(state.encode(prepared, batch_index), targets(table, batch_index, teacher))
             done += 1
@@ -134,7 +167,12 @@ def fit(
                 final_loss = window_loss / window_n
                 log.info(
                     "epoch %d/%d step %d/%d loss %.5f (%.0f steps/s)",
-                    epoch + 1, fit_cfg.epochs, done, total_steps, final_loss, done / max(now - started, 1e-9),
+                    epoch + 1,
+                    fit_cfg.epochs,
+                    done,
+                    total_steps,
+                    final_loss,
+                    done / max(now - started, 1e-9),
                 )
                 last_report, window_loss, window_n = now, 0.0, 0
     state.finish(prepared, targets(table, np.arange(len(table)), teacher))

@@ -285,15 +285,6 @@ class SampleTable:
         self._columns[name] = column
         return column
 
-    def group_keys(self) -> np.ndarray:
-        """Per sample, the index of its impression (samples without an impression id stand alone)."""
-        ids: dict[str, int] = {}
-        out = np.empty(self.size, np.int64)
-        for i, s in enumerate(self.samples):
-            key = s.impression_id
-            out[i] = ids.setdefault(key, len(ids)) if key is not None else len(ids) + self.size + i
-        return out
-
 
 def is_dense(name: str) -> bool:
     return name.startswith("dense.")

@@ -45,7 +45,9 @@ def bias_from_labels(table: SampleTable) -> float:
 
 
 class TrainerState:
-    def __init__(self, config: TrainerConfig, spec: FeatureSpec, vocabs: VocabSet | None = None, bias_init: float = 0.0):
+    def __init__(
+        self, config: TrainerConfig, spec: FeatureSpec, vocabs: VocabSet | None = None, bias_init: float = 0.0
+    ):
         self.config = config
         self.spec = spec
         self.loss = get_loss(config.loss)
@@ -67,7 +69,9 @@ class TrainerState:
             self.loss, wide_optimizer, deep_optimizer, config.loss.distill_weight, m.embedding_l2
         )
         vocab_cfg = config.features.vocab
-        self.encoder = FeatureEncoder(spec, vocabs or spec.new_vocabs(vocab_cfg.admit_after, vocab_cfg.evict_after_steps))
+        self.encoder = FeatureEncoder(
+            spec, vocabs or spec.new_vocabs(vocab_cfg.admit_after, vocab_cfg.evict_after_steps)
+        )
         self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         n_ids = len(spec.base_fields) + len(spec.crosses)
         signature = (
@@ -84,9 +88,7 @@ class TrainerState:
             ),
         )
         self._train_step = tf.function(self.model.train_step, input_signature=signature)
-        self._logits = tf.function(
-            lambda inputs: self.model(inputs)["logit"], input_signature=signature[0][:1]
-        )
+        self._logits = tf.function(lambda inputs: self.model(inputs)["logit"], input_signature=signature[0][:1])
 
     # -- construction ------------------------------------------------------------------------------
 
@@ -244,8 +246,9 @@ def read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ModelDirError(f"{path.parent} is not a trainer checkpoint or export (cannot read {path.name}: "
-                            f"{exc.strerror or exc})") from exc
+        raise ModelDirError(
+            f"{path.parent} is not a trainer checkpoint or export (cannot read {path.name}: {exc.strerror or exc})"
+        ) from exc
     except ValueError as exc:
         raise ModelDirError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:

@@ -57,8 +57,14 @@ class DynamicVocab:
         """The key's slot without counting a sighting (0 when not admitted)."""
         return self._slot_of.get(key, 0)
 
-    def lookup(self, keys: Sequence[str], step: int) -> tuple[np.ndarray, list[int]]:
-        """Slots for ``keys`` seen at ``step`` (sightings counted); and the slots reused by this call."""
+    def lookup(
+        self, keys: Sequence[str], step: int, sightings: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[int]]:
+        """Slots for ``keys`` seen at ``step``; and the slots reused by this call.
+
+        Each key counts as a sighting toward admission unless ``sightings`` (a bool per key) says
+        otherwise (a LATE_POSITIVE is not a new sighting: its impression was counted with its NEGATIVE).
+        """
         self._maybe_sweep(step)
         slot_of = self._slot_of
         out = np.zeros(len(keys), np.int32)
@@ -66,7 +72,7 @@ class DynamicVocab:
         for i, key in enumerate(keys):
             slot = slot_of.get(key)
             if slot is None:
-                slot = self._sighting(key, step, reused)
+                slot = self._sighting(key, step, reused) if sightings is None or sightings[i] else 0
             out[i] = slot
         self._last_seen[out[out > 0]] = step
         return out, reused

@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from synth import make_samples, oracle_samples, write_jsonl  # noqa: E402
+from synth import make_samples, oracle_samples, write_jsonl
 
 SMALL = {"impressions": 1500, "users": 60, "items": 30}
 
@@ -44,6 +44,23 @@ def exported(data_dir: Path, train_file: Path, fast_args: list[str]) -> Path:
     from trainer.__main__ import main
 
     export = data_dir / "model-pu"
-    assert main(["fit", "--samples", str(train_file), "--loss", "pu", "--export", str(export), "--seed", "3",
-                 "--checkpoint-dir", str(data_dir / "ckpt-pu"), *fast_args]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--samples",
+                str(train_file),
+                "--loss",
+                "pu",
+                "--export",
+                str(export),
+                "--seed",
+                "3",
+                "--checkpoint-dir",
+                str(data_dir / "ckpt-pu"),
+                *fast_args,
+            ]
+        )
+        == 0
+    )
     return export

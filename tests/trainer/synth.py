@@ -83,7 +83,9 @@ def make_samples(
     return [s for _, s in samples], truth
 
 
-def _sample(base: dict[str, Any], attribution: str, label: int, label_time: int | None, delay: int | None) -> dict[str, Any]:
+def _sample(
+    base: dict[str, Any], attribution: str, label: int, label_time: int | None, delay: int | None
+) -> dict[str, Any]:
     emit = label_time if label_time is not None else base["impression_time_ms"] + WINDOW_MS
     return {
         **base,

@@ -53,22 +53,23 @@ def test_pu_late_positive_term_undoes_the_fake_negative() -> None:
     logits, labels, attr = [0.5, -1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0], [POSITIVE, NEGATIVE, LATE_POSITIVE, NEGATIVE]
     neg2 = nlog(1 - sig(3.0))
     out = run("pu", logits, labels, attr)
-    assert out["loss"] == pytest.approx((pos + neg + late + neg2) / 4, rel=1e-6)
-    assert out["negative_risk"] == pytest.approx((neg + neg2 - nlog(1 - sig(2.0))) / 4, rel=1e-6)
+    # averaged over the batch's 3 impressions (4 samples, one of them a LATE_POSITIVE correction)
+    assert out["loss"] == pytest.approx((pos + neg + late + neg2) / 3, rel=1e-6)
+    assert out["negative_risk"] == pytest.approx((neg + neg2 - nlog(1 - sig(2.0))) / 3, rel=1e-6)
     assert out["nnpu_guard"] == 0.0
 
 
 def test_pu_pair_in_one_batch_equals_the_true_label_cross_entropy() -> None:
     # an impression's NEGATIVE and LATE_POSITIVE together cost exactly -log f
     out = run("pu", [1.3, 1.3], [0.0, 1.0], [NEGATIVE, LATE_POSITIVE])
-    assert out["loss"] * 2 == pytest.approx(nlog(sig(1.3)), rel=1e-6)
+    assert out["loss"] == pytest.approx(nlog(sig(1.3)), rel=1e-6)  # one impression
 
 
 def test_pu_nnpu_guard_when_negative_risk_goes_below_zero() -> None:
-    # [POSITIVE 0.5, NEGATIVE -1, LATE 2]: R- = (-log(1-f(-1)) - (-log(1-f(2)))) / 3 < 0
+    # [POSITIVE 0.5, NEGATIVE -1, LATE 2] (2 impressions): R- = (-log(1-f(-1)) + log(1-f(2))) / 2 < 0
     pos, neg, undo = nlog(sig(0.5)), nlog(1 - sig(-1.0)), nlog(1 - sig(2.0))
-    positive_risk = (pos + nlog(sig(2.0))) / 3
-    negative_risk = (neg - undo) / 3
+    positive_risk = (pos + nlog(sig(2.0))) / 2
+    negative_risk = (neg - undo) / 2
     assert negative_risk < 0
     out = run("pu")
     assert out["nnpu_guard"] == 1.0
@@ -87,9 +88,7 @@ def test_pu_undo_term_is_bounded_at_the_logit_bound() -> None:
 
 def test_fnw_weights() -> None:
     f = [sig(x) for x in LOGITS]
-    expected = (
-        (1 + f[0]) * nlog(f[0]) + (1 - f[1]) * (1 + f[1]) * nlog(1 - f[1]) + (1 + f[2]) * nlog(f[2])
-    ) / 3
+    expected = ((1 + f[0]) * nlog(f[0]) + (1 - f[1]) * (1 + f[1]) * nlog(1 - f[1]) + (1 + f[2]) * nlog(f[2])) / 3
     assert run("fnw")["loss"] == pytest.approx(expected, rel=1e-6)
 
 
@@ -112,9 +111,7 @@ def test_esdfm_importance_weights_and_heads() -> None:
     f_dp = [math.exp(min(x, 0.0)) for x in dp]  # p_dp = g / (1 - g) = exp(dp_logit)
     f_rn = [max(0.0, 1 - math.exp(-x)) for x in rn]  # p_rn = 2 - 1/h = 1 - exp(-rn_logit)
     f = [sig(x) for x in LOGITS]
-    main = (
-        (1 + f_dp[0]) * nlog(f[0]) + (1 + f_dp[1]) * f_rn[1] * nlog(1 - f[1]) + (1 + f_dp[2]) * nlog(f[2])
-    ) / 3
+    main = ((1 + f_dp[0]) * nlog(f[0]) + (1 + f_dp[1]) * f_rn[1] * nlog(1 - f[1]) + (1 + f_dp[2]) * nlog(f[2])) / 3
     dp_loss = (nlog(1 - sig(dp[0])) + nlog(1 - sig(dp[1])) + nlog(sig(dp[2]))) / 3  # only the LATE is 1
     rn_loss = (nlog(sig(rn[1])) + nlog(1 - sig(rn[2]))) / 2  # NEGATIVE -> 1, LATE_POSITIVE -> 0
     out = run("esdfm", dp_logit=dp, rn_logit=rn)
@@ -129,9 +126,7 @@ def test_esdfm_head_transforms_invert_the_stream_rates() -> None:
     g = 0.3 / 1.3
     assert float(delayed_positive_probability(tf.constant(math.log(g / (1 - g))))) == pytest.approx(0.3, rel=1e-5)
     h = (0.6 + 0.3) / (0.6 + 2 * 0.3)
-    assert float(real_negative_probability(tf.constant(math.log(h / (1 - h))))) == pytest.approx(
-        0.6 / 0.9, rel=1e-5
-    )
+    assert float(real_negative_probability(tf.constant(math.log(h / (1 - h))))) == pytest.approx(0.6 / 0.9, rel=1e-5)
 
 
 def test_losses_read_labels_not_attributions_for_positives() -> None:

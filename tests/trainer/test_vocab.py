@@ -90,3 +90,12 @@ def test_vocabulary_is_saved_with_a_tf_checkpoint(tmp_path) -> None:
 def test_bad_settings_are_refused(bad) -> None:
     with pytest.raises(ValueError):
         DynamicVocab(**bad)
+
+
+def test_sightings_mask_skips_admission_counts_but_not_lookups() -> None:
+    vocab = DynamicVocab(capacity=8, admit_after=2)
+    # a NEGATIVE and its LATE_POSITIVE: one impression, one sighting
+    slots, _ = vocab.lookup(["a", "a"], step=0, sightings=np.array([True, False]))
+    assert slots.tolist() == [0, 0] and "a" not in vocab
+    slots, _ = vocab.lookup(["a", "a"], step=1, sightings=np.array([True, False]))
+    assert slots.tolist() == [1, 1]  # second impression admits it; the late row gets the slot too

@@ -54,7 +54,9 @@ class WideLayer(keras.layers.Layer):
         rows = sum(self.field_sizes)
         self.bias = self.add_weight(name="bias", shape=(), initializer=keras.initializers.Constant(self.bias_init))
         self.linear = self.add_weight(name="linear", shape=(rows, 1), initializer="zeros")
-        self.cross_linear = self.add_weight(name="cross_linear", shape=(max(1, sum(self.cross_sizes)), 1), initializer="zeros")
+        self.cross_linear = self.add_weight(
+            name="cross_linear", shape=(max(1, sum(self.cross_sizes)), 1), initializer="zeros"
+        )
         self.dense_weights = self.add_weight(name="dense_weights", shape=(max(1, self.num_dense),), initializer="zeros")
         self.factors = self.add_weight(
             name="factors",
