@@ -198,6 +198,7 @@ def embedded(config: dict[str, Any]) -> dict[str, Any]:
         "by_attribution": summary.by_attribution,
         "unmatched": summary.unmatched,
         "checkpoints": summary.checkpoints,
+        "checkpoint_seconds": summary.checkpoint_seconds,
         "state_bytes_per_pending_impression": (
             round(summary.state_bytes_per_pending_impression, 1) if summary.state_bytes_per_pending_impression else None
         ),

@@ -25,6 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,7 @@ class RunSummary:
     deadletter: int = 0
     ignored: int = 0
     checkpoints: int = 0
+    checkpoint_seconds: float = 0.0  # spent checkpointing (flush + state + Redis), all together
     by_attribution: dict[str, int] = field(default_factory=dict)
     state_bytes_per_pending_impression: float | None = None
     seconds: float = 0.0
@@ -76,6 +78,16 @@ class RunSummary:
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass
+class _Snapshot:
+    """Timing and offsets of a checkpoint whose write is in flight."""
+
+    started: float
+    flushed: float
+    serialized: float
+    offsets: list[Any]
 
 
 @dataclass
@@ -109,6 +121,8 @@ class EmbeddedRuntime:
         self.wire = WireFormat()
         self._decode = self.wire.codec.decode
         self._encode_sample = self.wire.codec.encode
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._pending: tuple[Future[Any], _Snapshot] | None = None  # the checkpoint write in flight
         self._step = Step(None, [], [], [], [])  # reused for every call into the core (emptied by _apply)
         self.metrics = metrics or RuntimeMetrics()
         topics = config.kafka.topics
@@ -271,7 +285,7 @@ class EmbeddedRuntime:
                     if self._finish_bounded():
                         self.finished_input = True
                         break
-            self.checkpoint()
+            self.checkpoint(wait=True)
         except BaseException:
             self._failed = True
             raise
@@ -287,6 +301,7 @@ class EmbeddedRuntime:
             deadletter=t.deadletter,
             ignored=t.ignored,
             checkpoints=t.checkpoints,
+            checkpoint_seconds=round(t.checkpoint_seconds, 3),
             by_attribution=dict(t.by_attribution),
             state_bytes_per_pending_impression=self.last_bytes_per_impression,
             seconds=round(self.clock() - started, 3),
@@ -317,7 +332,7 @@ class EmbeddedRuntime:
             for shard in newly:
                 self._fire(shard, WATERMARK_END)
                 shard.ended = True
-            self.checkpoint()
+            self.checkpoint(wait=True)
         others = [p for p in range(self._num_partitions) if p not in self.shards]
         if not others:
             return True
@@ -327,6 +342,12 @@ class EmbeddedRuntime:
         return all(metas[p].get("end") == "1" for p in others)
 
     def _close(self) -> None:
+        if self._pending is not None and self._failed:
+            # a consistent earlier snapshot: let it land, but an error here must not hide the first one
+            try:
+                self._await_write()
+            except Exception as exc:
+                log.warning("last checkpoint write failed", extra={"error": _one_line(exc)})
         if self._consumer is not None:
             try:
                 self._consumer.close()  # revokes (our callback checkpoints, which is cheap by now)
@@ -336,6 +357,7 @@ class EmbeddedRuntime:
         if self._producer is not None:
             self._producer.flush(10)
             self._producer = None
+        self._writer.shutdown(wait=True)
         if self._redis is not None:
             self._redis.close()
             self._redis = None
@@ -499,10 +521,14 @@ class EmbeddedRuntime:
 
     # -- checkpoints ------------------------------------------------------------------------------
 
-    def checkpoint(self) -> None:
-        """Flush the producer, then write dirty state + offsets + watermarks of every shard atomically."""
+    def checkpoint(self, wait: bool = False) -> None:
+        """Flush the producer, then snapshot the dirty state, the offsets and the watermarks of every
+        shard and have them written to Redis atomically, by the writer thread while processing goes
+        on (``wait=True``: return once written). Writes stay in order: a checkpoint first waits for
+        the previous one's write."""
         if self._redis is None or self._producer is None or self._failed:
             return
+        self._await_write()
         started = time.monotonic()
         producer = self._producer
         while True:
@@ -519,7 +545,6 @@ class EmbeddedRuntime:
             )
         writes: dict[tuple[int, str], bytes | None] = {}
         meta: dict[int, dict[str, int]] = {}
-        written_sizes: dict[tuple[int, str], int] = {}
         sampled_bytes = sampled_impressions = 0
         for p, shard in self.shards.items():
             states, sizes = shard.states, shard.sizes
@@ -528,13 +553,16 @@ class EmbeddedRuntime:
                 if state is None:
                     if key in sizes:
                         writes[(p, key)] = None
+                        shard.state_bytes -= sizes.pop(key)
                 else:
                     data = state.to_bytes()
                     writes[(p, key)] = data
-                    written_sizes[(p, key)] = len(data)
+                    shard.state_bytes += len(data) - sizes.get(key, 0)
+                    sizes[key] = len(data)
                     if state.impressions:
                         sampled_bytes += len(data)
                         sampled_impressions += len(state.impressions)
+            shard.dirty.clear()
             fields: dict[str, int] = {}
             for topic, offset in shard.offsets.items():
                 fields[f"o:{topic}"] = offset
@@ -546,8 +574,26 @@ class EmbeddedRuntime:
             meta[p] = fields
         if not meta:
             return
+        if sampled_impressions:
+            self.last_bytes_per_impression = sampled_bytes / sampled_impressions
+        offsets = [
+            TopicPartition(topic, p, offset)
+            for p, shard in self.shards.items()
+            for topic, offset in shard.offsets.items()
+        ]
+        snapshot = _Snapshot(started, flushed, time.monotonic(), offsets)
+        self._pending = (self._writer.submit(self._redis.checkpoint, writes, meta), snapshot)
+        if wait:
+            self._await_write()
+
+    def _await_write(self) -> None:
+        """Wait for the checkpoint write in flight, if any, and take its outcome."""
+        if self._pending is None:
+            return
+        future, snap = self._pending
+        self._pending = None
         try:
-            stats = self._redis.checkpoint(writes, meta)
+            stats = future.result()
         except PartitionFenced as exc:
             log.warning(
                 "partitions were taken over (fencing token changed); dropping our view of them",
@@ -556,34 +602,26 @@ class EmbeddedRuntime:
             self._drop(exc.partitions)
             self._retake(exc.partitions)
             return
-        for shard in self.shards.values():
-            shard.dirty.clear()
-        for (p, key), record in writes.items():
-            shard = self.shards[p]
-            old = shard.sizes.pop(key, 0)
-            new = written_sizes.get((p, key), 0) if record is not None else 0
-            if record is not None:
-                shard.sizes[key] = new
-            shard.state_bytes += new - old
-        self._commit_offsets()
-        elapsed = time.monotonic() - started
+        self._commit_offsets(snap.offsets)
+        done = time.monotonic()
         m = self.metrics
-        m.checkpoint_seconds.observe(elapsed)
+        m.checkpoint_seconds.observe(done - snap.started)
         m.totals.checkpoints += 1
+        m.totals.checkpoint_seconds += (snap.serialized - snap.started) + stats.seconds
         pending = sum(len(s.impressions) for shard in self.shards.values() for s in shard.states.values())
-        total_bytes = sum(shard.state_bytes for shard in self.shards.values())
         m.state_keys.set(sum(len(shard.states) for shard in self.shards.values()))
         m.pending_impressions.set(pending)
-        m.state_bytes.set(total_bytes)
+        m.state_bytes.set(sum(shard.state_bytes for shard in self.shards.values()))
         m.timers.set(sum(len(shard.heap) for shard in self.shards.values()))
-        if sampled_impressions:
-            self.last_bytes_per_impression = sampled_bytes / sampled_impressions
+        if self.last_bytes_per_impression is not None:
             m.state_bytes_per_impression.set(self.last_bytes_per_impression)
         log.info(
             "checkpoint",
             extra={
-                "seconds": round(elapsed, 4),
-                "flush_seconds": round(flushed - started, 4),
+                "seconds": round(done - snap.started, 4),
+                "flush_seconds": round(snap.flushed - snap.started, 4),
+                "serialize_seconds": round(snap.serialized - snap.flushed, 4),
+                "redis_seconds": round(stats.seconds, 4),
                 "keys_written": stats.keys_written,
                 "keys_deleted": stats.keys_deleted,
                 "bytes": stats.bytes_written,
@@ -591,20 +629,14 @@ class EmbeddedRuntime:
             },
         )
 
-    def _commit_offsets(self) -> None:
+    def _commit_offsets(self, offsets: list[Any]) -> None:
         """Commit the checkpointed offsets to Kafka too, for monitoring (lag); never read back for correctness."""
-        if self._consumer is None:
+        if self._consumer is None or not offsets:
             return
-        offsets = [
-            TopicPartition(topic, p, offset)
-            for p, shard in self.shards.items()
-            for topic, offset in shard.offsets.items()
-        ]
-        if offsets:
-            try:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
-            except KafkaException as exc:
-                log.debug("offset commit failed (monitoring only)", extra={"error": _one_line(exc)})
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            log.debug("offset commit failed (monitoring only)", extra={"error": _one_line(exc)})
 
     # -- rebalancing ------------------------------------------------------------------------------
 
@@ -688,7 +720,7 @@ class EmbeddedRuntime:
         numbers = sorted({tp.partition for tp in partitions})
         self._in_rebalance = True
         try:
-            self.checkpoint()  # a fenced partition is dropped inside
+            self.checkpoint(wait=True)  # a fenced partition is dropped inside
         finally:
             self._in_rebalance = False
         self._drop(numbers)

@@ -74,6 +74,7 @@ class Totals:
     deadletter: int = 0
     ignored: int = 0
     checkpoints: int = 0
+    checkpoint_seconds: float = 0.0
     by_attribution: Counter[str] = field(default_factory=Counter)
     by_reason: Counter[str] = field(default_factory=Counter)
 
