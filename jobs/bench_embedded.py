@@ -233,6 +233,7 @@ def freshness(
         text=True,
     )
     seen: dict[str, float] = {}
+    label_seen: dict[str, float] = {}
     stop = threading.Event()
 
     def read_samples() -> None:
@@ -247,11 +248,18 @@ def freshness(
                 "enable.auto.commit": False,
             }
         )
-        consumer.assign([TopicPartition(samples_topic, p, OFFSET_END) for p in range(topics.partitions)])
+        consumer.assign(
+            [TopicPartition(t, p, OFFSET_END) for t in (samples_topic, topics.labels) for p in range(topics.partitions)]
+        )
         while not stop.is_set():
             for msg in consumer.consume(1000, 0.005):
                 if msg.error() is None:
                     now = time.time()
+                    if msg.topic() == topics.labels:  # when the label itself became readable
+                        label = codec.decode(msg.value() or b"", "Label")
+                        if label["label_type"] == "click":
+                            label_seen.setdefault(label["impression_id"], now)
+                        continue
                     sample = codec.decode(msg.value() or b"", "Sample")
                     if sample["attribution"] == "POSITIVE":
                         seen.setdefault(sample["impression_id"], now)
@@ -311,9 +319,13 @@ def freshness(
     latencies = sorted(seen[i] - t for i, t in sent.items() if i in seen)
     if not latencies:
         return {"labels": len(sent), "positives_seen": 0}
+    # the same, split: producer -> label readable on its topic, and label readable -> sample readable
+    to_label = sorted(label_seen[i] - t for i, t in sent.items() if i in label_seen)
+    in_join = sorted(seen[i] - label_seen[i] for i in seen if i in label_seen)
 
-    def pct(q: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 4)
+    def pct(q: float, values: list[float] | None = None) -> float:
+        v = latencies if values is None else values
+        return round(v[min(len(v) - 1, int(q * len(v)))], 4) if v else float("nan")
 
     return {
         "labels": len(sent),
@@ -323,6 +335,10 @@ def freshness(
         "p95_s": pct(0.95),
         "p99_s": pct(0.99),
         "max_s": round(latencies[-1], 4),
+        "label_visible_p50_s": pct(0.5, to_label),
+        "label_visible_p99_s": pct(0.99, to_label),
+        "label_to_sample_p50_s": pct(0.5, in_join),
+        "label_to_sample_p99_s": pct(0.99, in_join),
         "speedup": args.speedup,
     }
 

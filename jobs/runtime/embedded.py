@@ -262,6 +262,10 @@ class EmbeddedRuntime:
                     idle_since = now
                 if now >= next_checkpoint:
                     self.checkpoint()
+                    # The state is long-lived and (almost) never cyclic: take what exists now out of
+                    # the cyclic collector's scans (a full collection over it pauses ~100 ms per 200k
+                    # objects); refcounting still frees it when it goes.
+                    gc.freeze()
                     done = self.clock()
                     next_checkpoint = done + interval_s
                     if done - now > STALL_S:
@@ -291,6 +295,7 @@ class EmbeddedRuntime:
             raise
         finally:
             gc.set_threshold(*gc_thresholds)
+            gc.unfreeze()
             self._close()
         metrics.publish()
         t = metrics.totals
@@ -603,11 +608,11 @@ class EmbeddedRuntime:
             self._retake(exc.partitions)
             return
         self._commit_offsets(snap.offsets)
-        done = time.monotonic()
         m = self.metrics
-        m.checkpoint_seconds.observe(done - snap.started)
+        took = (snap.serialized - snap.started) + stats.seconds  # flush + snapshot + the write itself
+        m.checkpoint_seconds.observe(took)
         m.totals.checkpoints += 1
-        m.totals.checkpoint_seconds += (snap.serialized - snap.started) + stats.seconds
+        m.totals.checkpoint_seconds += took
         pending = sum(len(s.impressions) for shard in self.shards.values() for s in shard.states.values())
         m.state_keys.set(sum(len(shard.states) for shard in self.shards.values()))
         m.pending_impressions.set(pending)
@@ -618,7 +623,7 @@ class EmbeddedRuntime:
         log.info(
             "checkpoint",
             extra={
-                "seconds": round(done - snap.started, 4),
+                "seconds": round(took, 4),
                 "flush_seconds": round(snap.flushed - snap.started, 4),
                 "serialize_seconds": round(snap.serialized - snap.flushed, 4),
                 "redis_seconds": round(stats.seconds, 4),
