@@ -343,6 +343,43 @@ def freshness(
     }
 
 
+def replay_peers(events_file: Path) -> dict[str, Any]:
+    """``python -m jobs.bench replay`` (the replay benchmark's Flink SQL peer and local replay) on the
+    same events, as JSON lines: events/s beside the runtime's (file in, no Kafka, so not a like-for-like
+    ratio; DESIGN §10 reports the runtime against the passthrough)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.bench",
+            "replay",
+            "--events",
+            str(events_file),
+            "--contender",
+            "flink-sql",
+            "--contender",
+            "local",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0:
+        return {"skipped": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    try:
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"skipped": "no JSON from jobs.bench"}
+    return {
+        r["name"]: (
+            {"skipped": r["skipped"]} if r.get("skipped") else {"events_per_s": round(r["events_per_second"], 1)}
+        )
+        for r in data.get("results", [])
+    }
+
+
 def _ms(text: str) -> int:
     from infra.config import parse_duration_ms
 
@@ -362,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speedup", type=float, default=20.0, help="event-time ms per wall ms in the freshness run")
     p.add_argument("--repeat", type=int, default=3, help="runs of each contender (alternating); the best counts")
     p.add_argument("--skip-freshness", action="store_true")
+    p.add_argument("--skip-peer", action="store_true", help="do not run the Flink SQL peer / local replay")
     p.add_argument(
         "--runtime-log",
         default=".bench/embedded-freshness-runtime.log",
@@ -392,7 +430,10 @@ def main(argv: list[str] | None = None) -> int:
             horizon_ms=_ms(args.horizon),
             delay_mean_ms=_ms(args.window) // 6,
         )
-        stats = generate(gen, kafka=KafkaTarget(bootstrap, topics.impressions, topics.snapshots, topics.labels))
+        events_file = tmp / "events.jsonl"
+        stats = generate(
+            gen, out=str(events_file), kafka=KafkaTarget(bootstrap, topics.impressions, topics.snapshots, topics.labels)
+        )
         results["events"] = stats.events
         results["event_mix"] = stats.by_type
         runs: dict[str, list[dict[str, Any]]] = {"passthrough": [], "embedded": []}
@@ -411,6 +452,11 @@ def main(argv: list[str] | None = None) -> int:
         results["ratio_embedded_to_passthrough"] = round(em / pt, 3) if pt and em else None
         pt_cpu, em_cpu = results["passthrough"]["events_per_cpu_s"], results["embedded"]["events_per_cpu_s"]
         results["cpu_ratio_embedded_to_passthrough"] = round(em_cpu / pt_cpu, 3) if pt_cpu and em_cpu else None
+        if not args.skip_peer:
+            print(
+                "bench_embedded: Flink SQL interval-join peer and local replay on the same events ...", file=sys.stderr
+            )
+            results["replay_peers"] = replay_peers(events_file)
         if not args.skip_freshness:
             print("bench_embedded: freshness (live, accelerated clock) ...", file=sys.stderr)
             results["freshness"] = freshness(bootstrap, redis_url, tmp, args.window, args.horizon, args)
@@ -426,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{results['cpu_ratio_embedded_to_passthrough']} by CPU time; best of {args.repeat} each",
         f"state bytes per pending impression: {em['state_bytes_per_pending_impression']}",
     ]
+    peers = results.get("replay_peers") or {}
+    for name, r in peers.items():
+        if isinstance(r, dict) and r.get("events_per_s"):
+            lines.append(
+                f"{'replay ' + name:<12} {r['events_per_s']:>12,.0f} events/s  (same events, file in; jobs.bench)"
+            )
     fr = results.get("freshness")
     if fr and fr.get("positives_seen"):
         lines.append(
