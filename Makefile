@@ -41,7 +41,7 @@ lint:  ## ruff and mypy on the packages
 bench: setup  ## benchmarks (DESIGN.md section 10): codec, replay engines vs the Flink SQL peer, embedded runtime, losses
 	$(JOBS_PY) -m schemas.bench
 	$(JOBS_PY) -m jobs.bench replay
-	$(JOBS_PY) -m jobs.bench_embedded
+	$(JOBS_PY) -m jobs.bench_embedded --skip-peer --json .bench/embedded.json
 	$(TRAINER_PY) -m trainer.bench
 
 clean:  ## remove caches and local state (keeps the venvs)
