@@ -39,6 +39,7 @@ lint:  ## ruff and mypy on the packages
 	$(TRAINER_PY) -m mypy trainer
 
 bench: setup  ## benchmarks (DESIGN.md section 10): codec, replay engines vs the Flink SQL peer, embedded runtime, losses
+	@mkdir -p .bench
 	$(JOBS_PY) -m schemas.bench
 	$(JOBS_PY) -m jobs.bench replay
 	$(JOBS_PY) -m jobs.bench_embedded --skip-peer --json .bench/embedded.json
