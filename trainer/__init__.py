@@ -1,0 +1,12 @@
+"""The online trainer: Wide & Deep (iQIYI variant) with delayed-feedback corrections (DESIGN §8).
+
+    python -m trainer fit --samples SAMPLES.jsonl [--samples MORE ...] --loss pu --export DIR [--seed N]
+    python -m trainer evaluate --model DIR --samples SAMPLES.jsonl --json
+    python -m trainer.bench          # the delayed-feedback benchmark (trainer/BENCHMARK.md)
+
+Modules: :mod:`~trainer.samples` (reading JSONL/Avro samples), :mod:`~trainer.vocab` (dynamic
+vocabularies), :mod:`~trainer.features` (samples -> model inputs, training and serving paths),
+:mod:`~trainer.layers`, :mod:`~trainer.models`, :mod:`~trainer.losses`, :mod:`~trainer.metrics`,
+:mod:`~trainer.state` (config + vocabularies + model + optimizers: the one train step, checkpoints),
+:mod:`~trainer.export` (SavedModel export and loading), :mod:`~trainer.fit`, :mod:`~trainer.evaluate`.
+"""

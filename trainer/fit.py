@@ -153,7 +153,7 @@ def _fit(
         fit_cfg.order,
     )
     done = 0
-    last_report = time.monotonic()
+    train_started = last_report = time.monotonic()
     window_loss, window_n, final_loss = 0.0, 0, None
     for epoch in range(fit_cfg.epochs):
         for batch_index in batch_rows(table, fit_cfg.batch_size, fit_cfg.order, fit_cfg.seed, epoch, hashes):
@@ -172,7 +172,7 @@ def _fit(
                     done,
                     total_steps,
                     final_loss,
-                    done / max(now - started, 1e-9),
+                    done / max(now - train_started, 1e-9),
                 )
                 last_report, window_loss, window_n = now, 0.0, 0
     state.finish(prepared, targets(table, np.arange(len(table)), teacher))

@@ -36,17 +36,31 @@ META_FILE = "trainer.json"
 META_FORMAT = 1
 
 
-def bias_from_labels(table: SampleTable) -> float:
-    """Log-odds of the positive rate per impression (a LATE_POSITIVE's fake NEGATIVE not counted twice)."""
-    late = int(np.sum(table.attributions == LATE_POSITIVE))
-    impressions = max(1, len(table) - late)
-    rate = min(max(float(np.sum(table.labels)) / impressions, 1e-4), 1 - 1e-4)
+def _logit(rate: float) -> float:
+    rate = min(max(rate, 1e-4), 1 - 1e-4)
     return math.log(rate / (1.0 - rate))
+
+
+def initial_biases(table: SampleTable) -> dict[str, Any]:
+    """Starting biases from the stream's rates: the positive rate per impression (a LATE_POSITIVE's
+    NEGATIVE not counted twice), and the rates ES-DFM's dp and rn heads learn."""
+    late = int(np.sum((table.attributions == LATE_POSITIVE) & (table.labels > 0.5)))
+    negatives = int(np.sum(table.labels < 0.5))
+    impressions = max(1, len(table) - late)
+    return {
+        "bias_init": _logit(float(np.sum(table.labels)) / impressions),
+        "aux_bias_init": (_logit(late / max(1, len(table))), _logit(negatives / max(1, negatives + late))),
+    }
 
 
 class TrainerState:
     def __init__(
-        self, config: TrainerConfig, spec: FeatureSpec, vocabs: VocabSet | None = None, bias_init: float = 0.0
+        self,
+        config: TrainerConfig,
+        spec: FeatureSpec,
+        vocabs: VocabSet | None = None,
+        bias_init: float = 0.0,
+        aux_bias_init: tuple[float, float] = (-4.0, 4.0),
     ):
         self.config = config
         self.spec = spec
@@ -61,6 +75,7 @@ class TrainerState:
             dropout=m.dropout,
             bias_init=bias_init,
             aux_heads=self.loss.aux_heads,
+            aux_bias_init=aux_bias_init,
             seed=config.fit.seed,
             name="wide_deep",
         ).build_from_spec()
@@ -95,7 +110,7 @@ class TrainerState:
     @classmethod
     def create(cls, config: TrainerConfig, table: SampleTable) -> TrainerState:
         """A fresh state whose features are laid out for the fields found in ``table``."""
-        return cls(config, FeatureSpec.from_table(table, config.features), bias_init=bias_from_labels(table))
+        return cls(config, FeatureSpec.from_table(table, config.features), **initial_biases(table))
 
     @classmethod
     def warm_start(cls, path: str | os.PathLike[str], config: TrainerConfig) -> TrainerState:

@@ -77,6 +77,7 @@ def test_served_probability_is_the_models_with_calibration(loss: str, train_file
     np.testing.assert_allclose(served, expected, rtol=2e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_fit_is_deterministic_under_seed(train_file: Path, test_file: Path, tmp_path: Path, fast_args) -> None:
     def fitted(name: str, seed: str) -> np.ndarray:
         export = tmp_path / name
@@ -98,6 +99,7 @@ def test_warm_start_restores_weights_and_vocabulary(exported: Path, data_dir: Pa
         np.testing.assert_allclose(1 / (1 + np.exp(-logits)), served, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_warm_start_and_distillation_through_the_cli(
     exported: Path, train_file: Path, test_file: Path, tmp_path: Path, fast_args, capsys
 ) -> None:
@@ -189,6 +191,7 @@ class _no_raise:
         return False
 
 
+@pytest.mark.slow
 def test_real_process_bad_file_and_help(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text("this is not json\n")
@@ -205,3 +208,32 @@ def test_real_process_bad_file_and_help(tmp_path: Path) -> None:
         [sys.executable, "-m", "trainer", "evaluate", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert help_out.returncode == 0 and "--json" in help_out.stdout
+
+
+def test_config_file_with_flags_on_top(train_file: Path, tmp_path: Path, capsys) -> None:
+    config = tmp_path / "trainer.yaml"
+    config.write_text("fit:\n  epochs: 3\n  batch_size: 512\nloss:\n  name: fnw\nfeatures:\n  crosses: []\n")
+    assert (
+        main(
+            [
+                "fit",
+                "--samples",
+                str(train_file),
+                "--export",
+                str(tmp_path / "m"),
+                "--config",
+                str(config),
+                "--epochs",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 1  # the flag wins over the file
+    meta = json.loads((tmp_path / "m" / "assets.extra" / "trainer.json").read_text())
+    assert meta["loss"] == "fnw" and meta["config"]["fit"]["batch_size"] == 512 and meta["spec"]["crosses"] == []
+    config.write_text("fit:\n  epoch: 3\n")  # a typo is an error, not a silent default
+    assert main(["fit", "--samples", str(train_file), "--export", str(tmp_path / "m2"), "--config", str(config)]) == 1
+    assert "fit.epoch" in capsys.readouterr().err

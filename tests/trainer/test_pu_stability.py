@@ -21,19 +21,21 @@ def train_stream(config: LossConfig, steps: int = 3000) -> tuple[float, float]:
     labels = np.array([1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0], np.float32)
     attribution = np.array([LATE_POSITIVE] * 2 + [NEGATIVE] * 5 + [POSITIVE] * 2 + [NEGATIVE] * 3, np.int32)
 
+    orders = tf.constant(np.stack([rng.permutation(len(items)) for _ in range(steps)]), tf.int32)
+
     @tf.function
-    def step(order: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            logits = tf.gather(weights, tf.gather(items, order))
-            targets = {"label": tf.gather(labels, order), "attribution": tf.gather(attribution, order)}
-            loss = loss_fn(targets, {"logit": logits})["loss"]
-        optimizer.apply_gradients([(tape.gradient(loss, weights), weights)])
+    def run() -> tf.Tensor:
+        loss = tf.constant(0.0)
+        for i in tf.range(steps):
+            order = orders[i]
+            with tf.GradientTape() as tape:
+                logits = tf.gather(weights, tf.gather(items, order))
+                targets = {"label": tf.gather(labels, order), "attribution": tf.gather(attribution, order)}
+                loss = loss_fn(targets, {"logit": logits})["loss"]
+            optimizer.apply_gradients([(tape.gradient(loss, weights), weights)])
         return loss
 
-    orders = tf.constant(np.stack([rng.permutation(len(items)) for _ in range(steps)]), tf.int32)
-    loss = tf.constant(0.0)
-    for i in range(steps):
-        loss = step(orders[i])
+    loss = run()
     return float(weights[0]), float(loss)
 
 

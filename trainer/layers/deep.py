@@ -64,11 +64,12 @@ class DeepLayer(keras.layers.Layer):
         self.embeddings = self.add_weight(
             name="embeddings", shape=(sum(self.field_sizes), self.embedding_dim), initializer=normal
         )
-        self.dense_vectors = self.add_weight(
-            name="dense_vectors",
-            shape=(max(1, self.num_dense), self.embedding_dim),
-            initializer=keras.initializers.RandomNormal(stddev=self.init_stddev, seed=self.seed + 200),
-        )
+        if self.num_dense:  # no variable without a gradient
+            self.dense_vectors = self.add_weight(
+                name="dense_vectors",
+                shape=(self.num_dense, self.embedding_dim),
+                initializer=keras.initializers.RandomNormal(stddev=self.init_stddev, seed=self.seed + 200),
+            )
         width = len(self.field_sizes) * self.embedding_dim + self.num_dense
         for layer in self.hidden_layers:
             layer.build((None, width))

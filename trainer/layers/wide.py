@@ -54,10 +54,12 @@ class WideLayer(keras.layers.Layer):
         rows = sum(self.field_sizes)
         self.bias = self.add_weight(name="bias", shape=(), initializer=keras.initializers.Constant(self.bias_init))
         self.linear = self.add_weight(name="linear", shape=(rows, 1), initializer="zeros")
-        self.cross_linear = self.add_weight(
-            name="cross_linear", shape=(max(1, sum(self.cross_sizes)), 1), initializer="zeros"
-        )
-        self.dense_weights = self.add_weight(name="dense_weights", shape=(max(1, self.num_dense),), initializer="zeros")
+        if self.cross_sizes:  # no variable without a gradient
+            self.cross_linear = self.add_weight(
+                name="cross_linear", shape=(sum(self.cross_sizes), 1), initializer="zeros"
+            )
+        if self.num_dense:
+            self.dense_weights = self.add_weight(name="dense_weights", shape=(self.num_dense,), initializer="zeros")
         self.factors = self.add_weight(
             name="factors",
             shape=(rows, self.factor_dim),

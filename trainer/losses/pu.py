@@ -21,7 +21,8 @@ class PULoss(DelayedFeedbackLoss):
       the true negatives and cannot be negative; when it falls below ``-beta`` the step minimises
       ``R+ - gamma * R-`` (pushing ``R-`` back up) instead of ``R+ + R-``.
 
-    Both risks are averaged over the batch's impressions (samples minus LATE_POSITIVEs). With a
+    Both risks are averaged over the batch's impressions (samples minus LATE_POSITIVEs, at least half
+    the samples). With a
     NEGATIVE and its LATE_POSITIVE in the same batch (what ``fit`` does offline) ``R-`` is a sum of
     true negatives' losses, the guard never fires, and the step equals the one on the true labels.
     """
@@ -31,8 +32,11 @@ class PULoss(DelayedFeedbackLoss):
     def compute(self, label: tf.Tensor, late: tf.Tensor, outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         cfg = self.config
         logit = outputs["logit"]
-        # risks per impression: a LATE_POSITIVE corrects its impression's NEGATIVE, it is not another one
-        n = tf.maximum(tf.cast(tf.size(logit), tf.float32) - tf.reduce_sum(late), 1.0)
+        # Risks per impression: a LATE_POSITIVE corrects its impression's NEGATIVE, it is not another
+        # one. Offline every LATE_POSITIVE shares the batch with its NEGATIVE (impressions >= samples / 2);
+        # the floor keeps the step size sane for a streaming batch of nothing but late positives.
+        samples = tf.cast(tf.size(logit), tf.float32)
+        n = tf.maximum(samples - tf.reduce_sum(late), tf.maximum(samples / 2.0, 1.0))
         positive_risk = tf.reduce_sum(label * ce_positive(logit)) / n
         undo = ce_negative(tf.minimum(logit, cfg.pu_logit_bound))
         negative_risk = (tf.reduce_sum((1.0 - label) * ce_negative(logit)) - tf.reduce_sum(late * undo)) / n

@@ -45,6 +45,7 @@ class WideDeepModel(keras.Model):
         dropout: float = 0.0,
         bias_init: float = 0.0,
         aux_heads: bool = False,
+        aux_bias_init: tuple[float, float] | list[float] = (-4.0, 4.0),
         seed: int = 0,
         **kwargs: Any,
     ):
@@ -58,6 +59,7 @@ class WideDeepModel(keras.Model):
         self.dropout = float(dropout)
         self.bias_init = float(bias_init)
         self.aux_heads = bool(aux_heads)
+        self.aux_bias_init = [float(x) for x in aux_bias_init]
         self.seed = int(seed)
         self._n_base = len(self.spec.base_fields)
         num_dense = len(self.spec.dense)
@@ -84,11 +86,19 @@ class WideDeepModel(keras.Model):
         self.wide_fm = FactorizationMachine(name="wide_fm")
         self.deep_fm = FactorizationMachine(name="deep_fm")
         if self.aux_heads:
+            # ES-DFM's f_dp and f_rn heads, started at the stream's average rates (their logits move
+            # slowly under Adam; a zero rn logit would mean f_rn = 0: every negative ignored).
             self.dp_head = keras.layers.Dense(
-                1, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 3001), name="dp_head"
+                1,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 3001),
+                bias_initializer=keras.initializers.Constant(self.aux_bias_init[0]),
+                name="dp_head",
             )
             self.rn_head = keras.layers.Dense(
-                1, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 3002), name="rn_head"
+                1,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 3002),
+                bias_initializer=keras.initializers.Constant(self.aux_bias_init[1]),
+                name="rn_head",
             )
         self.loss_fn: DelayedFeedbackLoss | None = None
         self.distill_weight = 0.0
@@ -122,8 +132,11 @@ class WideDeepModel(keras.Model):
         logit = wide["linear"] + self.wide_fm(wide["factors"]) + self.deep_fm(deep["vectors"]) + deep["output"]
         outputs = {"logit": logit}
         if self.aux_heads:
-            outputs["dp_logit"] = self.dp_head(deep["hidden"])[:, 0]
-            outputs["rn_logit"] = self.rn_head(deep["hidden"])[:, 0]
+            # The heads read the main model's representation without training it (as ES-DFM's
+            # separate models would not): the importance weights must not bend what they weight.
+            hidden = keras.ops.stop_gradient(deep["hidden"])
+            outputs["dp_logit"] = self.dp_head(hidden)[:, 0]
+            outputs["rn_logit"] = self.rn_head(hidden)[:, 0]
         if training:
             outputs["l2"] = deep["l2"]
         return outputs
@@ -215,5 +228,6 @@ class WideDeepModel(keras.Model):
             "dropout": self.dropout,
             "bias_init": self.bias_init,
             "aux_heads": self.aux_heads,
+            "aux_bias_init": self.aux_bias_init,
             "seed": self.seed,
         }
