@@ -26,27 +26,19 @@ from jobs.runtime.summary import ReplaySummary
 
 FLUSH_EVERY = 8192  # samples / unmatched records buffered before a write
 
-try:
-    import orjson
+_BOUNDARY = b'},{"sample_id":'
+_LINE_BREAK = b'}\n{"sample_id":'
 
-    _orjson_dumps = orjson.dumps
-    _BOUNDARY = b'},{"sample_id":'
-    _LINE_BREAK = b'}\n{"sample_id":'
 
-    def _sample_lines(samples: list[Sample]) -> bytes:
-        # One orjson call for the whole batch (per-call costs dominate otherwise), then the array
-        # is cut into lines: every element is an object whose first key is "sample_id", and its
-        # nested objects (context, sparse, dense) hold only strings and numbers, so an unescaped
-        # `},{"sample_id":` occurs exactly between two elements (inside a string a quote is `\"`).
-        if not samples:
-            return b""
-        data = _orjson_dumps([s.to_json() for s in samples])
-        return data[1:-1].replace(_BOUNDARY, _LINE_BREAK) + b"\n"
-
-except ImportError:  # pragma: no cover
-
-    def _sample_lines(samples: list[Sample]) -> bytes:
-        return b"".join([_json.dumps(s.to_json()) + b"\n" for s in samples])
+def _sample_lines(samples: list[Sample]) -> bytes:
+    # One orjson call for the whole batch (per-call costs dominate otherwise), then the array
+    # is cut into lines: every element is an object whose first key is "sample_id", and its
+    # nested objects (context, sparse, dense) hold only strings and numbers, so an unescaped
+    # `},{"sample_id":` occurs exactly between two elements (inside a string a quote is `\"`).
+    if not samples:
+        return b""
+    data = _json.dumps([s.to_json() for s in samples])
+    return data[1:-1].replace(_BOUNDARY, _LINE_BREAK) + b"\n"
 
 
 class InputError(JobError):
