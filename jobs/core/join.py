@@ -427,31 +427,14 @@ class SampleJoin:
             sparse, dense, has = snap.sparse, snap.dense, True
         else:
             sparse, dense, has = {}, {}, False
-        task = self.task_names[k]
         if label is None:
-            return Sample(
-                ev.impression_id + self._id_suffix[k][attribution],
-                task,
-                ev.request_id,
-                ev.impression_id,
-                ev.user_id,
-                ev.item_id,
-                ev.position,
-                ev.context,
-                t_i,
-                0,
-                attribution,
-                None,
-                None,
-                t_i + self.windows[k],
-                sparse,
-                dense,
-                has,
-            )
-        t_l = label.event_time_ms
+            value, label_time, delay, emit_time = 0, None, None, t_i + self.windows[k]
+        else:
+            t_l = label.event_time_ms
+            value, label_time, delay, emit_time = 1, t_l, t_l - t_i, t_l
         return Sample(
             ev.impression_id + self._id_suffix[k][attribution],
-            task,
+            self.task_names[k],
             ev.request_id,
             ev.impression_id,
             ev.user_id,
@@ -459,11 +442,11 @@ class SampleJoin:
             ev.position,
             ev.context,
             t_i,
-            1,
+            value,
             attribution,
-            t_l,
-            t_l - t_i,
-            t_l,
+            label_time,
+            delay,
+            emit_time,
             sparse,
             dense,
             has,
