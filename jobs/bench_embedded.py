@@ -14,7 +14,7 @@ events are produced live on an accelerated clock; for every click label the time
 the producer to its POSITIVE sample being readable on the samples topic (target p99 < 1 s). State
 bytes per pending impression are taken from the runtime's checkpoints.
 
-A broker (Tansu) and a redis-server are started on free loopback ports unless
+An Apache Kafka broker and a redis-server are started on free loopback ports unless
 ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` point elsewhere.
 """
 

@@ -1,4 +1,4 @@
-"""Shared integration fixtures: a real Tansu broker and a real redis-server on free loopback ports.
+"""Shared integration fixtures: a real Apache Kafka broker and a real redis-server on free loopback ports.
 
 `KAFKA_BOOTSTRAP_SERVERS` / `REDIS_URL` point the suite at external services instead (then each
 test still gets its own topics, and Redis keys are namespaced by the tests themselves).
@@ -26,7 +26,7 @@ def service_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(service_logs: Path) -> Iterator[str]:
-    """bootstrap.servers of a real broker: Tansu started on a free port for this session."""
+    """bootstrap.servers of a real broker: Apache Kafka (KRaft) started on a free port for this session."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
         yield external

