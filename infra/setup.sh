@@ -12,9 +12,11 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
 fi
 
 missing=()
-if ! java -version 2>&1 | grep -qE 'version "(17|21)'; then missing+=(openjdk-17-jre-headless); fi
+if ! java -version 2>&1 | grep -qE 'version "(17|21)' || ! command -v javac >/dev/null 2>&1; then
+  missing+=(openjdk-17-jdk-headless)  # javac: infra/jvm/udf is built here
+fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-[ -f .jvm/kafka/.pom-sha ] || command -v mvn >/dev/null 2>&1 || missing+=(maven)
+[ -f .jvm/kafka/.stamp ] || command -v mvn >/dev/null 2>&1 || missing+=(maven)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} with apt-get"

@@ -100,6 +100,10 @@ class FlinkConfig(StrictConfig):
     parallelism: int = Field(default=1, ge=1)
     checkpoint_interval: DurationMs = 30_000
     state_backend: Literal["rocksdb", "hashmap"] = "rocksdb"
+    # Kafka sinks: at-least-once (the trainer dedups on sample_id) or exactly-once (transactions,
+    # committed on checkpoints: readers see the output with isolation.level=read_committed).
+    delivery_guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    transactional_id_prefix: str | None = None  # exactly-once; default: <group_id>-<topic>
 
 
 class LocalRuntimeConfig(StrictConfig):

@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-when-idle",
         type=_duration,
         metavar="DURATION",
-        help="local engine, bounded mode: once all input is read and idle this long, resolve everything and exit",
+        help="bounded mode: read up to the end offsets at start (local: then idle this long), resolve "
+        "everything and exit",
     )
     return parser
 

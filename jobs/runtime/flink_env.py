@@ -108,13 +108,15 @@ def key_by_request(
     value_type: Any,
     out_of_orderness_ms: int,
     idleness_ms: int | None = None,
+    assign_watermarks: bool = True,
 ) -> KeyedStream:
     """Timestamps, watermarks and ``key_by`` on a stream of ``((key: str, value), event_time_ms)``.
 
     ``value_type`` is the TypeInformation of ``value``. The result is a KeyedStream whose
     KeyedProcessFunction receives ``value``; its watermark is Flink's BoundedOutOfOrderness
     (max event time seen - out_of_orderness - 1 ms), per parallel instance of ``parsed``, with
-    idleness handling when ``idleness_ms`` is given.
+    idleness handling when ``idleness_ms`` is given. ``assign_watermarks=False`` keeps the
+    watermarks that come with ``parsed`` (e.g. per Kafka partition, from the source).
     """
     from pyflink.common import Duration, Types, WatermarkStrategy
     from pyflink.datastream.data_stream import DataStream, KeyedStream
@@ -128,10 +130,12 @@ def key_by_request(
     j_parsed = parsed._j_data_stream
     parallelism = j_parsed.getParallelism()
     row_type = Types.ROW([Types.STRING(), value_type])
-    j_stamped = j_parsed.assignTimestampsAndWatermarks(
-        strategy._j_watermark_strategy.withTimestampAssigner(eventtime.CustomTimestampAssigner())
-    ).setParallelism(parallelism)
-    j_stamped.name("event-time")
+    j_stamped = j_parsed
+    if assign_watermarks:
+        j_stamped = j_parsed.assignTimestampsAndWatermarks(
+            strategy._j_watermark_strategy.withTimestampAssigner(eventtime.CustomTimestampAssigner())
+        ).setParallelism(parallelism)
+        j_stamped.name("event-time")
     j_rows = j_stamped.map(eventtime.RemoveTimestampMapFunction(), row_type.get_java_type_info()).setParallelism(
         parallelism
     )

@@ -12,23 +12,25 @@ Graph::
 Checkpointing is on (``flink.checkpoint_interval``), state in RocksDB (``flink.state_backend``); the
 Kafka source commits its offsets on checkpoints and resumes from them.
 
-Watermarks: the event time is inside the Avro value, so the timestamps are assigned right after the
-decode step (PyFlink cannot run a Python timestamp assigner inside the Kafka source), i.e. per
-parallel source instance (over the partitions it reads) rather than per Kafka partition; the join
-operator takes the minimum over its inputs, with idleness (``join.idleness``). Partitions read by
-one instance that lag each other in event time by more than ``join.out_of_orderness`` look like
-disorder to the join: more source parallelism (fewer partitions per instance) or a larger
-out-of-orderness absorbs that.
+Watermarks are per Kafka partition: the source table's ``WATERMARK FOR`` (event time read from the
+Avro value by the SQL function ``ODL_EVENT_TIME_MS``) is pushed into the Kafka source, which takes
+the minimum over its partitions, with ``scan.watermark.idle-timeout`` = ``join.idleness``; the join
+operator takes the minimum over its inputs. ``local.exit_when_idle`` (``run --exit-when-idle``)
+makes the source bounded: it reads up to the end offsets found at start, and the end of input
+resolves everything pending, as in the embedded runtime.
 
 :func:`build_graph` takes the input as a DataStream and returns the output as a DataStream, so the
 same graph runs with file sources and sinks in place of Kafka (tests; see
 :class:`jobs.runtime.flink_kafka.FileTables`).
 
-Submitting to a cluster (the image of ``infra/flink/Dockerfile`` has all of it in place)::
+Submitting to a cluster: ``make flink-submit`` on the local session cluster (``infra/flink_cluster.py``);
+the image of ``infra/flink/Dockerfile`` has all of it in place::
 
     flink run -d -pyclientexec /opt/venv/bin/python -pyexec /opt/venv/bin/python \\
         -j /opt/flink/connectors/flink-sql-connector-kafka-5.0.0-2.2.jar \\
         -pyfs /opt/odl-loop -pym jobs.runtime.flink_job --config /opt/odl-loop/sample-join.yaml
+
+The jars of ``.jvm/`` are added to the job as ``pipeline.jars`` in any case (shipped with it).
 """
 
 from __future__ import annotations
@@ -49,28 +51,41 @@ CONNECTOR_JAR = f"flink-sql-connector-kafka-{CONNECTOR_VERSION}.jar"
 CONNECTOR_URL = (
     f"https://repo1.maven.org/maven2/org/apache/flink/flink-sql-connector-kafka/{CONNECTOR_VERSION}/{CONNECTOR_JAR}"
 )
+JVM_DIR = Path(__file__).resolve().parents[2] / ".jvm"
+DEFAULT_CONNECTOR_JAR = JVM_DIR / "flink" / CONNECTOR_JAR  # fetched by `make setup`
+UDF_JAR = JVM_DIR / "udf" / "odl-flink-udf-1.jar"  # built by `make setup` from infra/jvm/udf
 CHECKPOINT_DIR_ENV = "FLINK_CHECKPOINT_DIR"
 
 
 class ConnectorJarMissing(JobError):
-    """The Flink Kafka connector jar is not configured or not there."""
+    """The Flink Kafka connector jar (or the project's SQL function jar) is not there."""
 
 
 def connector_jar(config: SampleJoinConfig, environ: dict[str, str] | None = None) -> Path:
-    """The Kafka connector jar: ``$FLINK_KAFKA_CONNECTOR_JAR``, else ``flink.connector_jar``."""
+    """The Kafka connector jar: ``$FLINK_KAFKA_CONNECTOR_JAR``, else ``flink.connector_jar``, else
+    the one ``make setup`` fetched into ``.jvm/flink/``."""
     env = os.environ if environ is None else environ
     value = env.get(CONNECTOR_ENV) or config.flink.connector_jar
-    where = f"get {CONNECTOR_JAR} (Flink 2.x Kafka connector) from {CONNECTOR_URL}"
+    where = (f"run 'make setup' (fetches it into {DEFAULT_CONNECTOR_JAR.parent}) "
+             f"or get {CONNECTOR_JAR} from {CONNECTOR_URL}")
     if not value:
+        if DEFAULT_CONNECTOR_JAR.is_file():
+            return DEFAULT_CONNECTOR_JAR
         raise ConnectorJarMissing(
-            f"the Flink Kafka connector jar is not configured: set {CONNECTOR_ENV} or flink.connector_jar "
-            f"to its path; {where}"
+            f"the Flink Kafka connector jar is not there: {where}, or set {CONNECTOR_ENV} / flink.connector_jar"
         )
     path = Path(value).expanduser()
     if not path.is_file():
         source = CONNECTOR_ENV if env.get(CONNECTOR_ENV) else "flink.connector_jar"
         raise ConnectorJarMissing(f"the Flink Kafka connector jar {path} ({source}) does not exist; {where}")
     return path.resolve()
+
+
+def job_jars(config: SampleJoinConfig) -> list[Path]:
+    """``pipeline.jars`` of the Kafka job: the connector and the project's SQL function."""
+    if not UDF_JAR.is_file():
+        raise ConnectorJarMissing(f"{UDF_JAR} (the job's SQL function) is not there; run 'make setup'")
+    return [connector_jar(config), UDF_JAR]
 
 
 def streaming_options(config: SampleJoinConfig) -> dict[str, str]:
@@ -95,12 +110,13 @@ def output_topics(config: SampleJoinConfig) -> list[str]:
     return [*(topics.samples(t.name) for t in config.join.tasks), topics.unmatched, topics.deadletter]
 
 
-def build_graph(source: Any, config: SampleJoinConfig) -> Any:
+def build_graph(source: Any, config: SampleJoinConfig, source_watermarks: bool = False) -> Any:
     """Decode -> watermarks -> key_by(request_id) -> join; returns the DataStream of output records.
 
     ``source`` is a DataStream of ``KAFKA_IN_TYPE`` rows (topic, partition, offset, key, value);
     the result is a DataStream of ``KAFKA_OUT_TYPE`` rows (topic, key, value, headers): samples and
-    unmatched labels (Avro) and dead letters.
+    unmatched labels (Avro) and dead letters. ``source_watermarks``: ``source`` carries the
+    watermarks already (the Kafka source's, per partition); otherwise they are assigned after decoding.
     """
     from jobs.runtime.flink_env import key_by_request
     from jobs.runtime.flink_functions import (
@@ -117,7 +133,7 @@ def build_graph(source: Any, config: SampleJoinConfig) -> Any:
     decoded = (
         source.process(DecodeKafkaRecords(topics.deadletter), PARSED_TYPE).name("decode-events").uid("decode-events")
     )
-    keyed = key_by_request(decoded, BYTES, join.out_of_orderness, join.idleness)
+    keyed = key_by_request(decoded, BYTES, join.out_of_orderness, join.idleness, not source_watermarks)
     joined = keyed.process(
         JoinFunction(join.model_dump(), "avro", samples_prefix=topics.samples_prefix, unmatched_topic=topics.unmatched),
         KAFKA_OUT_TYPE,
@@ -133,7 +149,7 @@ def build_job(env: Any, config: SampleJoinConfig, tables: Any) -> None:
     from jobs.runtime.flink_kafka import table_sinks, table_source
 
     t_env = StreamTableEnvironment.create(env)
-    output = build_graph(table_source(t_env, tables), config)
+    output = build_graph(table_source(t_env, tables), config, tables.source_watermarks)
     table_sinks(t_env, output, output_topics(config), [config.kafka.topics.deadletter], tables)
 
 
@@ -143,9 +159,8 @@ def run(config: SampleJoinConfig) -> None:
     from jobs.runtime.flink_env import make_environment, one_line
     from jobs.runtime.flink_kafka import KafkaTables
 
-    jar = connector_jar(config)
-    env = make_environment(config.flink.parallelism, streaming_options(config), jars=[jar])
-    build_job(env, config, KafkaTables(config))
+    env = make_environment(config.flink.parallelism, streaming_options(config), jars=job_jars(config))
+    build_job(env, config, KafkaTables(config, bounded=config.local.exit_when_idle is not None))
     try:
         env.execute("sample-join")
     except Exception as exc:
@@ -157,11 +172,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobs.runtime.flink_job", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, help="sample-join config (YAML)")
     parser.add_argument("--parallelism", type=int, help="overrides flink.parallelism")
+    parser.add_argument("--exit-when-idle", metavar="DURATION",
+                        help="bounded: read up to the end offsets at start, resolve everything and finish")
     args = parser.parse_args(argv)
     from infra.errors import InfraError
 
     try:
-        config = SampleJoinConfig.load(args.config, {"flink.parallelism": args.parallelism})
+        config = SampleJoinConfig.load(
+            args.config, {"flink.parallelism": args.parallelism, "local.exit_when_idle": args.exit_when_idle}
+        )
         run(config)
     except (JobError, InfraError) as exc:
         print(f"jobs.runtime.flink_job: error: {exc}", file=sys.stderr)

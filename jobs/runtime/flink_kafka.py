@@ -1,11 +1,17 @@
 """Sources and sinks of the streaming PyFlink job, through Flink's Table API connectors.
 
-The Kafka side uses the official connector (``flink-sql-connector-kafka``, a jar that is not on
-these machines: see :mod:`jobs.runtime.flink_job`). It is reached through the Table API rather than
-PyFlink's DataStream ``KafkaSource``/``KafkaSink`` wrappers because those only expose record values:
-the dead letter needs each input record's key, partition and offset (DESIGN §4), and Kafka
-headers on output, which the Table connector gives as metadata columns. Underneath it is the same
+The Kafka side uses the official connector (``flink-sql-connector-kafka``, fetched by ``make setup``
+into ``.jvm/flink/``). It is reached through the Table API rather than PyFlink's DataStream
+``KafkaSource``/``KafkaSink`` wrappers because those only expose record values: the dead letter
+needs each input record's key, partition and offset (docs/wire-format.md), and Kafka headers on
+output, which the Table connector gives as metadata columns. Underneath it is the same
 ``KafkaSource``/``KafkaSink``.
+
+Watermarks are per Kafka partition: the source table's ``WATERMARK FOR`` is pushed into the Kafka
+source, on an event-time column read from the Avro value by the project's SQL function
+``ODL_EVENT_TIME_MS`` (``infra/jvm/udf``, built into ``.jvm/udf/``), with
+``scan.watermark.idle-timeout`` for silent partitions. A PyFlink timestamp assigner cannot run
+inside the source; this can.
 
 Both directions are plain DataStreams in between, so the job graph never sees the connector:
 
@@ -13,8 +19,9 @@ Both directions are plain DataStreams in between, so the job graph never sees th
 * the sinks take rows ``(topic, key, value, headers)`` (``KAFKA_OUT_TYPE``), routed by topic.
 
 :class:`KafkaTables` builds the Kafka DDL; :class:`FileTables` builds the same tables on the
-``filesystem`` connector with the ``json`` format (bytes as base64), which is what the tests run:
-the same conversion code, the same routing, only the connector options differ.
+``filesystem`` connector with the ``json`` format (bytes as base64), for graph tests without a
+broker: the same conversion code, the same routing, only the connector options differ (and the
+watermarks are assigned after decoding).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import SampleJoinConfig
+from jobs.runtime.flink_env import sql_interval
 
 SOURCE_TABLE = "sj_events"
 OUTPUT_VIEW = "sj_output"
@@ -33,6 +41,15 @@ OUTPUT_VIEW = "sj_output"
 # to the Java client: librdkafka-only names among them are ignored by it, with a warning).
 SOURCE_PROPERTIES = {"auto.offset.reset": "earliest"}
 SINK_PROPERTIES = {"enable.idempotence": "true", "acks": "all", "linger.ms": "5"}
+# Exactly-once sink: the producer's transaction timeout must stay within the broker's
+# transaction.max.timeout.ms (15 min by default; the connector would ask for 1 h).
+TRANSACTION_TIMEOUT_MS = 600_000
+
+EVENT_TIME_FUNCTION = "ODL_EVENT_TIME_MS"
+EVENT_TIME_CLASS = "odl.flink.AvroEventTime"
+EVENT_RECORDS = ("Impression", "FeatureSnapshot", "Label")
+_PRIMITIVE_TOKENS = {"string": "s", "bytes": "s", "int": "v", "long": "v", "boolean": "b", "float": "f",
+                     "double": "d", "null": "n"}
 
 
 def _quote(value: object) -> str:
@@ -43,21 +60,68 @@ def _with(options: Mapping[str, object]) -> str:
     return ",\n  ".join(f"{_quote(k)} = {_quote(v)}" for k, v in options.items())
 
 
+def _skip_token(avro_type: Any) -> str | None:
+    """How ``ODL_EVENT_TIME_MS`` skips a field of this Avro type (None: it cannot)."""
+    if isinstance(avro_type, str):
+        return _PRIMITIVE_TOKENS.get(avro_type)
+    if isinstance(avro_type, list):
+        branches = [_skip_token(t) for t in avro_type]
+        if len(branches) > 9 or any(b is None for b in branches):
+            return None
+        return f"U{len(branches)}" + "".join(b for b in branches if b)
+    if avro_type.get("type") == "enum":
+        return "v"
+    if avro_type.get("type") in ("map", "array"):
+        inner = _skip_token(avro_type["values" if avro_type["type"] == "map" else "items"])
+        return None if inner is None else ("M" if avro_type["type"] == "map" else "A") + inner
+    return _skip_token(avro_type.get("type")) if "logicalType" in avro_type else None
+
+
+def event_time_spec() -> str:
+    """``ODL_EVENT_TIME_MS``'s second argument: per writer fingerprint of every kept version of the
+    event records, the fields to skip before ``event_time_ms`` (versions it cannot read are left out:
+    their records do not move the watermark)."""
+    from schemas.registry import load_schema_set
+
+    schemas = load_schema_set()
+    entries = []
+    for record in EVENT_RECORDS:
+        for version in schemas.record(record).all_versions:
+            tokens: list[str | None] = []
+            for fld in version.schema["fields"]:
+                if fld["name"] == "event_time_ms":
+                    if all(t is not None for t in tokens):
+                        entries.append(f"{version.fingerprint_hex}:" + "".join(t for t in tokens if t))
+                    break
+                tokens.append(_skip_token(fld["type"]))
+    return ",".join(dict.fromkeys(entries))
+
+
 def sink_table_name(topic: str) -> str:
     return "sj_out_" + re.sub(r"[^A-Za-z0-9_]", "_", topic)
 
 
 class KafkaTables:
-    """DDL of the Kafka source (three event topics) and of one sink table per output topic."""
+    """DDL of the Kafka source (three event topics) and of one sink table per output topic.
 
-    def __init__(self, config: SampleJoinConfig) -> None:
+    ``bounded``: read up to the end offsets found at start (``scan.bounded.mode=latest-offset``),
+    then finish; the end of input moves the watermark to +inf, so everything pending is resolved.
+    """
+
+    source_watermarks = True
+
+    def __init__(self, config: SampleJoinConfig, bounded: bool = False) -> None:
         self.config = config
+        self.bounded = bounded
 
     def _properties(self, ours: Mapping[str, str], extra: Mapping[str, Any]) -> dict[str, str]:
         props = {**ours, **{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in extra.items()}}
         props.pop("bootstrap.servers", None)
         props.pop("group.id", None)
         return {f"properties.{k}": v for k, v in props.items()}
+
+    def register_functions(self, t_env: Any) -> None:
+        t_env.create_java_temporary_system_function(EVENT_TIME_FUNCTION, EVENT_TIME_CLASS)
 
     def source_ddl(self) -> str:
         kafka = self.config.kafka
@@ -69,20 +133,29 @@ class KafkaTables:
             "properties.group.id": kafka.group_id,
             # resume from the committed offsets (committed on checkpoints); earliest when there are none
             "scan.startup.mode": "group-offsets",
-            "scan.topic-partition-discovery.interval": "1 min",
+            "scan.watermark.idle-timeout": f"{self.config.join.idleness} ms",
             "key.format": "raw",
             "key.fields": "key",
             "value.format": "raw",
             "value.fields-include": "EXCEPT_KEY",
             **self._properties(SOURCE_PROPERTIES, kafka.consumer),
         }
+        if self.bounded:
+            options["scan.bounded.mode"] = "latest-offset"
+        else:
+            options["scan.topic-partition-discovery.interval"] = "1 min"
+        # Flink's BoundedOutOfOrderness: watermark = max event time - out-of-orderness - 1 ms.
+        lag = sql_interval(self.config.join.out_of_orderness + 1)
         return (
             f"CREATE TEMPORARY TABLE {SOURCE_TABLE} (\n"
             "  `key` BYTES,\n"
             "  `value` BYTES,\n"
             "  `src_topic` STRING METADATA FROM 'topic' VIRTUAL,\n"
             "  `src_partition` INT METADATA FROM 'partition' VIRTUAL,\n"
-            "  `src_offset` BIGINT METADATA FROM 'offset' VIRTUAL\n"
+            "  `src_offset` BIGINT METADATA FROM 'offset' VIRTUAL,\n"
+            f"  `event_time` AS TO_TIMESTAMP_LTZ(COALESCE({EVENT_TIME_FUNCTION}(`value`, {_quote(event_time_spec())}), "
+            "0), 3),\n"
+            f"  WATERMARK FOR `event_time` AS `event_time` - {lag}\n"
             f") WITH (\n  {_with(options)}\n)"
         )
 
@@ -94,6 +167,7 @@ class KafkaTables:
 
     def sink_ddl(self, topic: str, headers: bool) -> str:
         kafka = self.config.kafka
+        flink = self.config.flink
         options = {
             "connector": "kafka",
             "topic": topic,
@@ -102,15 +176,13 @@ class KafkaTables:
             "key.fields": "key",
             "value.format": "raw",
             "value.fields-include": "EXCEPT_KEY",
-            # at-least-once (DESIGN §7); the trainer dedups on sample_id. 'exactly-once' needs a real
-            # Kafka with transactions and a transactional.id prefix (set sink.delivery-guarantee and
-            # sink.transactional-id-prefix through kafka.producer if you want it).
-            "sink.delivery-guarantee": "at-least-once",
+            # at-least-once by default (docs/guarantees.md: the trainer dedups on sample_id)
+            "sink.delivery-guarantee": flink.delivery_guarantee,
             **self._properties(SINK_PROPERTIES, kafka.producer),
         }
-        for key in ("sink.delivery-guarantee", "sink.transactional-id-prefix"):
-            if f"properties.{key}" in options:
-                options[key] = options.pop(f"properties.{key}")
+        if flink.delivery_guarantee == "exactly-once":
+            options["sink.transactional-id-prefix"] = flink.transactional_id_prefix or f"{kafka.group_id}-{topic}"
+            options.setdefault("properties.transaction.timeout.ms", str(TRANSACTION_TIMEOUT_MS))
         columns = "  `key` BYTES,\n  `value` BYTES" + (",\n  `headers` MAP<STRING, BYTES> METADATA" if headers else "")
         return f"CREATE TEMPORARY TABLE {sink_table_name(topic)} (\n{columns}\n) WITH (\n  {_with(options)}\n)"
 
@@ -121,6 +193,8 @@ class FileTables:
     The source reads ``source_path`` (a file or a directory of JSON lines with the fields topic,
     partition, offset, key, value); each sink writes a directory ``sink_dir/<topic>/``.
     """
+
+    source_watermarks = False
 
     def __init__(self, source_path: Path, sink_dir: Path) -> None:
         self.source_path = Path(source_path)
@@ -133,6 +207,9 @@ class FileTables:
             "  `topic` STRING,\n  `partition` INT,\n  `offset` BIGINT,\n  `key` BYTES,\n  `value` BYTES\n"
             f") WITH (\n  {_with(options)}\n)"
         )
+
+    def register_functions(self, t_env: Any) -> None:
+        """Nothing to register: the file source has no event-time column."""
 
     def source_query(self) -> str:
         return f"SELECT `topic`, `partition`, `offset`, `key`, `value` FROM {SOURCE_TABLE}"
@@ -151,6 +228,7 @@ Tables = KafkaTables | FileTables
 
 def table_source(t_env: Any, tables: Tables) -> Any:
     """The input as a DataStream of ``KAFKA_IN_TYPE`` rows."""
+    tables.register_functions(t_env)
     t_env.execute_sql(tables.source_ddl())
     return t_env.to_data_stream(t_env.sql_query(tables.source_query()))
 

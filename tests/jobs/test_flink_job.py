@@ -1,12 +1,11 @@
 """The streaming PyFlink job (``run --engine flink``).
 
-The Kafka connector jar is not available on these machines, so the job's graph -- decode with the
-schemas codec, watermarks with idleness, key_by(request_id), the join, Avro encoding, routing by
-topic, dead letters with headers, checkpointing with RocksDB state -- runs here with the
-``filesystem`` connector in place of Kafka (:class:`FileTables`: JSON lines, key and value base64),
-fed with Avro single-object encoded events, and its output is checked against the local replay
-engine on the same events. The Kafka DDL itself is checked to be accepted by Flink up to the
-connector lookup, and the missing-jar error through the CLI.
+The job's graph -- decode with the schemas codec, watermarks with idleness, key_by(request_id), the
+join, Avro encoding, routing by topic, dead letters with headers, checkpointing with RocksDB state --
+runs here with the ``filesystem`` connector in place of Kafka (:class:`FileTables`: JSON lines, key
+and value base64), fed with Avro single-object encoded events, and its output is checked against the
+local replay engine on the same events. The Kafka DDL is checked, and planned by Flink with the jars
+of ``make setup``; the job on a real broker is in ``test_flink_kafka.py``.
 """
 
 from __future__ import annotations
@@ -47,25 +46,27 @@ def _config(**flink: Any) -> SampleJoinConfig:
 
 
 # -- no Flink needed ------------------------------------------------------------------------------
-def test_connector_jar_from_env_or_config(tmp_path: Path) -> None:
+def test_connector_jar_from_env_or_config_or_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import jobs.runtime.flink_job as flink_job
+
     jar = tmp_path / CONNECTOR_JAR
     jar.write_bytes(b"PK")
     assert connector_jar(_config(), {CONNECTOR_ENV: str(jar)}) == jar.resolve()
     assert connector_jar(_config(connector_jar=str(jar)), {}) == jar.resolve()
-    with pytest.raises(Exception, match="not configured") as missing:
+    monkeypatch.setattr(flink_job, "DEFAULT_CONNECTOR_JAR", jar)  # where `make setup` puts it
+    assert connector_jar(_config(), {}) == jar
+    monkeypatch.setattr(flink_job, "DEFAULT_CONNECTOR_JAR", tmp_path / "not-fetched.jar")
+    with pytest.raises(Exception, match="make setup") as missing:
         connector_jar(_config(), {})
     assert CONNECTOR_URL in str(missing.value) and "\n" not in str(missing.value)
     with pytest.raises(Exception, match="does not exist"):
         connector_jar(_config(), {CONNECTOR_ENV: str(tmp_path / "nope.jar")})
 
 
-@pytest.mark.parametrize("jar", [None, "/nonexistent/flink-sql-connector-kafka.jar"])
-def test_missing_connector_jar_is_a_one_line_error_through_the_cli(jar: str | None, tmp_path: Path) -> None:
+def test_missing_connector_jar_is_a_one_line_error_through_the_cli(tmp_path: Path) -> None:
     config = tmp_path / "sample-join.yaml"
     config.write_text("kafka:\n  bootstrap_servers: 127.0.0.1:1\n")
-    env = {k: v for k, v in os.environ.items() if k != CONNECTOR_ENV}
-    if jar:
-        env[CONNECTOR_ENV] = jar
+    env = {**os.environ, CONNECTOR_ENV: "/nonexistent/flink-sql-connector-kafka.jar"}
     result = subprocess.run(
         [sys.executable, "-m", "jobs.sample_join", "run", "--engine", "flink", "--config", str(config)],
         capture_output=True,
@@ -104,8 +105,18 @@ def test_kafka_ddl() -> None:
     sink = tables.sink_ddl("samples.click", headers=False)
     assert sink.startswith(f"CREATE TEMPORARY TABLE {sink_table_name('samples.click')} ")
     assert "'sink.delivery-guarantee' = 'at-least-once'" in sink and "'properties.linger.ms' = '20'" in sink
-    assert "headers" not in sink
+    assert "headers" not in sink and "transactional" not in sink
     assert "`headers` MAP<STRING, BYTES> METADATA" in tables.sink_ddl("deadletter", headers=True)
+    assert "'scan.watermark.idle-timeout' = '2000 ms'" in source and "WATERMARK FOR `event_time`" in source
+    assert "scan.bounded.mode" not in source
+    assert "'scan.bounded.mode' = 'latest-offset'" in KafkaTables(config, bounded=True).source_ddl()
+
+    exactly_once = KafkaTables(config.model_copy(update={"flink": config.flink.model_copy(
+        update={"delivery_guarantee": "exactly-once"})}))
+    sink = exactly_once.sink_ddl("samples.click", headers=False)
+    assert "'sink.delivery-guarantee' = 'exactly-once'" in sink
+    assert "'sink.transactional-id-prefix' = 'g-samples.click'" in sink
+    assert "'properties.transaction.timeout.ms' = '600000'" in sink  # within the broker's 15 min maximum
 
 
 # -- the graph on Flink's MiniCluster ---------------------------------------------------------------
@@ -257,30 +268,16 @@ def test_streaming_graph_with_file_sources_gives_the_local_engines_samples(tmp_p
 
 
 @pytest.mark.flink
-@pytest.mark.parametrize("side", ["source", "sinks"])
-def test_kafka_graph_is_valid_up_to_the_connector_lookup(side: str, tmp_path: Path) -> None:
-    """Without the jar, planning the Kafka job stops exactly at the missing 'kafka' factory: the
-    DDL, the queries, the conversions and the routing are accepted by Flink (the sinks are checked
-    behind a file source, since the Kafka source fails first)."""
+def test_kafka_job_graph_plans_with_the_jars_of_setup() -> None:
+    """The whole Kafka job (source DDL with its watermark function, the graph, the routed sinks) is
+    accepted by Flink with the connector and the function jar that `make setup` provides."""
     from jobs.runtime.flink_env import make_environment
-    from jobs.runtime.flink_job import build_job, streaming_options
-    from jobs.runtime.flink_kafka import FileTables
+    from jobs.runtime.flink_job import build_job, job_jars, streaming_options
 
     config = _config(parallelism=1)
-    kafka = KafkaTables(config)
-    tables: Any = kafka
-    if side == "sinks":
-        source = tmp_path / "input.jsonl"
-        source.write_text("")
-
-        class KafkaSinks(FileTables):
-            def sink_ddl(self, topic: str, headers: bool) -> str:
-                return kafka.sink_ddl(topic, headers)
-
-        tables = KafkaSinks(source, tmp_path / "out")
-    env = make_environment(1, streaming_options(config))
-    with pytest.raises(Exception) as failure:
-        build_job(env, config, tables)
-        env.get_execution_plan()
-    text = str(failure.value)
-    assert "Could not find any factory for identifier 'kafka'" in text, text[:2000]
+    env = make_environment(1, streaming_options(config), jars=job_jars(config))
+    build_job(env, config, KafkaTables(config, bounded=True))
+    plan = env.get_execution_plan()
+    assert "KafkaSource-default_catalog.default_database.sj_events" in plan and "sample-join" in plan
+    for topic in ("samples.click", "samples.unmatched", "deadletter"):
+        assert sink_table_name(topic) in plan
