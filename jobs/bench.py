@@ -1,4 +1,4 @@
-"""``python -m jobs.bench replay``: events/s of the replay engines on one events file (DESIGN §10).
+"""``python -m jobs.bench replay``: events/s of the replay engines on one events file (docs/performance.md).
 
 Contenders run one after another on the same file and are reported side by side, with each one's
 ratio to the reference contender (``--reference``, by default the Flink SQL peer when registered,
@@ -46,7 +46,7 @@ CONTENDER_MODULES: tuple[str, ...] = ()
 
 @dataclass(slots=True)
 class BenchContext:
-    events: Path  # the events file (JSON lines, DESIGN §5)
+    events: Path  # the events file (JSON lines, docs/wire-format.md)
     events_count: int  # lines in it
     join: JoinConfig  # the tasks and timing every contender should use
     workdir: Path  # scratch space for outputs
@@ -101,7 +101,7 @@ def synth_events(
     horizon_ms: int = 86_400_000,
     disorder_ms: int = 2_000,
 ) -> Iterator[dict[str, Any]]:
-    """About ``count`` events (DESIGN §5 JSON form) in arrival order, deterministic for a seed.
+    """About ``count`` events (docs/wire-format.md JSON form) in arrival order, deterministic for a seed.
 
     Requests with a feature snapshot and 1-5 impressions, ~8% clicked (a third of those after the
     window, a few beyond the horizon), some "like" labels (no task uses them), duplicate impressions

@@ -19,7 +19,7 @@ HOUR_MS = 60 * MINUTE_MS
 
 
 class TaskConfig(StrictConfig):
-    """One training task: which label type makes a positive, and the timing of the join (DESIGN §6)."""
+    """One training task: which label type makes a positive, and the timing of the join (docs/join.md)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     label_type: str = ""  # defaults to the task name
@@ -64,7 +64,7 @@ class JoinConfig(StrictConfig):
 
 
 class TopicsConfig(StrictConfig):
-    """Topic names (DESIGN §4); samples go to ``{samples_prefix}{task}``."""
+    """Topic names (docs/wire-format.md); samples go to ``{samples_prefix}{task}``."""
 
     impressions: str = "events.impressions"
     feature_snapshots: str = "events.feature_snapshots"

@@ -1,8 +1,8 @@
 """Synthetic delayed-feedback event generator: ``python -m jobs.generate``.
 
-Writes impressions, feature snapshots and labels (DESIGN §5 JSON forms) in **arrival order** to a
+Writes impressions, feature snapshots and labels (docs/wire-format.md JSON forms) in **arrival order** to a
 JSONL file (``--out``) and/or to Kafka (``--bootstrap-servers``: Avro single-object encoding via the
-``schemas`` codec, keyed by ``request_id``, topics of DESIGN §4), plus a ground-truth file
+``schemas`` codec, keyed by ``request_id``, topics of docs/wire-format.md), plus a ground-truth file
 (``--truth``) with one JSON line per distinct impression.
 
 The click model is known: a logistic model in user and item latent factors, user/item biases and a

@@ -1,4 +1,4 @@
-"""Conversion between the JSON forms of DESIGN.md section 5 and Avro dicts of the current schemas.
+"""Conversion between the JSON forms of docs/wire-format.md and Avro dicts of the current schemas.
 
 The JSON form of a record and its Avro dict have the same field names and values (enums are their
 symbol strings, maps are dicts, nullable longs are int or None); they differ in that

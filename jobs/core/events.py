@@ -1,4 +1,4 @@
-"""Input events of the sample join (DESIGN §5): light value types and their JSON form.
+"""Input events of the sample join (docs/wire-format.md): light value types and their JSON form.
 
 The types are frozen slots dataclasses: cheap to build, no validation on construction. Validation
 happens once, at the edge, in :func:`event_from_json`, which raises :class:`BadEvent` with a reason
@@ -288,7 +288,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {
 
 
 def event_from_json(obj: Any) -> Event:
-    """Build an event from its DESIGN §5 JSON form (a decoded object with a ``type`` field).
+    """Build an event from its docs/wire-format.md JSON form (a decoded object with a ``type`` field).
 
     Unknown extra fields are ignored (forward compatibility); missing or mistyped ones raise
     :class:`BadEvent` naming the field.
@@ -311,7 +311,7 @@ def _bad_type(obj: Any) -> NoReturn:
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
-    """The DESIGN §5 JSON form of ``event`` (inverse of :func:`event_from_json`), with ``type``."""
+    """The docs/wire-format.md JSON form of ``event`` (inverse of :func:`event_from_json`), with ``type``."""
     if isinstance(event, Impression):
         return {
             "type": "impression",

@@ -1,4 +1,4 @@
-"""The sample join (DESIGN §6) as per-key logic, in the shape of a Flink KeyedProcessFunction.
+"""The sample join (docs/join.md) as per-key logic, in the shape of a Flink KeyedProcessFunction.
 
 Keyed by ``request_id``. The runtime owns the keyed state store and the event-time timer service
 and calls :meth:`SampleJoin.on_event` for each event and :meth:`SampleJoin.on_timer` when the
@@ -78,7 +78,7 @@ __all__ = [
 
 @dataclass(slots=True)
 class Sample:
-    """One training sample (DESIGN §5); :meth:`to_json` gives exactly the contract's fields."""
+    """One training sample (docs/wire-format.md); :meth:`to_json` gives exactly the contract's fields."""
 
     sample_id: str
     task: str

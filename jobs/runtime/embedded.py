@@ -13,7 +13,7 @@ partition's offsets and watermark are written to Redis in one transaction
 (:mod:`jobs.runtime.redis_state`). On (re)assignment a shard is loaded from its checkpoint and
 consumption resumes at the checkpointed offsets (committed Kafka offsets are only for monitoring);
 on revocation it is checkpointed and dropped. Outputs since the last checkpoint may be emitted again
-after a crash, with the same ``sample_id`` (DESIGN §7: at-least-once, deduplicated downstream).
+after a crash, with the same ``sample_id`` (docs/guarantees.md: at-least-once, deduplicated downstream).
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ def _write_stats(stats_dir: str | None, name: str, subtask: int, data: dict[str,
 
 # -- parse steps ---------------------------------------------------------------------------------
 class ParseJsonLines(ProcessFunction):
-    """Lines of an events file (DESIGN §5 JSON) -> parsed events (``PARSED_ROW_TYPE``); bad lines ->
+    """Lines of an events file (docs/wire-format.md JSON) -> parsed events (``PARSED_ROW_TYPE``); bad lines ->
     dead letter.
 
     Must run at parallelism 1 right behind the file source (one split per file, read in order), so
@@ -194,7 +194,7 @@ class DecodeKafkaRecords(ProcessFunction):
 
     A record that cannot be decoded (unknown fingerprint, bad body, not an event record, invalid
     event) goes to the ``DEADLETTER_RECORDS`` side output: original key and bytes, headers
-    ``error``, ``source_topic``, ``source_partition``, ``source_offset`` (DESIGN §4).
+    ``error``, ``source_topic``, ``source_partition``, ``source_offset`` (docs/wire-format.md).
     """
 
     def __init__(self, deadletter_topic: str) -> None:

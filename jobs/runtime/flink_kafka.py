@@ -3,7 +3,7 @@
 The Kafka side uses the official connector (``flink-sql-connector-kafka``, a jar that is not on
 these machines: see :mod:`jobs.runtime.flink_job`). It is reached through the Table API rather than
 PyFlink's DataStream ``KafkaSource``/``KafkaSink`` wrappers because those only expose record values:
-the dead letter needs each input record's key, partition and offset (DESIGN §4), and Kafka
+the dead letter needs each input record's key, partition and offset (docs/wire-format.md), and Kafka
 headers on output, which the Table connector gives as metadata columns. Underneath it is the same
 ``KafkaSource``/``KafkaSink``.
 
@@ -102,7 +102,7 @@ class KafkaTables:
             "key.fields": "key",
             "value.format": "raw",
             "value.fields-include": "EXCEPT_KEY",
-            # at-least-once (DESIGN §7); the trainer dedups on sample_id. 'exactly-once' needs a real
+            # at-least-once (docs/guarantees.md); the trainer dedups on sample_id. 'exactly-once' needs a real
             # Kafka with transactions and a transactional.id prefix (set sink.delivery-guarantee and
             # sink.transactional-id-prefix through kafka.producer if you want it).
             "sink.delivery-guarantee": "at-least-once",

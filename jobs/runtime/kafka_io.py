@@ -1,7 +1,7 @@
 """Kafka plumbing of the embedded runtime and the generator: wire format, client settings, topics.
 
-Values are Avro single-object encoded with the ``schemas`` codec (DESIGN §4). Input events decode
-to the join core's event types through their DESIGN §5 JSON form (so the same validation applies as
+Values are Avro single-object encoded with the ``schemas`` codec (docs/wire-format.md). Input events decode
+to the join core's event types through their docs/wire-format.md JSON form (so the same validation applies as
 in replay); samples and unmatched labels encode from their JSON form, which is their Avro form.
 """
 
@@ -16,7 +16,7 @@ from schemas.codec import Codec
 RECORD_OF_TYPE = {"impression": "Impression", "feature_snapshot": "FeatureSnapshot", "label": "Label"}
 TYPE_OF_RECORD = {record: kind for kind, record in RECORD_OF_TYPE.items()}
 
-# Fast consumer-group joins (DESIGN §3): the broker waits for the rebalance timeout otherwise.
+# Fast consumer-group joins (docs/architecture.md): the broker waits for the rebalance timeout otherwise.
 FAST_GROUP_SETTINGS: dict[str, Any] = {"max.poll.interval.ms": 10_000, "session.timeout.ms": 6_000}
 
 # librdkafka's own log lines of a probe (connection refused, ...) would clutter a one-line error.
