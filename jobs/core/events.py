@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from jobs.errors import JobError
+from schemas.records import EVENT_TYPES as _RECORD_OF_TYPE
+from schemas.records import IMPRESSION_FIELDS, LABEL_FIELDS, SNAPSHOT_FIELDS, check_fields
 
 # Event times must fit comfortably in a signed 64-bit long (Flink timers) after adding a horizon.
 MAX_EVENT_TIME_MS = 2**62
 MIN_EVENT_TIME_MS = -(2**62)
 
-EVENT_TYPES = ("impression", "feature_snapshot", "label")
+EVENT_TYPES = tuple(_RECORD_OF_TYPE)  # the JSON ``type`` of each event, from schemas.records
 
 
 class BadEvent(JobError):
@@ -54,6 +56,11 @@ class Label:
 
 
 Event = Impression | FeatureSnapshot | Label
+
+# The value types carry exactly their schema's fields, in schema order (positional forms rely on it).
+check_fields("Impression", Impression.__dataclass_fields__, "jobs.core.events.Impression")
+check_fields("FeatureSnapshot", FeatureSnapshot.__dataclass_fields__, "jobs.core.events.FeatureSnapshot")
+check_fields("Label", Label.__dataclass_fields__, "jobs.core.events.Label")
 
 
 def _describe(value: Any) -> str:
@@ -143,15 +150,22 @@ def _fast_constructor(cls: type[Any], names: tuple[str, ...]) -> Callable[..., A
     return scope["make"]  # type: ignore[no-any-return]
 
 
+def dict_former(names: tuple[str, ...], fixed: dict[str, Any] | None = None) -> Callable[[Any], dict[str, Any]]:
+    """``obj -> {**fixed, name: obj.name for name in names}``, generated once (a literal dict display
+    is about 3x faster than a comprehension over the names)."""
+    items = [f"{k!r}: fixed[{k!r}]" for k in (fixed or {})] + [f"{n!r}: o.{n}" for n in names]
+    scope: dict[str, Any] = {"fixed": fixed}
+    exec(f"def form(o):\n    return {{{', '.join(items)}}}\n", scope)
+    return scope["form"]  # type: ignore[no-any-return]
+
+
 make_impression: Callable[[str, str, str, str, int, int, dict[str, str]], Impression] = _fast_constructor(
-    Impression, ("request_id", "impression_id", "user_id", "item_id", "event_time_ms", "position", "context")
+    Impression, IMPRESSION_FIELDS
 )
 make_snapshot: Callable[[str, int, dict[str, str], dict[str, float]], FeatureSnapshot] = _fast_constructor(
-    FeatureSnapshot, ("request_id", "event_time_ms", "sparse", "dense")
+    FeatureSnapshot, SNAPSHOT_FIELDS
 )
-make_label: Callable[[str, str, str, int, float], Label] = _fast_constructor(
-    Label, ("request_id", "impression_id", "label_type", "event_time_ms", "value")
-)
+make_label: Callable[[str, str, str, int, float], Label] = _fast_constructor(Label, LABEL_FIELDS)
 
 
 def _all_str(d: dict[str, Any]) -> bool:
@@ -310,45 +324,21 @@ def _bad_type(obj: Any) -> NoReturn:
     raise BadEvent(f"unknown event type {_describe(obj['type'])} (expected one of impression, feature_snapshot, label)")
 
 
+_EVENT_FORMS: dict[type, Callable[[Any], dict[str, Any]]] = {
+    Impression: dict_former(IMPRESSION_FIELDS, {"type": "impression"}),
+    FeatureSnapshot: dict_former(SNAPSHOT_FIELDS, {"type": "feature_snapshot"}),
+    Label: dict_former(LABEL_FIELDS, {"type": "label"}),
+}
+
+label_to_json: Callable[[Label], dict[str, Any]] = dict_former(LABEL_FIELDS)
+label_to_json.__doc__ = "A label's fields without ``type`` (the body of an unmatched record)."
+
+
 def event_to_json(event: Event) -> dict[str, Any]:
-    """The docs/wire-format.md JSON form of ``event`` (inverse of :func:`event_from_json`), with ``type``."""
-    if isinstance(event, Impression):
-        return {
-            "type": "impression",
-            "request_id": event.request_id,
-            "impression_id": event.impression_id,
-            "user_id": event.user_id,
-            "item_id": event.item_id,
-            "event_time_ms": event.event_time_ms,
-            "position": event.position,
-            "context": dict(event.context),
-        }
-    if isinstance(event, FeatureSnapshot):
-        return {
-            "type": "feature_snapshot",
-            "request_id": event.request_id,
-            "event_time_ms": event.event_time_ms,
-            "sparse": dict(event.sparse),
-            "dense": dict(event.dense),
-        }
-    if isinstance(event, Label):
-        return {
-            "type": "label",
-            "request_id": event.request_id,
-            "impression_id": event.impression_id,
-            "label_type": event.label_type,
-            "event_time_ms": event.event_time_ms,
-            "value": event.value,
-        }
-    raise TypeError(f"not an event: {type(event).__name__}")
-
-
-def label_to_json(label: Label) -> dict[str, Any]:
-    """A label's fields without ``type`` (the body of an unmatched record)."""
-    return {
-        "request_id": label.request_id,
-        "impression_id": label.impression_id,
-        "label_type": label.label_type,
-        "event_time_ms": label.event_time_ms,
-        "value": label.value,
-    }
+    """The docs/wire-format.md JSON form of ``event`` (inverse of :func:`event_from_json`), with ``type``.
+    Its maps are the event's own (events are immutable: do not modify them)."""
+    try:
+        form = _EVENT_FORMS[type(event)]
+    except KeyError:
+        raise TypeError(f"not an event: {type(event).__name__}") from None
+    return form(event)

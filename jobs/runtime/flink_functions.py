@@ -22,6 +22,7 @@ import os
 import pickle
 from collections import Counter
 from collections.abc import Callable
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from jobs.core.events import (
 )
 from jobs.core.join import Sample, SampleJoin, Step, UnmatchedLabel
 from jobs.core.state import RequestState
+from schemas.records import IMPRESSION_FIELDS, LABEL_FIELDS, SNAPSHOT_FIELDS
 
 # -- types ---------------------------------------------------------------------------------------
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
@@ -76,39 +78,26 @@ _loads = pickle.loads
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
+_TUPLE_OF: dict[type, tuple[int, Callable[[Any], tuple[Any, ...]]]] = {
+    Impression: (_IMPRESSION, attrgetter(*IMPRESSION_FIELDS)),
+    FeatureSnapshot: (_SNAPSHOT, attrgetter(*SNAPSHOT_FIELDS)),
+    Label: (_LABEL, attrgetter(*LABEL_FIELDS)),
+}
+_MAKE: dict[int, Callable[..., Event]] = {_IMPRESSION: make_impression, _SNAPSHOT: make_snapshot, _LABEL: make_label}
+
+
 def event_to_bytes(event: Event) -> bytes:
-    tp = type(event)
-    if tp is Impression:
-        e: Any = event
-        t: tuple[Any, ...] = (
-            _IMPRESSION,
-            e.request_id,
-            e.impression_id,
-            e.user_id,
-            e.item_id,
-            e.event_time_ms,
-            e.position,
-            e.context,
-        )
-    elif tp is Label:
-        e = event
-        t = (_LABEL, e.request_id, e.impression_id, e.label_type, e.event_time_ms, e.value)
-    elif tp is FeatureSnapshot:
-        e = event
-        t = (_SNAPSHOT, e.request_id, e.event_time_ms, e.sparse, e.dense)
-    else:
-        raise TypeError(f"not an event: {tp.__name__}")
-    return _dumps(t, _PROTOCOL)
+    """An event as a pickled ``(kind, *fields in schema order)`` tuple."""
+    try:
+        kind, fields = _TUPLE_OF[type(event)]
+    except KeyError:
+        raise TypeError(f"not an event: {type(event).__name__}") from None
+    return _dumps((kind, *fields(event)), _PROTOCOL)
 
 
 def event_from_bytes(data: bytes) -> Event:
     t = _loads(data)
-    kind = t[0]
-    if kind == _IMPRESSION:
-        return make_impression(t[1], t[2], t[3], t[4], t[5], t[6], t[7])
-    if kind == _LABEL:
-        return make_label(t[1], t[2], t[3], t[4], t[5])
-    return make_snapshot(t[1], t[2], t[3], t[4])
+    return _MAKE[t[0]](*t[1:])
 
 
 def _one_line(exc: BaseException) -> str:

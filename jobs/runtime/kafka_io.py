@@ -12,9 +12,8 @@ from typing import Any
 
 from jobs.core.events import BadEvent, Event, event_from_json
 from schemas.codec import Codec
-
-RECORD_OF_TYPE = {"impression": "Impression", "feature_snapshot": "FeatureSnapshot", "label": "Label"}
-TYPE_OF_RECORD = {record: kind for kind, record in RECORD_OF_TYPE.items()}
+from schemas.records import EVENT_TYPE_OF as TYPE_OF_RECORD
+from schemas.records import EVENT_TYPES as RECORD_OF_TYPE
 
 # Fast consumer-group joins (docs/architecture.md): the broker waits for the rebalance timeout otherwise.
 FAST_GROUP_SETTINGS: dict[str, Any] = {"max.poll.interval.ms": 10_000, "session.timeout.ms": 6_000}
