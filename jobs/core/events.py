@@ -316,6 +316,48 @@ def event_from_json(obj: Any) -> Event:
     return parser(obj)
 
 
+def _avro_impression(r: dict[str, Any]) -> Impression:
+    rid, iid, t = r["request_id"], r["impression_id"], r["event_time_ms"]
+    if rid and iid and MIN_EVENT_TIME_MS <= t < MAX_EVENT_TIME_MS:
+        return make_impression(rid, iid, r["user_id"], r["item_id"], t, r["position"], r["context"])
+    return _impression(r)  # for the precise reason
+
+
+def _avro_snapshot(r: dict[str, Any]) -> FeatureSnapshot:
+    rid, t, dense = r["request_id"], r["event_time_ms"], r["dense"]
+    if rid and MIN_EVENT_TIME_MS <= t < MAX_EVENT_TIME_MS and (not dense or _all_float(dense)):
+        return make_snapshot(rid, t, r["sparse"], dense)
+    return _snapshot(r)
+
+
+def _avro_label(r: dict[str, Any]) -> Label:
+    rid, iid, lt, t, value = r["request_id"], r["impression_id"], r["label_type"], r["event_time_ms"], r["value"]
+    if rid and iid and lt and MIN_EVENT_TIME_MS <= t < MAX_EVENT_TIME_MS and math.isfinite(value):
+        return make_label(rid, iid, lt, t, value)
+    return _label(r)
+
+
+#: record name -> builder from a decoded Avro record of the current schema
+_FROM_AVRO: dict[str, Callable[[dict[str, Any]], Event]] = {
+    "Impression": _avro_impression,
+    "FeatureSnapshot": _avro_snapshot,
+    "Label": _avro_label,
+}
+
+
+def event_from_avro(record_name: str, record: dict[str, Any]) -> Event:
+    """Build an event from a record decoded with its current Avro schema (every field present, the
+    types guaranteed by the schema): only the value rules are checked (non-empty ids, event time in
+    range, finite numbers), with the same reasons as :func:`event_from_json`."""
+    try:
+        build = _FROM_AVRO[record_name]
+    except KeyError:
+        raise BadEvent(
+            f"a {record_name} record is not an input event (expected Impression, FeatureSnapshot or Label)"
+        ) from None
+    return build(record)
+
+
 def _bad_type(obj: Any) -> NoReturn:
     if type(obj) is not dict:
         raise BadEvent(f"expected a JSON object with a 'type' field, got {_describe(obj)}")
