@@ -1,4 +1,4 @@
-# Set-up, local stack, tests, lint and benchmarks. Two virtualenvs (DESIGN.md section 3):
+# Set-up, local stack, tests, lint and benchmarks. Two virtualenvs (docs/architecture.md):
 # .venv/jobs for PyFlink, Kafka, Redis and the join; .venv/trainer for TensorFlow.
 JOBS_PY    := .venv/jobs/bin/python
 TRAINER_PY := .venv/trainer/bin/python
@@ -27,8 +27,8 @@ status:  ## show the local stack's addresses and health
 test: setup  ## every suite, each in its own venv; fails if any fails
 	@bash infra/run_tests.sh $(PYTEST_ARGS)
 
-test-jobs:  ## schemas, jobs, infra and end-to-end suites (.venv/jobs)
-	$(JOBS_PY) -m pytest tests/schemas tests/jobs tests/infra tests/e2e $(PYTEST_ARGS)
+test-jobs:  ## schemas, jobs, infra and docs suites (.venv/jobs)
+	$(JOBS_PY) -m pytest tests/schemas tests/jobs tests/infra tests/test_docs.py $(PYTEST_ARGS)
 
 test-trainer:  ## trainer suite (.venv/trainer)
 	$(TRAINER_PY) -m pytest tests/trainer $(PYTEST_ARGS)
@@ -38,7 +38,7 @@ lint:  ## ruff and mypy on the packages
 	$(JOBS_PY) -m mypy schemas jobs infra
 	$(TRAINER_PY) -m mypy trainer
 
-bench: setup  ## benchmarks (DESIGN.md section 10): codec, replay engines vs the Flink SQL peer, embedded runtime, losses
+bench: setup  ## benchmarks (docs/performance.md): codec, replay engines vs the Flink SQL peer, embedded runtime, losses
 	@mkdir -p .bench
 	$(JOBS_PY) -m schemas.bench
 	$(JOBS_PY) -m jobs.bench replay

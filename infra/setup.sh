@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up: system prerequisites, then the two virtualenvs (DESIGN.md section 3).
+# Idempotent set-up: system prerequisites, then the two virtualenvs (docs/architecture.md).
 # PyFlink (protobuf < 6) and TensorFlow (protobuf >= 6.31) cannot share one environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."

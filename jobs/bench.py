@@ -1,4 +1,4 @@
-"""``python -m jobs.bench replay``: events/s of the replay engines on one events file (DESIGN §10).
+"""``python -m jobs.bench replay``: events/s of the replay engines on one events file (docs/performance.md).
 
 Contenders run one after another on the same file and are reported side by side, with each one's
 ratio to the reference contender (``--reference``, by default the Flink SQL peer when registered,
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import JoinConfig, TaskConfig
+from jobs.core.events import FeatureSnapshot, Impression, Label, event_to_json
 
 T0 = 1_700_000_000_000
 BENCH_DIR = Path(".bench")
@@ -46,7 +47,7 @@ CONTENDER_MODULES: tuple[str, ...] = ()
 
 @dataclass(slots=True)
 class BenchContext:
-    events: Path  # the events file (JSON lines, DESIGN §5)
+    events: Path  # the events file (JSON lines, docs/wire-format.md)
     events_count: int  # lines in it
     join: JoinConfig  # the tasks and timing every contender should use
     workdir: Path  # scratch space for outputs
@@ -101,7 +102,7 @@ def synth_events(
     horizon_ms: int = 86_400_000,
     disorder_ms: int = 2_000,
 ) -> Iterator[dict[str, Any]]:
-    """About ``count`` events (DESIGN §5 JSON form) in arrival order, deterministic for a seed.
+    """About ``count`` events (docs/wire-format.md JSON form) in arrival order, deterministic for a seed.
 
     Requests with a feature snapshot and 1-5 impressions, ~8% clicked (a third of those after the
     window, a few beyond the horizon), some "like" labels (no task uses them), duplicate impressions
@@ -125,28 +126,27 @@ def synth_events(
         rid = f"r{n:09d}"
         n += 1
         user = f"u{rng.randrange(50_000):06d}"
-        add(
-            {
-                "type": "feature_snapshot",
-                "request_id": rid,
-                "event_time_ms": t + rng.randint(0, 1_000),
-                "sparse": {"city": f"c{rng.randrange(300)}", "device": rng.choice(("ios", "android", "web"))},
-                "dense": {"u_ctr_7d": round(rng.random() * 0.1, 6), "u_activity": round(rng.random() * 5, 6)},
-            }
+        snapshot = FeatureSnapshot(
+            request_id=rid,
+            event_time_ms=t + rng.randint(0, 1_000),
+            sparse={"city": f"c{rng.randrange(300)}", "device": rng.choice(("ios", "android", "web"))},
+            dense={"u_ctr_7d": round(rng.random() * 0.1, 6), "u_activity": round(rng.random() * 5, 6)},
         )
+        add(event_to_json(snapshot))
         produced += 1
         for pos in range(rng.randint(1, 5)):
             iid = f"{rid}-{pos}"
-            imp = {
-                "type": "impression",
-                "request_id": rid,
-                "impression_id": iid,
-                "user_id": user,
-                "item_id": f"v{rng.randrange(100_000):06d}",
-                "event_time_ms": t,
-                "position": pos,
-                "context": {"page": rng.choice(("feed", "search", "detail"))},
-            }
+            imp = event_to_json(
+                Impression(
+                    request_id=rid,
+                    impression_id=iid,
+                    user_id=user,
+                    item_id=f"v{rng.randrange(100_000):06d}",
+                    event_time_ms=t,
+                    position=pos,
+                    context={"page": rng.choice(("feed", "search", "detail"))},
+                )
+            )
             add(imp)
             produced += 1
             if rng.random() < 0.01:
@@ -161,42 +161,17 @@ def synth_events(
                     delay = rng.randint(window_ms + 1, min(horizon_ms, 4 * window_ms))
                 else:
                     delay = horizon_ms + rng.randint(1, window_ms)
-                label = {
-                    "type": "label",
-                    "request_id": rid,
-                    "impression_id": iid,
-                    "label_type": "click",
-                    "event_time_ms": t + delay,
-                    "value": 1.0,
-                }
+                label = event_to_json(Label(rid, iid, "click", t + delay, 1.0))
                 add(label)
                 produced += 1
                 if rng.random() < 0.02:
                     add(dict(label))
                     produced += 1
             elif r < 0.10:
-                add(
-                    {
-                        "type": "label",
-                        "request_id": rid,
-                        "impression_id": iid,
-                        "label_type": "like",
-                        "event_time_ms": t + rng.randint(500, 60_000),
-                        "value": 1.0,
-                    }
-                )
+                add(event_to_json(Label(rid, iid, "like", t + rng.randint(500, 60_000), 1.0)))
                 produced += 1
         if rng.random() < 0.005:
-            add(
-                {
-                    "type": "label",
-                    "request_id": rid,
-                    "impression_id": f"{rid}-ghost",
-                    "label_type": "click",
-                    "event_time_ms": t + 1_000,
-                    "value": 1.0,
-                }
-            )
+            add(event_to_json(Label(rid, f"{rid}-ghost", "click", t + 1_000, 1.0)))
             produced += 1
         while pending and pending[0][0] <= t:
             yield heapq.heappop(pending)[2]

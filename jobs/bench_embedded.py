@@ -1,4 +1,4 @@
-"""Benchmark of the embedded runtime (DESIGN §10): ``python -m jobs.bench_embedded``.
+"""Benchmark of the embedded runtime (docs/performance.md): ``python -m jobs.bench_embedded``.
 
 On one generated event mix, written once to the three event topics (Avro, keyed by request_id):
 
@@ -346,7 +346,7 @@ def freshness(
 def replay_peers(events_file: Path) -> dict[str, Any]:
     """``python -m jobs.bench replay`` (the replay benchmark's Flink SQL peer and local replay) on the
     same events, as JSON lines: events/s beside the runtime's (file in, no Kafka, so not a like-for-like
-    ratio; DESIGN §10 reports the runtime against the passthrough)."""
+    ratio; docs/performance.md reports the runtime against the passthrough)."""
     proc = subprocess.run(
         [
             sys.executable,

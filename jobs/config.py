@@ -13,19 +13,24 @@ from pydantic import Field, field_validator, model_validator
 
 from infra.config import DurationMs, StrictConfig, apply_overrides, load_config, validate_config
 from infra.defaults import kafka_bootstrap_servers, redis_url
-
-MINUTE_MS = 60_000
-HOUR_MS = 60 * MINUTE_MS
+from jobs.core.spec import (
+    DEFAULT_HORIZON_MS,
+    DEFAULT_IDLENESS_MS,
+    DEFAULT_OUT_OF_ORDERNESS_MS,
+    DEFAULT_SNAPSHOT_WAIT_MS,
+    DEFAULT_WINDOW_MS,
+    JoinSpec,
+)
 
 
 class TaskConfig(StrictConfig):
-    """One training task: which label type makes a positive, and the timing of the join (DESIGN §6)."""
+    """One training task: which label type makes a positive, and the timing of the join (docs/join.md)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     label_type: str = ""  # defaults to the task name
-    window: DurationMs = 10 * MINUTE_MS  # W: wait this long for a label before emitting a NEGATIVE
-    horizon: DurationMs = 24 * HOUR_MS  # H: a label later than this is unmatched (beyond_horizon)
-    snapshot_wait: DurationMs = 30_000  # S: wait at most this long for the feature snapshot
+    window: DurationMs = DEFAULT_WINDOW_MS  # W: wait this long for a label before emitting a NEGATIVE
+    horizon: DurationMs = DEFAULT_HORIZON_MS  # H: a label later than this is unmatched (beyond_horizon)
+    snapshot_wait: DurationMs = DEFAULT_SNAPSHOT_WAIT_MS  # S: wait at most this long for the feature snapshot
 
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:
@@ -49,8 +54,8 @@ class JoinConfig(StrictConfig):
     """What the join core needs: the tasks and the watermark policy."""
 
     tasks: tuple[TaskConfig, ...] = (TaskConfig(name="click"),)
-    out_of_orderness: DurationMs = 5_000  # watermark = max event time seen - this - 1 ms
-    idleness: DurationMs = 30_000  # a partition silent this long (wall time) stops holding the watermark
+    out_of_orderness: DurationMs = DEFAULT_OUT_OF_ORDERNESS_MS  # watermark = max event time seen - this - 1 ms
+    idleness: DurationMs = DEFAULT_IDLENESS_MS  # a partition silent this long (wall time) stops holding the watermark
 
     @field_validator("tasks")
     @classmethod
@@ -62,9 +67,13 @@ class JoinConfig(StrictConfig):
             raise ValueError(f"task names must be unique, got {names}")
         return tasks
 
+    def spec(self) -> JoinSpec:
+        """The plain values the join core takes."""
+        return JoinSpec.of(self)
+
 
 class TopicsConfig(StrictConfig):
-    """Topic names (DESIGN §4); samples go to ``{samples_prefix}{task}``."""
+    """Topic names (docs/wire-format.md); samples go to ``{samples_prefix}{task}``."""
 
     impressions: str = "events.impressions"
     feature_snapshots: str = "events.feature_snapshots"

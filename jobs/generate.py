@@ -1,8 +1,8 @@
 """Synthetic delayed-feedback event generator: ``python -m jobs.generate``.
 
-Writes impressions, feature snapshots and labels (DESIGN §5 JSON forms) in **arrival order** to a
+Writes impressions, feature snapshots and labels (docs/wire-format.md JSON forms) in **arrival order** to a
 JSONL file (``--out``) and/or to Kafka (``--bootstrap-servers``: Avro single-object encoding via the
-``schemas`` codec, keyed by ``request_id``, topics of DESIGN §4), plus a ground-truth file
+``schemas`` codec, keyed by ``request_id``, topics of docs/wire-format.md), plus a ground-truth file
 (``--truth``) with one JSON line per distinct impression.
 
 The click model is known: a logistic model in user and item latent factors, user/item biases and a
@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from infra.config import parse_duration_ms
+from jobs.core.events import FeatureSnapshot, Impression, Label, event_to_json
 
 DEFAULT_START_MS = 1_700_000_000_000
 
@@ -300,14 +301,7 @@ class Generator:
                 return delay
 
     def _label(self, request_id: str, impression_id: str, label_type: str, t: int) -> dict[str, Any]:
-        return {
-            "type": "label",
-            "request_id": request_id,
-            "impression_id": impression_id,
-            "label_type": label_type,
-            "event_time_ms": t,
-            "value": 1.0,
-        }
+        return event_to_json(Label(request_id, impression_id, label_type, t, 1.0))
 
     def _request(self, n: int, t_req: int) -> None:
         cfg, rng, model, stats = self.cfg, self.rng, self.model, self.stats
@@ -322,22 +316,20 @@ class Generator:
             stats.missing_snapshots += 1
         else:
             noise = rng.gauss(0.0, 0.3)
-            self._schedule(
-                {
-                    "type": "feature_snapshot",
-                    "request_id": request_id,
-                    "event_time_ms": t_req + rng.randint(0, cfg.snapshot_max_delay_ms),
-                    "sparse": {
-                        "city": CITIES[model.user_city[user]],
-                        "device": DEVICES[device],
-                        "u_seg": SEGMENTS[model.user_seg[user]],
-                    },
-                    "dense": {
-                        "u_ctr_7d": round(_sigmoid(model.intercept + model.user_bias[user] + noise), 6),
-                        "u_activity": round(math.log1p(1000.0 / (user + 1)), 6),
-                    },
-                }
+            snapshot = FeatureSnapshot(
+                request_id=request_id,
+                event_time_ms=t_req + rng.randint(0, cfg.snapshot_max_delay_ms),
+                sparse={
+                    "city": CITIES[model.user_city[user]],
+                    "device": DEVICES[device],
+                    "u_seg": SEGMENTS[model.user_seg[user]],
+                },
+                dense={
+                    "u_ctr_7d": round(_sigmoid(model.intercept + model.user_bias[user] + noise), 6),
+                    "u_activity": round(math.log1p(1000.0 / (user + 1)), 6),
+                },
             )
+            self._schedule(event_to_json(snapshot))
 
         size = min(rng.randint(1, cfg.slate), cfg.impressions - stats.impressions)
         seen_items: set[int] = set()
@@ -347,16 +339,17 @@ class Generator:
                 item = rng.randrange(cfg.items)
             seen_items.add(item)
             impression_id = f"{request_id}-{position}"
-            impression = {
-                "type": "impression",
-                "request_id": request_id,
-                "impression_id": impression_id,
-                "user_id": user_id,
-                "item_id": f"v{item:05d}",
-                "event_time_ms": t_req,
-                "position": position,
-                "context": {"page": PAGES[page], "item_cat": f"c{model.item_cat[item]:02d}"},
-            }
+            impression = event_to_json(
+                Impression(
+                    request_id=request_id,
+                    impression_id=impression_id,
+                    user_id=user_id,
+                    item_id=f"v{item:05d}",
+                    event_time_ms=t_req,
+                    position=position,
+                    context={"page": PAGES[page], "item_cat": f"c{model.item_cat[item]:02d}"},
+                )
+            )
             stats.impressions += 1
             self._schedule(impression)
             if rng.random() < cfg.duplicate_rate:

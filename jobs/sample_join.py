@@ -1,4 +1,4 @@
-"""``python -m jobs.sample_join``: the sample join's command line (DESIGN §9).
+"""``python -m jobs.sample_join``: the sample join's command line (docs/cli.md).
 
     replay --events EVENTS.jsonl --out SAMPLES.jsonl [--unmatched U.jsonl] [--deadletter BAD.jsonl]
            [--task click ...] [--window 10m] [--horizon 24h] [--snapshot-wait 30s]
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser(
         "replay",
         help="join an events file (JSON lines) into samples, offline",
-        description="Join an events file (JSON lines, DESIGN §5) into samples. Output files appear only "
+        description="Join an events file (JSON lines, docs/wire-format.md) into samples. Output files appear only "
         "when complete. A summary goes to stderr.",
     )
     rp.add_argument("--events", required=True, type=Path, metavar="EVENTS.jsonl", help="input events")

@@ -1,4 +1,4 @@
-"""Conversion between the JSON forms of DESIGN.md section 5 and Avro dicts of the current schemas.
+"""Conversion between the JSON forms of docs/wire-format.md and Avro dicts of the current schemas.
 
 The JSON form of a record and its Avro dict have the same field names and values (enums are their
 symbol strings, maps are dicts, nullable longs are int or None); they differ in that
@@ -19,14 +19,17 @@ from pydantic import ValidationError
 
 from .errors import InvalidRecord, UnknownRecord
 from .models import MODELS
+from .records import EVENT_TYPE_OF, EVENT_TYPES
 
-#: JSON "type" of each event record
-EVENT_TYPES: dict[str, str] = {
-    "impression": "Impression",
-    "feature_snapshot": "FeatureSnapshot",
-    "label": "Label",
-}
-EVENT_TYPE_OF: dict[str, str] = {record: tag for tag, record in EVENT_TYPES.items()}
+__all__ = [
+    "EVENT_TYPES",
+    "EVENT_TYPE_OF",
+    "avro_to_event_json",
+    "describe_validation_error",
+    "event_json_to_avro",
+    "from_avro",
+    "to_avro",
+]
 
 _MAX_SHOWN = 80
 

@@ -1,4 +1,4 @@
-"""Pydantic models of the five JSON forms of DESIGN.md section 5 (without the events' "type" field).
+"""Pydantic models of the five JSON forms of docs/wire-format.md (without the events' "type" field).
 
 Each model has exactly the fields of its .avsc record, in the same order, with the same defaults;
 tests/schemas derive the Avro type of every field from these annotations and compare it with the

@@ -15,7 +15,7 @@ import pytest
 
 from infra.local import ManagedProcess, create_topics, free_port, start_broker, start_redis
 
-# Fast consumer-group joins against the local broker (DESIGN.md section 3): ~3 s instead of ~23 s.
+# Fast consumer-group joins against the local broker (docs/architecture.md): ~3 s instead of ~23 s.
 FAST_GROUP_SETTINGS = {"max.poll.interval.ms": 10_000, "session.timeout.ms": 6_000}
 
 

@@ -1,4 +1,4 @@
-"""The online trainer: Wide & Deep (iQIYI variant) with delayed-feedback corrections (DESIGN §8).
+"""The online trainer: Wide & Deep (iQIYI variant) with delayed-feedback corrections (docs/trainer.md).
 
     python -m trainer fit --samples SAMPLES.jsonl [--samples MORE ...] --loss pu --export DIR [--seed N]
     python -m trainer evaluate --model DIR --samples SAMPLES.jsonl --json

@@ -1,4 +1,4 @@
-"""``python -m trainer``: offline fit and evaluation (DESIGN §9).
+"""``python -m trainer``: offline fit and evaluation (docs/cli.md).
 
 python -m trainer fit --samples SAMPLES.jsonl [--samples MORE ...] --loss pu --export DIR [--seed N]
 python -m trainer evaluate --model DIR --samples SAMPLES.jsonl --json
@@ -24,7 +24,7 @@ log = logging.getLogger("trainer")
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        """One line, no usage dump (DESIGN §9); exit status 2 as argparse's."""
+        """One line, no usage dump (docs/cli.md); exit status 2 as argparse's."""
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

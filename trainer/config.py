@@ -16,13 +16,13 @@ from infra.config import StrictConfig, apply_overrides, load_config, validate_co
 LossName = Literal["naive", "pu", "fnw", "fnc", "esdfm"]
 LOSS_NAMES: tuple[str, ...] = ("naive", "pu", "fnw", "fnc", "esdfm")
 
-# Fields of a sample (DESIGN §5) that carry features; maps are addressed as "context.KEY",
+# Fields of a sample (docs/wire-format.md) that carry features; maps are addressed as "context.KEY",
 # "sparse.KEY" and "dense.KEY".
 ID_FIELDS = ("user_id", "item_id")
 
 
 class VocabConfig(StrictConfig):
-    """Dynamic vocabulary of a tracked categorical field: admission and eviction (DESIGN §8)."""
+    """Dynamic vocabulary of a tracked categorical field: admission and eviction (docs/trainer.md)."""
 
     admit_after: int = Field(default=2, ge=1)  # sightings before an ID gets its own slot (until then: OOV)
     evict_after_steps: int | None = Field(default=200_000, ge=1)  # idle this many train steps -> slot freed
@@ -78,7 +78,7 @@ class OptimizerConfig(StrictConfig):
 
 
 class LossConfig(StrictConfig):
-    """Delayed-feedback correction (DESIGN §8) and distillation."""
+    """Delayed-feedback correction (docs/trainer.md) and distillation."""
 
     name: LossName = "pu"
     # pu: a LATE_POSITIVE's "undo" term -log(1 - f) is taken at min(logit, bound), so the term is

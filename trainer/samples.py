@@ -1,4 +1,4 @@
-"""Reading samples (DESIGN §5) from JSON-lines and Avro object-container files into a columnar table.
+"""Reading samples (docs/wire-format.md) from JSON-lines and Avro object-container files into a columnar table.
 
 Both formats are recognised by content (an Avro container starts with ``Obj\\x01``). A record that is
 not a usable sample is skipped with its reason (and written to a dead-letter file when one is

@@ -1,4 +1,4 @@
-"""Dynamic vocabularies: ID -> embedding slot, with frequency admission and idle eviction (DESIGN §8).
+"""Dynamic vocabularies: ID -> embedding slot, with frequency admission and idle eviction (docs/trainer.md).
 
 Slot 0 of every field is the shared OOV slot. An ID gets its own slot on its ``admit_after``-th
 sighting (before that it maps to OOV); a slot whose ID has not been seen for ``evict_after`` steps

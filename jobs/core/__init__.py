@@ -1,4 +1,4 @@
-"""The sample-join core: pure Python, no Flink, Kafka or Redis import (DESIGN §2, §6).
+"""The sample-join core: pure Python, no Flink, Kafka or Redis import (docs/architecture.md, docs/join.md).
 
 Both runtimes (the PyFlink KeyedProcessFunction and the embedded Kafka + Redis runtime) own the keyed
 state and the event-time timers and delegate each event and each timer to :class:`SampleJoin`.

@@ -1,4 +1,4 @@
-"""The sample join (DESIGN §6) as per-key logic, in the shape of a Flink KeyedProcessFunction.
+"""The sample join (docs/join.md) as per-key logic, in the shape of a Flink KeyedProcessFunction.
 
 Keyed by ``request_id``. The runtime owns the keyed state store and the event-time timer service
 and calls :meth:`SampleJoin.on_event` for each event and :meth:`SampleJoin.on_timer` when the
@@ -33,8 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.config import JoinConfig
-from jobs.core.events import Event, FeatureSnapshot, Impression, Label, label_to_json
+from jobs.core.events import Event, FeatureSnapshot, Impression, Label, dict_former, label_to_json
+from jobs.core.spec import JoinSpec
 from jobs.core.state import (
     CLOSED,
     LATE_WAIT,
@@ -46,16 +46,19 @@ from jobs.core.state import (
     ImpressionState,
     RequestState,
 )
+from schemas import records
 
 POSITIVE = "POSITIVE"
 NEGATIVE = "NEGATIVE"
 LATE_POSITIVE = "LATE_POSITIVE"
-ATTRIBUTIONS = (POSITIVE, NEGATIVE, LATE_POSITIVE)
+ATTRIBUTIONS = records.ATTRIBUTIONS  # in schema order
+records.check_symbols("Sample", "attribution", (POSITIVE, NEGATIVE, LATE_POSITIVE), "jobs.core.join")
 
 NO_IMPRESSION = "no_impression"
 BEYOND_HORIZON = "beyond_horizon"
 DUPLICATE = "duplicate"
-UNMATCHED_REASONS = (NO_IMPRESSION, BEYOND_HORIZON, DUPLICATE)
+UNMATCHED_REASONS = records.UNMATCHED_REASONS  # in schema order
+records.check_symbols("UnmatchedLabel", "reason", (NO_IMPRESSION, BEYOND_HORIZON, DUPLICATE), "jobs.core.join")
 
 __all__ = [
     "ATTRIBUTIONS",
@@ -78,7 +81,7 @@ __all__ = [
 
 @dataclass(slots=True)
 class Sample:
-    """One training sample (DESIGN §5); :meth:`to_json` gives exactly the contract's fields."""
+    """One training sample (docs/wire-format.md); :meth:`to_json` gives exactly the contract's fields."""
 
     sample_id: str
     task: str
@@ -99,25 +102,11 @@ class Sample:
     has_snapshot: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "sample_id": self.sample_id,
-            "task": self.task,
-            "request_id": self.request_id,
-            "impression_id": self.impression_id,
-            "user_id": self.user_id,
-            "item_id": self.item_id,
-            "position": self.position,
-            "context": self.context,
-            "impression_time_ms": self.impression_time_ms,
-            "label": self.label,
-            "attribution": self.attribution,
-            "label_time_ms": self.label_time_ms,
-            "delay_ms": self.delay_ms,
-            "emit_time_ms": self.emit_time_ms,
-            "sparse": self.sparse,
-            "dense": self.dense,
-            "has_snapshot": self.has_snapshot,
-        }
+        return _sample_json(self)
+
+
+records.check_fields("Sample", Sample.__dataclass_fields__, "jobs.core.join.Sample")
+_sample_json = dict_former(records.SAMPLE_FIELDS)
 
 
 @dataclass(slots=True)
@@ -142,6 +131,10 @@ class UnmatchedLabel:
         return out
 
 
+# An unmatched record is the label's fields plus the reason (docs/wire-format.md).
+records.check_fields("UnmatchedLabel", (*records.LABEL_FIELDS, "reason"), "jobs.core.join.UnmatchedLabel")
+
+
 @dataclass(slots=True)
 class Step:
     """What one call produced. ``state`` None means: clear the key's state."""
@@ -156,8 +149,10 @@ class Step:
 class SampleJoin:
     """The join's per-key logic; stateless itself (all state is in the RequestState it is given)."""
 
-    def __init__(self, config: JoinConfig | None = None) -> None:
-        config = config or JoinConfig()
+    def __init__(self, config: Any = None) -> None:
+        """``config``: a :class:`JoinSpec`, or any object shaped like one (e.g. the validated
+        ``jobs.config.JoinConfig``); None gives the default task ``click``."""
+        config = JoinSpec() if config is None else JoinSpec.of(config)
         self.config = config
         tasks = config.tasks
         self.task_names: tuple[str, ...] = tuple(t.name for t in tasks)

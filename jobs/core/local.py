@@ -18,10 +18,13 @@ from collections.abc import Callable, Iterable
 
 from jobs.core.events import Event
 from jobs.core.join import Sample, SampleJoin, Step, UnmatchedLabel
+from jobs.core.keyed import BytesStore, DictStore, KeyedRunner
 from jobs.core.state import WATERMARK_END, WATERMARK_START, RequestState
 
 
 class LocalJoinRunner:
+    """A :class:`KeyedRunner` in memory under one bounded-out-of-orderness watermark."""
+
     def __init__(self, join: SampleJoin, out_of_orderness_ms: int | None = None, *, state_bytes: bool = False):
         self.join = join
         ooo = join.config.out_of_orderness if out_of_orderness_ms is None else out_of_orderness_ms
@@ -29,26 +32,23 @@ class LocalJoinRunner:
             raise ValueError(f"out_of_orderness must be non-negative, got {ooo} ms")
         self.out_of_orderness_ms = ooo
         self.state_bytes = state_bytes  # keep states serialized (as Flink/Redis would): tests use it
-        self.states: dict[str, RequestState] = {}
-        self.bytes_states: dict[str, bytes] = {}
-        # Timers: a heap of distinct timestamps, and per timestamp the keys (a dict used as an
-        # ordered set). Plain ints compare much faster in the heap than (timestamp, key) tuples.
-        self._heap: list[int] = []
-        self._keys_at: dict[int, dict[str, None]] = {}
+        self.keyed = KeyedRunner(join, BytesStore() if state_bytes else DictStore())
         self.max_event_time_ms: int | None = None
         self.watermark = WATERMARK_START
-        self.samples: list[Sample] = []
-        self.unmatched: list[UnmatchedLabel] = []
-        self.ignored_label_types: Counter[str] = Counter()
+        self.samples: list[Sample] = self.keyed.samples
+        self.unmatched: list[UnmatchedLabel] = self.keyed.unmatched
+        self.ignored_label_types: Counter[str] = self.keyed.ignored_label_types
         self.events = 0
-        self.timers_fired = 0
+
+    @property
+    def timers_fired(self) -> int:
+        return self.keyed.timers_fired
 
     # -- feeding -------------------------------------------------------------------------------
     def process(self, event: Event, *, advance: bool = True) -> None:
         """Process one event under the current watermark, then (by default) advance the watermark."""
-        key = event.request_id
         self.events += 1
-        self._apply(key, self.join.on_event(self._load(key), event, self.watermark))
+        self.keyed.on_event(event, self.watermark)
         t = event.event_time_ms
         m = self.max_event_time_ms
         if m is None or t > m:
@@ -73,17 +73,22 @@ class LocalJoinRunner:
                 if on_flush is not None and (len(self.samples) >= flush_every or len(self.unmatched) >= flush_every):
                     on_flush()
             return
+        # KeyedRunner.on_event / fire, inlined over its DictStore and TimerQueue (the replay's hot path)
         event_into = self.join.event_into
         timer_into = self.join.timer_into
-        states = self.states
+        states = self.keyed.store
+        assert isinstance(states, DictStore)
         get = states.get
         pop = states.pop
-        heap = self._heap
-        keys_at = self._keys_at
+        queue = self.keyed.queue
+        assert queue is not None
+        heap = queue.heap
+        keys_at = queue.keys_at
         keys_get = keys_at.get
         keys_pop = keys_at.pop
         push = heapq.heappush
         hpop = heapq.heappop
+        ignored_counts = self.ignored_label_types
         samples = self.samples
         unmatched = self.unmatched
         ignored: list[str] = []
@@ -149,11 +154,11 @@ class LocalJoinRunner:
         finally:
             step.state = None
             self.events += n
-            self.timers_fired += fired
+            self.keyed.timers_fired += fired
             self.max_event_time_ms = m
             self.watermark = wm
             if ignored:
-                self.ignored_label_types.update(ignored)
+                ignored_counts.update(ignored)
         if on_flush is not None and (len(samples) >= flush_every or len(unmatched) >= flush_every):
             on_flush()
 
@@ -162,16 +167,7 @@ class LocalJoinRunner:
         if watermark_ms <= self.watermark:
             return
         self.watermark = watermark_ms
-        heap = self._heap
-        on_timer = self.join.on_timer
-        while heap and heap[0] <= watermark_ms:
-            ts = heapq.heappop(heap)
-            for key in self._keys_at.pop(ts):
-                state = self._load(key)
-                if state is None:
-                    continue
-                self.timers_fired += 1
-                self._apply(key, on_timer(state, ts, watermark_ms))
+        self.keyed.fire(watermark_ms)
 
     def current_watermark(self) -> int:
         """The watermark the events seen so far allow (what :meth:`process` advances to)."""
@@ -183,47 +179,24 @@ class LocalJoinRunner:
         self.advance_to(WATERMARK_END)
 
     # -- inspection ----------------------------------------------------------------------------
+    @property
+    def states(self) -> DictStore:
+        store = self.keyed.store
+        assert isinstance(store, DictStore), "states are serialized (state_bytes=True): see bytes_states"
+        return store
+
+    @property
+    def bytes_states(self) -> dict[str, bytes]:
+        store = self.keyed.store
+        assert isinstance(store, BytesStore), "states are live objects (state_bytes=False): see states"
+        return store.data
+
     def pending_keys(self) -> int:
-        return len(self.bytes_states) if self.state_bytes else len(self.states)
+        return len(self.keyed.store)  # type: ignore[arg-type]
 
     def pending_timers(self) -> int:
-        return sum(len(keys) for keys in self._keys_at.values())
+        queue = self.keyed.queue
+        return 0 if queue is None else len(queue)
 
     def state_of(self, key: str) -> RequestState | None:
-        return self._load(key)
-
-    # -- internals -----------------------------------------------------------------------------
-    def _load(self, key: str) -> RequestState | None:
-        if self.state_bytes:
-            raw = self.bytes_states.get(key)
-            return None if raw is None else RequestState.from_bytes(raw)
-        return self.states.get(key)
-
-    def _apply(self, key: str, step: Step) -> None:
-        state = step.state
-        if self.state_bytes:
-            if state is None:
-                self.bytes_states.pop(key, None)
-            else:
-                raw = state.to_bytes()
-                again = RequestState.from_bytes(raw)
-                if again != state:
-                    raise AssertionError(f"state of {key!r} does not survive to_bytes/from_bytes")
-                self.bytes_states[key] = raw
-        elif state is None:
-            self.states.pop(key, None)
-        else:
-            self.states[key] = state
-        for ts in step.timers:
-            bucket = self._keys_at.get(ts)
-            if bucket is None:
-                self._keys_at[ts] = {key: None}
-                heapq.heappush(self._heap, ts)
-            elif key not in bucket:
-                bucket[key] = None
-        if step.samples:
-            self.samples.extend(step.samples)
-        if step.unmatched:
-            self.unmatched.extend(step.unmatched)
-        if step.ignored_label_types:
-            self.ignored_label_types.update(step.ignored_label_types)
+        return self.keyed.store.get(key)

@@ -11,11 +11,13 @@ decision waits, the label it waits with.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from jobs.core import _json
-from jobs.core.events import FeatureSnapshot, Impression, Label
+from jobs.core.events import FeatureSnapshot, Impression, Label, make_impression, make_label, make_snapshot
 from jobs.errors import JobError
+from schemas.records import IMPRESSION_FIELDS, LABEL_FIELDS, SNAPSHOT_FIELDS
 
 # Status of one (impression, task) pair.
 OPEN = 0  # nothing decided: the NEGATIVE is due when the watermark passes t_i + W
@@ -26,8 +28,21 @@ CLOSED = 4  # nothing more can come out for this pair: any further label is a du
 
 STATE_FORMAT_VERSION = 1
 
-WATERMARK_START = -(2**63)
-WATERMARK_END = 2**63 - 1
+WATERMARK_START = -(2**63)  # before any event (the one definition; docs/join.md)
+WATERMARK_END = 2**63 - 1  # the end of a bounded input
+
+# Positional layouts of the events inside the state's bytes, in schema order (schemas.records), without
+# the ids the state already holds: request_id everywhere, impression_id in an impression's pending labels.
+_IMPRESSION_REST = IMPRESSION_FIELDS[1:]
+_SNAPSHOT_REST = SNAPSHOT_FIELDS[1:]
+_LABEL_REST = LABEL_FIELDS[1:]
+_PENDING_REST = LABEL_FIELDS[2:]
+assert IMPRESSION_FIELDS[:2] == ("request_id", "impression_id") and SNAPSHOT_FIELDS[0] == "request_id"
+assert LABEL_FIELDS[:2] == ("request_id", "impression_id")
+_impression_rest = attrgetter(*_IMPRESSION_REST)
+_snapshot_rest = attrgetter(*_SNAPSHOT_REST)
+_label_rest = attrgetter(*_LABEL_REST)
+_pending_rest = attrgetter(*_PENDING_REST)
 
 
 class StateError(JobError):
@@ -60,24 +75,17 @@ class RequestState:
         body: list[Any] = [
             self.request_id,
             list(self.tasks),
-            None if snap is None else [snap.event_time_ms, snap.sparse, snap.dense],
+            None if snap is None else _snapshot_rest(snap),
             self.snapshot_watermark,
             [
                 [
-                    s.impression.impression_id,
-                    s.impression.user_id,
-                    s.impression.item_id,
-                    s.impression.event_time_ms,
-                    s.impression.position,
-                    s.impression.context,
+                    *_impression_rest(s.impression),
                     s.status,
-                    None
-                    if s.pending is None
-                    else [None if p is None else [p.label_type, p.event_time_ms, p.value] for p in s.pending],
+                    None if s.pending is None else [None if p is None else _pending_rest(p) for p in s.pending],
                 ]
                 for s in self.impressions.values()
             ],
-            [[o.impression_id, o.label_type, o.event_time_ms, o.value] for o in self.orphans],
+            [_label_rest(o) for o in self.orphans],
         ]
         return bytes((STATE_FORMAT_VERSION,)) + _json.dumps(body)
 
@@ -87,21 +95,24 @@ class RequestState:
             raise StateError("empty state bytes")
         if data[0] != STATE_FORMAT_VERSION:
             raise StateError(f"unknown state format version {data[0]} (this code reads {STATE_FORMAT_VERSION})")
+        n_imp = len(_IMPRESSION_REST)
         try:
             rid, tasks, snap, snap_wm, imps, orphans = _json.loads(data[1:])
             state = cls(rid, tuple(tasks))
             if snap is not None:
-                state.snapshot = FeatureSnapshot(rid, snap[0], snap[1], snap[2])
+                state.snapshot = make_snapshot(rid, *snap)
             state.snapshot_watermark = snap_wm
-            for iid, user, item, t, pos, ctx, status, pending in imps:
+            for row in imps:
+                if len(row) != n_imp + 2:
+                    raise ValueError(f"an impression row has {len(row)} items, expected {n_imp + 2}")
+                iid = row[0]
+                status, pending = row[n_imp], row[n_imp + 1]
                 state.impressions[iid] = ImpressionState(
-                    Impression(rid, iid, user, item, t, pos, ctx),
+                    make_impression(rid, *row[:n_imp]),
                     status,
-                    None
-                    if pending is None
-                    else [None if p is None else Label(rid, iid, p[0], p[1], p[2]) for p in pending],
+                    None if pending is None else [None if p is None else make_label(rid, iid, *p) for p in pending],
                 )
-            state.orphans = [Label(rid, o[0], o[1], o[2], o[3]) for o in orphans]
+            state.orphans = [make_label(rid, *o) for o in orphans]
         except (ValueError, TypeError, IndexError, _json.JSONDecodeError) as exc:
             raise StateError(f"corrupt state bytes ({len(data)} bytes): {exc}") from exc
         return state

@@ -1,6 +1,6 @@
 """PyFlink plumbing shared by ``replay --engine flink``, the streaming job and the benchmarks.
 
-* :func:`make_environment`: a ``StreamExecutionEnvironment`` in thread mode (DESIGN §3: the Python
+* :func:`make_environment`: a ``StreamExecutionEnvironment`` in thread mode (docs/architecture.md: the Python
   functions run inside the TaskManager's JVM through pemja; process mode was ~20x slower here),
   with this interpreter as ``python.executable`` and ``python.pythonpath`` set so that the embedded
   interpreter finds the venv's packages and this project (pemja starts the *base* interpreter of a

@@ -22,6 +22,7 @@ import os
 import pickle
 from collections import Counter
 from collections.abc import Callable
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,16 @@ from jobs.core.events import (
     FeatureSnapshot,
     Impression,
     Label,
-    event_from_json,
     make_impression,
     make_label,
     make_snapshot,
 )
-from jobs.core.join import Sample, SampleJoin, Step, UnmatchedLabel
+from jobs.core.join import Sample, SampleJoin, UnmatchedLabel
+from jobs.core.keyed import KeyedRunner
 from jobs.core.state import RequestState
+from jobs.runtime.jsonl import deadletter_line, parse_event_line
+from jobs.runtime.kafka_io import WireFormat, deadletter_headers
+from schemas.records import IMPRESSION_FIELDS, LABEL_FIELDS, SNAPSHOT_FIELDS
 
 # -- types ---------------------------------------------------------------------------------------
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
@@ -76,39 +80,26 @@ _loads = pickle.loads
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
+_TUPLE_OF: dict[type, tuple[int, Callable[[Any], tuple[Any, ...]]]] = {
+    Impression: (_IMPRESSION, attrgetter(*IMPRESSION_FIELDS)),
+    FeatureSnapshot: (_SNAPSHOT, attrgetter(*SNAPSHOT_FIELDS)),
+    Label: (_LABEL, attrgetter(*LABEL_FIELDS)),
+}
+_MAKE: dict[int, Callable[..., Event]] = {_IMPRESSION: make_impression, _SNAPSHOT: make_snapshot, _LABEL: make_label}
+
+
 def event_to_bytes(event: Event) -> bytes:
-    tp = type(event)
-    if tp is Impression:
-        e: Any = event
-        t: tuple[Any, ...] = (
-            _IMPRESSION,
-            e.request_id,
-            e.impression_id,
-            e.user_id,
-            e.item_id,
-            e.event_time_ms,
-            e.position,
-            e.context,
-        )
-    elif tp is Label:
-        e = event
-        t = (_LABEL, e.request_id, e.impression_id, e.label_type, e.event_time_ms, e.value)
-    elif tp is FeatureSnapshot:
-        e = event
-        t = (_SNAPSHOT, e.request_id, e.event_time_ms, e.sparse, e.dense)
-    else:
-        raise TypeError(f"not an event: {tp.__name__}")
-    return _dumps(t, _PROTOCOL)
+    """An event as a pickled ``(kind, *fields in schema order)`` tuple."""
+    try:
+        kind, fields = _TUPLE_OF[type(event)]
+    except KeyError:
+        raise TypeError(f"not an event: {type(event).__name__}") from None
+    return _dumps((kind, *fields(event)), _PROTOCOL)
 
 
 def event_from_bytes(data: bytes) -> Event:
     t = _loads(data)
-    kind = t[0]
-    if kind == _IMPRESSION:
-        return make_impression(t[1], t[2], t[3], t[4], t[5], t[6], t[7])
-    if kind == _LABEL:
-        return make_label(t[1], t[2], t[3], t[4], t[5])
-    return make_snapshot(t[1], t[2], t[3], t[4])
+    return _MAKE[t[0]](*t[1:])
 
 
 def _one_line(exc: BaseException) -> str:
@@ -139,7 +130,7 @@ def _write_stats(stats_dir: str | None, name: str, subtask: int, data: dict[str,
 
 # -- parse steps ---------------------------------------------------------------------------------
 class ParseJsonLines(ProcessFunction):
-    """Lines of an events file (DESIGN §5 JSON) -> parsed events (``PARSED_ROW_TYPE``); bad lines ->
+    """Lines of an events file (docs/wire-format.md JSON) -> parsed events (``PARSED_ROW_TYPE``); bad lines ->
     dead letter.
 
     Must run at parallelism 1 right behind the file source (one split per file, read in order), so
@@ -167,24 +158,16 @@ class ParseJsonLines(ProcessFunction):
             {"lines": self.lineno, "blank": self.blank, "deadlettered": self.deadlettered, "events": self.events},
         )
 
-    def _dead(self, reason: str, line: str) -> tuple[OutputTag, str]:
-        self.deadlettered += 1
-        record = {"line": self.lineno, "reason": reason, "raw": line.rstrip("\r\n")}
-        return DEADLETTER_LINES, _json.dumps(record).decode("utf-8")
-
     def process_element(self, value: str, ctx: ProcessFunction.Context) -> list[Any]:
         self.lineno += 1
         try:
-            obj = _json.loads(value)
-        except _json.JSONDecodeError as exc:
-            if not value.strip():
-                self.blank += 1
-                return []
-            return [self._dead(f"not valid JSON: {exc}", value)]
-        try:
-            event = event_from_json(obj)
+            event = parse_event_line(value)
         except BadEvent as exc:
-            return [self._dead(str(exc), value)]
+            self.deadlettered += 1
+            return [(DEADLETTER_LINES, deadletter_line(self.lineno, str(exc), value)[:-1].decode("utf-8"))]
+        if event is None:
+            self.blank += 1
+            return []
         self.events += 1
         return [Row(event.request_id, event.event_time_ms, event_to_bytes(event))]
 
@@ -194,7 +177,7 @@ class DecodeKafkaRecords(ProcessFunction):
 
     A record that cannot be decoded (unknown fingerprint, bad body, not an event record, invalid
     event) goes to the ``DEADLETTER_RECORDS`` side output: original key and bytes, headers
-    ``error``, ``source_topic``, ``source_partition``, ``source_offset`` (DESIGN §4).
+    ``error``, ``source_topic``, ``source_partition``, ``source_offset`` (docs/wire-format.md).
     """
 
     def __init__(self, deadletter_topic: str) -> None:
@@ -202,8 +185,6 @@ class DecodeKafkaRecords(ProcessFunction):
         self.decode: Callable[[bytes | None], Event] | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from jobs.runtime.kafka_io import WireFormat
-
         self.decode = WireFormat().decode_event
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> list[Any]:
@@ -211,12 +192,7 @@ class DecodeKafkaRecords(ProcessFunction):
         try:
             event = self.decode(data)  # type: ignore[misc]
         except Exception as exc:  # undecodable or invalid: dead letter, and go on
-            headers = {
-                "error": _one_line(exc).encode("utf-8", "replace"),
-                "source_topic": str(topic).encode("utf-8"),
-                "source_partition": str(partition).encode("ascii"),
-                "source_offset": str(offset).encode("ascii"),
-            }
+            headers = deadletter_headers(_one_line(exc), topic, partition, offset)
             return [(DEADLETTER_RECORDS, Row(self.deadletter_topic, key, data or b"", headers))]
         return [(Row(event.request_id, event_to_bytes(event)), event.event_time_ms)]
 
@@ -238,6 +214,48 @@ def _sample_json_line() -> Callable[[Sample], str]:
             return _json.dumps(sample.to_json()).decode("utf-8")
 
     return line
+
+
+class _ValueStateStore:
+    """The current key's ValueState (Flink sets the key context; the key argument is not needed),
+    with the states this function last wrote kept decoded by their bytes, which saves from_bytes when
+    the same key comes back soon. The ValueState stays the truth: a miss just decodes."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.raw: bytes | None = None  # what get() read for the key being processed
+        self._decoded: dict[bytes, RequestState] = {}
+
+    def get(self, key: str) -> RequestState | None:
+        raw = self.raw = self.state.value()
+        if raw is None:
+            return None
+        # taken out of the cache: the core may change it in place; put() caches what it writes
+        state = self._decoded.pop(raw, None)
+        return RequestState.from_bytes(raw) if state is None else state
+
+    def put(self, key: str, state: RequestState) -> None:
+        data = state.to_bytes()
+        if data != self.raw:
+            self.state.update(data)
+        decoded = self._decoded
+        decoded[data] = state
+        if len(decoded) > DECODED_CACHE_SIZE:
+            del decoded[next(iter(decoded))]
+
+    def delete(self, key: str) -> None:
+        if self.raw is not None:
+            self.state.clear()
+
+
+class _FlinkTimers:
+    """Timers go to Flink's timer service of the call in progress (Flink deduplicates them)."""
+
+    def __init__(self) -> None:
+        self.service: Any = None
+
+    def add(self, key: str, timestamp_ms: int) -> None:
+        self.service.register_event_time_timer(timestamp_ms)
 
 
 class JoinFunction(KeyedProcessFunction):
@@ -269,26 +287,20 @@ class JoinFunction(KeyedProcessFunction):
         self._reset()
 
     def _reset(self) -> None:
-        self.core: SampleJoin | None = None
-        self.state: Any = None
+        self.runner: KeyedRunner | None = None
+        self.timers = _FlinkTimers()
         self.subtask = 0
         self.sample_counts: Counter[tuple[str, str]] = Counter()
         self.reason_counts: Counter[str] = Counter()
-        self.ignored: Counter[str] = Counter()
         self.events = 0
-        self.timers_fired = 0
-        # bytes written to the ValueState -> the RequestState they encode (saves from_bytes when the
-        # same key comes back soon); the ValueState stays the truth: a miss just decodes
-        self._decoded: dict[bytes, RequestState] = {}
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from jobs.config import JoinConfig
 
         self._reset()
-        self.core = SampleJoin(JoinConfig.model_validate(self.join_data))
-        self.on_event_core = self.core.on_event
-        self.on_timer_core = self.core.on_timer
-        self.state = runtime_context.get_state(ValueStateDescriptor(STATE_NAME, Types.PICKLED_BYTE_ARRAY()))
+        core = SampleJoin(JoinConfig.model_validate(self.join_data).spec())
+        state = runtime_context.get_state(ValueStateDescriptor(STATE_NAME, Types.PICKLED_BYTE_ARRAY()))
+        self.runner = KeyedRunner(core, _ValueStateStore(state), self.timers)
         self.subtask = subtask_index(runtime_context)
         if self.output == "json":
             self.sample_out: Callable[[Sample], Any] = _sample_json_line()
@@ -297,11 +309,9 @@ class JoinFunction(KeyedProcessFunction):
                 _json.dumps(u.to_json()).decode("utf-8"),
             )
         else:
-            from jobs.runtime.kafka_io import WireFormat
-
             wire = WireFormat()
             encode_sample, encode_unmatched = wire.encode_sample, wire.encode_unmatched
-            topics = {name: f"{self.samples_prefix}{name}" for name in self.core.task_names}
+            topics = {name: f"{self.samples_prefix}{name}" for name in core.task_names}
             unmatched_topic = self.unmatched_topic
             self.sample_out = lambda s: Row(
                 topics[s.task], s.impression_id.encode("utf-8"), encode_sample(s.to_json()), None
@@ -318,64 +328,42 @@ class JoinFunction(KeyedProcessFunction):
             {
                 "samples": [[t, a, n] for (t, a), n in self.sample_counts.items()],
                 "unmatched": dict(self.reason_counts),
-                "ignored_label_types": dict(self.ignored),
+                "ignored_label_types": dict(self.runner.ignored_label_types) if self.runner else {},
                 "events": self.events,
-                "timers_fired": self.timers_fired,
+                "timers_fired": self.runner.timers_fired if self.runner else 0,
             },
         )
 
     def process_element(self, value: bytes, ctx: KeyedProcessFunction.Context) -> list[Any]:
         self.events += 1
-        event = event_from_bytes(value)
-        timers = ctx.timer_service()
-        raw = self.state.value()
-        state = None if raw is None else self._decode_state(raw)
-        step = self.on_event_core(state, event, timers.current_watermark())
-        return self._apply(step, raw, timers)
+        runner = self.runner
+        assert runner is not None
+        service = self.timers.service = ctx.timer_service()
+        runner.on_event(event_from_bytes(value), service.current_watermark())
+        return self._drain(runner)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> list[Any]:
-        raw = self.state.value()
-        if raw is None:  # the key's state was cleared since: nothing waits on this timer
-            return []
-        self.timers_fired += 1
-        timers = ctx.timer_service()
-        step = self.on_timer_core(self._decode_state(raw), timestamp, timers.current_watermark())
-        return self._apply(step, raw, timers)
+        runner = self.runner
+        assert runner is not None
+        service = self.timers.service = ctx.timer_service()
+        if not runner.on_timer("", timestamp, service.current_watermark()):
+            return []  # the key's state was cleared since: nothing waits on this timer
+        return self._drain(runner)
 
-    def _decode_state(self, raw: bytes) -> RequestState:
-        # The object this function last wrote as exactly these bytes, if still cached; else decode.
-        # Taken out of the cache: the core may change it in place; _apply puts back what it wrote.
-        state = self._decoded.pop(raw, None)
-        return RequestState.from_bytes(raw) if state is None else state
-
-    def _apply(self, step: Step, raw: bytes | None, timers: Any) -> list[Any]:
-        state = step.state
-        if state is None:
-            if raw is not None:
-                self.state.clear()
-        else:
-            data = state.to_bytes()
-            if data != raw:
-                self.state.update(data)
-            decoded = self._decoded
-            decoded[data] = state
-            if len(decoded) > DECODED_CACHE_SIZE:
-                del decoded[next(iter(decoded))]
-        if step.timers:
-            for ts in set(step.timers) if len(step.timers) > 1 else step.timers:
-                timers.register_event_time_timer(ts)
+    def _drain(self, runner: KeyedRunner) -> list[Any]:
+        """The outputs of the call, as this function's output records."""
         out: list[Any] = []
-        if step.samples:
+        if runner.samples:
             sample_out = self.sample_out
             counts = self.sample_counts
-            for s in step.samples:
+            for s in runner.samples:
                 counts[(s.task, s.attribution)] += 1
                 out.append(sample_out(s))
-        if step.unmatched:
+            runner.samples.clear()
+        if runner.unmatched:
             unmatched_out = self.unmatched_out
-            for u in step.unmatched:
+            for u in runner.unmatched:
                 self.reason_counts[u.reason] += 1
                 out.append(unmatched_out(u))
-        if step.ignored_label_types:
-            self.ignored.update(step.ignored_label_types)
+            runner.unmatched.clear()
         return out

@@ -1,6 +1,6 @@
 """``replay --engine flink``: the join core inside PyFlink, on Flink's local MiniCluster.
 
-Graph (DESIGN §3: thread mode; the events file is read with FileSource text lines)::
+Graph (docs/architecture.md: thread mode; the events file is read with FileSource text lines)::
 
     FileSource(text lines, p1) -> ParseJsonLines (p1: counts line numbers; bad lines -> dead letter)
       -> event time + a watermark after every event (max seen - join.out_of_orderness - 1 ms, as the

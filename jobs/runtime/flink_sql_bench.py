@@ -1,4 +1,4 @@
-"""The benchmark peer of DESIGN §10: a Flink SQL interval join, Java operators only, parallelism 1.
+"""The benchmark peer of docs/performance.md: a Flink SQL interval join, Java operators only, parallelism 1.
 
 Impressions ``LEFT JOIN`` labels ``ON`` impression_id ``AND`` the label's event time ``BETWEEN`` the
 impression's and the impression's + W, both read from the same events file (JSON lines through the

@@ -1,7 +1,7 @@
 """Kafka plumbing of the embedded runtime and the generator: wire format, client settings, topics.
 
-Values are Avro single-object encoded with the ``schemas`` codec (DESIGN §4). Input events decode
-to the join core's event types through their DESIGN §5 JSON form (so the same validation applies as
+Values are Avro single-object encoded with the ``schemas`` codec (docs/wire-format.md). Input events decode
+to the join core's event types through their docs/wire-format.md JSON form (so the same validation applies as
 in replay); samples and unmatched labels encode from their JSON form, which is their Avro form.
 """
 
@@ -10,14 +10,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from jobs.core.events import BadEvent, Event, event_from_json
+from jobs.core.events import BadEvent, Event, event_from_avro
+from jobs.core.join import Sample, UnmatchedLabel
+from jobs.errors import JobError
 from schemas.codec import Codec
+from schemas.records import EVENT_TYPES as RECORD_OF_TYPE
 
-RECORD_OF_TYPE = {"impression": "Impression", "feature_snapshot": "FeatureSnapshot", "label": "Label"}
-TYPE_OF_RECORD = {record: kind for kind, record in RECORD_OF_TYPE.items()}
-
-# Fast consumer-group joins (DESIGN §3): the broker waits for the rebalance timeout otherwise.
+# Fast consumer-group joins (docs/architecture.md): the broker waits for the rebalance timeout otherwise.
 FAST_GROUP_SETTINGS: dict[str, Any] = {"max.poll.interval.ms": 10_000, "session.timeout.ms": 6_000}
+
+log = logging.getLogger("jobs.runtime.kafka_io")
+
+
+class RuntimeUnavailable(JobError):
+    """Kafka or Redis cannot be reached (at start), or a topic is missing or not co-partitioned."""
+
 
 # librdkafka's own log lines of a probe (connection refused, ...) would clutter a one-line error.
 _QUIET = logging.getLogger("rdkafka.probe")
@@ -37,12 +44,7 @@ class WireFormat:
         """An input message's value -> event; raises schemas' DecodeError or BadEvent with the reason."""
         if data is None:
             raise BadEvent("empty message (null value)")
-        name, record = self._decode(data)
-        kind = TYPE_OF_RECORD.get(name)
-        if kind is None:
-            raise BadEvent(f"a {name} record is not an input event (expected Impression, FeatureSnapshot or Label)")
-        record["type"] = kind
-        return event_from_json(record)
+        return event_from_avro(*self._decode(data))
 
     def encode_event_json(self, event: dict[str, Any]) -> bytes:
         """An event's JSON form (with ``type``) -> Avro single-object bytes."""
@@ -53,6 +55,24 @@ class WireFormat:
 
     def encode_unmatched(self, unmatched_json: dict[str, Any]) -> bytes:
         return self._encode("UnmatchedLabel", unmatched_json)
+
+    def encode_sample_object(self, sample: Sample) -> bytes:
+        """A join-core Sample -> Avro single-object bytes."""
+        return self._encode("Sample", sample.to_json())
+
+    def encode_unmatched_object(self, unmatched: UnmatchedLabel) -> bytes:
+        """A join-core UnmatchedLabel -> Avro single-object bytes."""
+        return self._encode("UnmatchedLabel", unmatched.to_json())
+
+
+def deadletter_headers(reason: str, topic: str, partition: int, offset: int) -> dict[str, bytes]:
+    """The headers of a dead-lettered input record (docs/wire-format.md): why, and where it came from."""
+    return {
+        "error": reason.encode("utf-8", "replace"),
+        "source_topic": str(topic).encode("utf-8"),
+        "source_partition": str(partition).encode("ascii"),
+        "source_offset": str(offset).encode("ascii"),
+    }
 
 
 _default: WireFormat | None = None
@@ -100,7 +120,7 @@ def producer_settings(bootstrap: str, extra: dict[str, Any]) -> dict[str, Any]:
 
 def topic_partitions(bootstrap: str, topics: list[str], timeout_s: float = 5.0) -> dict[str, int | None]:
     """Partition count of each topic (None when it does not exist). Raises KafkaException when unreachable."""
-    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.admin import AdminClient  # (imported here: replay needs no Kafka client)
 
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 3_000}
     conf["logger"] = _QUIET
@@ -111,6 +131,29 @@ def topic_partitions(bootstrap: str, topics: list[str], timeout_s: float = 5.0) 
         info = meta.topics.get(topic)
         result[topic] = len(info.partitions) if info is not None and info.error is None else None
     return result
+
+
+def check_topics(bootstrap: str, inputs: list[str], outputs: list[str]) -> int:
+    """Check that the input topics exist and are co-partitioned, create missing output topics with
+    as many partitions; returns the inputs' partition count. Raises RuntimeUnavailable (one line)."""
+    from confluent_kafka import KafkaException
+
+    try:
+        counts = topic_partitions(bootstrap, inputs + outputs)
+    except KafkaException as exc:
+        raise RuntimeUnavailable(f"cannot reach Kafka at {bootstrap}: {kafka_error_text(exc)}") from exc
+    missing = [t for t in inputs if counts[t] is None]
+    if missing:
+        raise RuntimeUnavailable(f"input topic(s) {', '.join(missing)} do not exist on {bootstrap}")
+    sizes = {t: counts[t] for t in inputs}
+    if len(set(sizes.values())) != 1:
+        raise RuntimeUnavailable(f"input topics must be co-partitioned (same partition count), got {sizes}")
+    partitions = next(iter(sizes.values())) or 0
+    absent = [t for t in outputs if counts[t] is None]
+    if absent:
+        ensure_topics(bootstrap, absent, partitions or 1)
+        log.info("created output topics", extra={"topics": absent, "partitions": partitions or 1})
+    return partitions
 
 
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> list[str]:

@@ -79,6 +79,43 @@ class Totals:
     by_reason: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass
+class RunSummary:
+    """What the embedded runtime did, returned by its run and logged when it stops."""
+
+    events_in: int = 0
+    samples_out: int = 0
+    unmatched: int = 0
+    deadletter: int = 0
+    ignored: int = 0
+    checkpoints: int = 0
+    checkpoint_seconds: float = 0.0  # spent checkpointing (flush + state + Redis), all together
+    by_attribution: dict[str, int] = field(default_factory=dict)
+    state_bytes_per_pending_impression: float | None = None
+    seconds: float = 0.0
+    active_seconds: float = 0.0  # from the first input record to the last one processed
+    active_cpu_seconds: float = 0.0  # this process's CPU time (all threads) over that span
+    finished_input: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def of(cls, t: Totals, **timing: Any) -> RunSummary:
+        """The summary of a run from its totals, plus its timing and state figures."""
+        return cls(
+            events_in=t.events_in,
+            samples_out=t.samples_out,
+            unmatched=t.unmatched,
+            deadletter=t.deadletter,
+            ignored=t.ignored,
+            checkpoints=t.checkpoints,
+            checkpoint_seconds=round(t.checkpoint_seconds, 3),
+            by_attribution=dict(t.by_attribution),
+            **timing,
+        )
+
+
 class RuntimeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()

@@ -1,4 +1,4 @@
-"""Join state and checkpoints of the embedded runtime in Redis (DESIGN §7).
+"""Join state and checkpoints of the embedded runtime in Redis (docs/guarantees.md).
 
 Key layout, under ``base = "{key_prefix}:{group_id}"`` and per input partition number *p* (the three
 event topics are co-partitioned, so *p* names one shard of request ids):

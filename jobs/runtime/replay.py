@@ -18,10 +18,11 @@ from pathlib import Path
 from infra.output import AtomicFile, commit_all
 from jobs.config import JoinConfig
 from jobs.core import _json
-from jobs.core.events import BadEvent, Event, event_from_json
+from jobs.core.events import BadEvent, Event
 from jobs.core.join import Sample, SampleJoin, UnmatchedLabel
 from jobs.core.local import LocalJoinRunner
 from jobs.errors import JobError
+from jobs.runtime.jsonl import deadletter_line, parse_event_line
 from jobs.runtime.summary import ReplaySummary
 
 FLUSH_EVERY = 8192  # samples / unmatched records buffered before a write
@@ -49,11 +50,6 @@ def _unmatched_lines(records: list[UnmatchedLabel]) -> bytes:
     return b"".join([_json.dumps(u.to_json()) + b"\n" for u in records])
 
 
-def deadletter_line(lineno: int, reason: str, raw: bytes) -> bytes:
-    text = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
-    return _json.dumps({"line": lineno, "reason": reason, "raw": text}) + b"\n"
-
-
 def run_replay(
     events: Path,
     out: Path,
@@ -79,9 +75,7 @@ def run_replay(
     runner = LocalJoinRunner(core, join.out_of_orderness)
     samples = runner.samples
     unmatched_out = runner.unmatched
-    parse = event_from_json
-    loads = _json.loads
-    decode_error = _json.JSONDecodeError
+    parse = parse_event_line
     sample_counts: Counter[tuple[str, str]] = Counter()
     reason_counts: Counter[str] = Counter()
     outputs: list[AtomicFile] = []
@@ -117,19 +111,13 @@ def run_replay(
                     for raw in itertools.chain((first,) if first else (), source):
                         lineno += 1
                         try:
-                            obj = loads(raw)
-                        except decode_error as exc:
-                            if not raw.strip():
-                                counts[1] += 1
-                                continue
-                            counts[2] += 1
-                            dl_f.write(deadletter_line(lineno, f"not valid JSON: {exc}", raw))
-                            continue
-                        try:
-                            event = parse(obj)
+                            event = parse(raw)
                         except BadEvent as exc:
                             counts[2] += 1
                             dl_f.write(deadletter_line(lineno, str(exc), raw))
+                            continue
+                        if event is None:
+                            counts[1] += 1
                             continue
                         yield event
                 except OSError as exc:

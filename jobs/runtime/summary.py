@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ATTRIBUTION_ORDER = ("POSITIVE", "NEGATIVE", "LATE_POSITIVE")
-REASON_ORDER = ("no_impression", "beyond_horizon", "duplicate")
+from schemas.records import ATTRIBUTIONS as ATTRIBUTION_ORDER
+from schemas.records import UNMATCHED_REASONS as REASON_ORDER
 
 
 @dataclass(slots=True)

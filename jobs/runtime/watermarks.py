@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-WATERMARK_START = -(2**63)
-WATERMARK_END = 2**63 - 1
+from jobs.core.state import WATERMARK_START
 
 Clock = Callable[[], float]  # seconds, monotonic
 

@@ -1,4 +1,4 @@
-"""`make setup` built both virtualenvs, each importing its stack (DESIGN.md section 3)."""
+"""`make setup` built both virtualenvs, each importing its stack (docs/architecture.md)."""
 
 from __future__ import annotations
 

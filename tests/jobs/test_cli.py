@@ -1,4 +1,4 @@
-"""`python -m jobs.sample_join` through a subprocess: arguments, errors, outputs (DESIGN §9)."""
+"""`python -m jobs.sample_join` through a subprocess: arguments, errors, outputs (docs/cli.md)."""
 
 from __future__ import annotations
 

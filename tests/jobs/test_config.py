@@ -1,4 +1,4 @@
-"""The sample-join config: defaults from DESIGN.md, validation, YAML + flag overrides."""
+"""The sample-join config: defaults (docs/join.md), validation, YAML + flag overrides."""
 
 from __future__ import annotations
 

@@ -250,7 +250,7 @@ def test_streaming_graph_with_file_sources_gives_the_local_engines_samples(tmp_p
         out: Counter[tuple[Any, ...]] = Counter()
         for u in records:
             t_i = times.get(u["impression_id"])
-            late = t_i is not None and u["event_time_ms"] - t_i > HORIZON_MS  # DESIGN §6 rule 4: either reason
+            late = t_i is not None and u["event_time_ms"] - t_i > HORIZON_MS  # docs/join.md rule 4: either reason
             out[(u["impression_id"], u["label_type"], u["event_time_ms"], "late" if late else u["reason"])] += 1
         return out
 

@@ -6,7 +6,7 @@ snapshots too late to join, labels of a type no task uses, two tasks, and bad li
 must write the same samples (field for field), the same unmatched labels with the same reasons and
 the same dead letters (line numbers and reasons), and report the same counts.
 
-The reasons of labels beyond the horizon depend on the watermark when they arrive (DESIGN §6 rule
+The reasons of labels beyond the horizon depend on the watermark when they arrive (docs/join.md rule
 4: ``beyond_horizon``, or ``no_impression`` once the impression's state was dropped); the flink
 replay advances its watermark after every event as the local engine does, so they agree exactly.
 """

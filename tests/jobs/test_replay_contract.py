@@ -1,4 +1,4 @@
-"""Differential test of `replay` against an independent batch oracle of DESIGN.md section 6.
+"""Differential test of `replay` against an independent batch oracle of docs/join.md.
 
 The oracle below knows nothing of watermarks, timers or state: it applies the contract's rules to
 the whole stream at once. For streams whose disorder stays within the allowed out-of-orderness,

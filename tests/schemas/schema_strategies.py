@@ -1,4 +1,4 @@
-"""Hypothesis strategies of the JSON forms of DESIGN.md section 5, shared by the schemas tests.
+"""Hypothesis strategies of the JSON forms of docs/wire-format.md, shared by the schemas tests.
 
 (Imported as tests.schemas.schema_strategies: setup.cfg puts the repository root on the path.)
 """

@@ -12,7 +12,7 @@ import pytest
 from schemas import Codec, SchemaDefinitionError
 from schemas.registry import PACKAGE_DIR, load_schema_set
 
-# DESIGN.md section 5 (contract): the fields of each JSON form, in order, without the events' "type".
+# docs/wire-format.md (contract): the fields of each JSON form, in order, without the events' "type".
 CONTRACT = {
     "impression": ("Impression", ["request_id", "impression_id", "user_id", "item_id", "event_time_ms",
                                   "position", "context"]),

@@ -1,7 +1,7 @@
 """Synthetic delayed-feedback samples for the trainer tests (no join needed).
 
 A known click model (user/item biases and latent factors, a page effect, a position slope) and the
-join's attribution rules (DESIGN §6): a click within the window W -> POSITIVE; a later one within the
+join's attribution rules (docs/join.md): a click within the window W -> POSITIVE; a later one within the
 horizon -> NEGATIVE, then LATE_POSITIVE with the same features; none, or beyond the horizon -> NEGATIVE.
 """
 

@@ -1,4 +1,4 @@
-"""Each delayed-feedback loss against values computed by hand (DESIGN §8)."""
+"""Each delayed-feedback loss against values computed by hand (docs/trainer.md)."""
 
 from __future__ import annotations
 

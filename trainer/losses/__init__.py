@@ -1,4 +1,4 @@
-"""Delayed-feedback losses (DESIGN §8), one module each; :func:`get_loss` picks one by name."""
+"""Delayed-feedback losses (docs/trainer.md), one module each; :func:`get_loss` picks one by name."""
 
 from trainer.config import LossConfig
 from trainer.losses.base import DelayedFeedbackLoss

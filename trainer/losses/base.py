@@ -1,4 +1,4 @@
-"""Common parts of the delayed-feedback losses (DESIGN §8).
+"""Common parts of the delayed-feedback losses (docs/trainer.md).
 
 A loss takes the batch's targets and the model's outputs and returns a dict whose ``loss`` entry is
 the scalar to minimise (batch mean). Targets:

@@ -1,4 +1,4 @@
-"""Wide & Deep in the iQIYI variant: each part feeds an FM layer before the fusion (DESIGN §8).
+"""Wide & Deep in the iQIYI variant: each part feeds an FM layer before the fusion (docs/trainer.md).
 
     logit = wide.linear + FM(wide factors) + FM(deep vectors) + MLP(deep embeddings, dense)
 

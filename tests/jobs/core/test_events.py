@@ -1,4 +1,4 @@
-"""The JSON form of events (DESIGN §5): parsing, defaults, precise rejection reasons, round trip."""
+"""The JSON form of events (docs/wire-format.md): parsing, defaults, precise rejection reasons, round trip."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The golden cases of DESIGN.md section 6, one by one, on the join core (state serialized at every step)."""
+"""The golden cases of docs/join.md, one by one, on the join core (state serialized at every step)."""
 
 from __future__ import annotations
 

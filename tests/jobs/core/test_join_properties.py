@@ -1,4 +1,4 @@
-"""Property tests of the join core over random event streams with bounded disorder (DESIGN §6).
+"""Property tests of the join core over random event streams with bounded disorder (docs/join.md).
 
 Every stream is checked against the section 6 invariants and against a batch oracle that knows
 nothing of watermarks or timers; the same stream is run with the watermark advanced after every

@@ -218,7 +218,7 @@ def test_runtime_gives_the_contracts_samples_and_unmatched(stack: Stack) -> None
     _assert_same_samples(_by_id(got_list), want)
 
     # The same labels are unmatched. The reason of a label later than the horizon is `beyond_horizon`
-    # while its impression is held and `no_impression` once the watermark dropped it (DESIGN §6 rule 4):
+    # while its impression is held and `no_impression` once the watermark dropped it (docs/join.md rule 4):
     # that depends on how far the watermark got, which differs between one global watermark and
     # per-partition ones, so those two reasons may swap; every other reason must agree.
     def by_label(records: Counter[str]) -> dict[str, list[str]]:

@@ -1,0 +1,191 @@
+"""The keyed shell every runtime puts around the join core: a state store, an event-time timer
+queue, and applying a :class:`~jobs.core.join.Step` (state, timers, outputs).
+
+The replay runner (:mod:`jobs.core.local`), each shard of the embedded runtime and the Flink
+KeyedProcessFunction all drive the core through a :class:`KeyedRunner`; they differ only in where
+the state lives (:class:`StateStore`), who keeps the timers (:class:`Timers`) and where the watermark
+comes from. Outputs collect in the runner's ``samples`` / ``unmatched`` lists until the runtime
+drains them (to a file, Kafka or Flink's collector).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterator
+from typing import Protocol
+
+from jobs.core.events import Event
+from jobs.core.join import Sample, SampleJoin, Step, UnmatchedLabel
+from jobs.core.state import RequestState
+
+
+class StateStore(Protocol):
+    """Where the runtime keeps each key's :class:`RequestState`."""
+
+    def get(self, key: str, /) -> RequestState | None: ...
+
+    def put(self, key: str, state: RequestState, /) -> None: ...
+
+    def delete(self, key: str, /) -> None: ...
+
+
+class Timers(Protocol):
+    """Where the runtime registers event-time timers (deduplicated per key and timestamp)."""
+
+    def add(self, key: str, timestamp_ms: int, /) -> None: ...
+
+
+class DictStore(dict[str, RequestState]):
+    """States as live objects in a dict (replay, the embedded runtime's shards)."""
+
+    __slots__ = ()
+    put = dict.__setitem__
+
+    def delete(self, key: str) -> None:
+        self.pop(key, None)
+
+
+class BytesStore:
+    """States serialized at every write, as Flink's ValueState or Redis hold them; every write is
+    checked to survive ``to_bytes`` / ``from_bytes`` (the tests' strict mode)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def get(self, key: str) -> RequestState | None:
+        raw = self.data.get(key)
+        return None if raw is None else RequestState.from_bytes(raw)
+
+    def put(self, key: str, state: RequestState) -> None:
+        raw = state.to_bytes()
+        if RequestState.from_bytes(raw) != state:
+            raise AssertionError(f"state of {key!r} does not survive to_bytes/from_bytes")
+        self.data[key] = raw
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+class TimerQueue:
+    """Event-time timers: a heap of distinct timestamps and, per timestamp, its keys in registration
+    order (a dict used as an ordered set). Plain ints compare much faster in a heap than tuples."""
+
+    __slots__ = ("heap", "keys_at")
+
+    def __init__(self) -> None:
+        self.heap: list[int] = []
+        self.keys_at: dict[int, dict[str, None]] = {}
+
+    def add(self, key: str, timestamp_ms: int) -> None:
+        bucket = self.keys_at.get(timestamp_ms)
+        if bucket is None:
+            self.keys_at[timestamp_ms] = {key: None}
+            heapq.heappush(self.heap, timestamp_ms)
+        elif key not in bucket:
+            bucket[key] = None
+
+    def due(self, watermark_ms: int) -> Iterator[tuple[int, str]]:
+        """Pop and yield ``(timestamp, key)`` of every timer at or before the watermark, in timestamp
+        order; timers added while iterating are yielded too when due."""
+        heap, keys_at = self.heap, self.keys_at
+        while heap and heap[0] <= watermark_ms:
+            ts = heapq.heappop(heap)
+            for key in keys_at.pop(ts):
+                yield ts, key
+
+    def __len__(self) -> int:
+        return sum(len(keys) for keys in self.keys_at.values())
+
+
+class KeyedRunner:
+    """The join core over a state store and a timer queue: feed events and watermarks, take outputs.
+
+    ``dirty`` (when not None) collects the keys whose state was written or deleted, for runtimes
+    that checkpoint incrementally.
+    """
+
+    def __init__(
+        self,
+        join: SampleJoin,
+        store: StateStore | None = None,
+        timers: Timers | None = None,
+        *,
+        track_dirty: bool = False,
+    ) -> None:
+        self.join = join
+        self.store: StateStore = DictStore() if store is None else store
+        self.queue = timers if isinstance(timers, TimerQueue) else TimerQueue() if timers is None else None
+        self.timers: Timers = self.queue if self.queue is not None else timers  # type: ignore[assignment]
+        self.samples: list[Sample] = []
+        self.unmatched: list[UnmatchedLabel] = []
+        self.ignored_label_types: Counter[str] = Counter()
+        self.dirty: set[str] | None = set() if track_dirty else None
+        self.timers_fired = 0
+        self._step = Step(None, [], self.samples, self.unmatched, [])  # reused: outputs land in our lists
+        # bound once: these run for every event
+        self._get, self._event_into, self._apply = self.store.get, join.event_into, self.apply
+
+    def on_event(self, event: Event, watermark_ms: int) -> None:
+        """Process one event of its key under the watermark."""
+        key = event.request_id
+        step = self._step
+        step.state = self._get(key)
+        self._event_into(step, event, watermark_ms)
+        self._apply(key, step)
+
+    def on_timer(self, key: str, timestamp_ms: int, watermark_ms: int) -> bool:
+        """One timer of ``key`` fired; returns False when the key has no state (nothing was due)."""
+        state = self.store.get(key)
+        if state is None:
+            return False
+        self.timers_fired += 1
+        step = self._step
+        step.state = state
+        self.join.timer_into(step, timestamp_ms, watermark_ms)
+        self.apply(key, step)
+        return True
+
+    def fire(self, watermark_ms: int) -> None:
+        """Fire every queued timer at or before the watermark."""
+        queue = self.queue
+        assert queue is not None, "timers are kept by the runtime"
+        heap = queue.heap
+        if heap and heap[0] <= watermark_ms:
+            on_timer = self.on_timer
+            for ts, key in queue.due(watermark_ms):
+                on_timer(key, ts, watermark_ms)
+
+    def apply(self, key: str, step: Step) -> None:
+        """Take a Step's state and timers; its outputs go to ``samples`` / ``unmatched`` (appended,
+        unless the step already writes into them) and its ignored label types are counted."""
+        state = step.state
+        if state is None:
+            self.store.delete(key)
+        else:
+            self.store.put(key, state)
+        dirty = self.dirty
+        if dirty is not None:
+            dirty.add(key)
+        timers = step.timers
+        if timers:
+            add = self.timers.add
+            for ts in timers:
+                add(key, ts)
+            timers.clear()
+        if step.samples is not self.samples:
+            self.samples.extend(step.samples)
+            self.unmatched.extend(step.unmatched)
+        if step.ignored_label_types:
+            self.ignored_label_types.update(step.ignored_label_types)
+            step.ignored_label_types.clear()
+
+    def restore(self, key: str, state: RequestState) -> None:
+        """Load a key's state (e.g. from a checkpoint) and queue the timers it waits for."""
+        self.store.put(key, state)
+        add = self.timers.add
+        for ts in self.join.pending_timers(state):
+            add(key, ts)

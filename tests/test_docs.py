@@ -1,0 +1,91 @@
+"""The design lives in the repository: references resolve inside it, and the README agrees with the code."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIP_DIRS = {".git", ".venv", "__pycache__", ".bench", ".state", ".demo", ".pytest_cache", ".mypy_cache",
+             ".ruff_cache", ".hypothesis", "node_modules"}
+TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".sh", ".cfg", ".toml", ".txt", ".avsc", ".json", ".ini"}
+TEXT_NAMES = {"Makefile", "Dockerfile"}
+# Built from pieces so that this file does not match itself.
+OUTSIDE = re.compile("DESIGN" + r"(\.md|\s*\u00a7|\s+section)" + "|" + re.escape("../" + "shared"))
+DOC_PATH = re.compile(r"\bdocs/[\w.-]+\.md\b")
+MD_LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
+
+
+def project_files() -> list[Path]:
+    out = []
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        for name in names:
+            path = Path(folder) / name
+            if path.suffix in TEXT_SUFFIXES or name in TEXT_NAMES or name.startswith("Dockerfile"):
+                out.append(path)
+    return out
+
+
+def test_the_scan_sees_the_project() -> None:
+    names = {p.relative_to(ROOT).as_posix() for p in project_files()}
+    assert {"README.md", "Makefile", "jobs/core/join.py", "docs/join.md"} <= names
+
+
+def test_no_file_points_outside_the_repository() -> None:
+    offenders = []
+    for path in project_files():
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if OUTSIDE.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not offenders, "cite docs/*.md instead:\n" + "\n".join(offenders)
+
+
+def test_cited_design_documents_exist() -> None:
+    missing = []
+    for path in project_files():
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            for cited in DOC_PATH.findall(line):
+                if not (ROOT / cited).is_file():
+                    missing.append(f"{path.relative_to(ROOT)}:{n}: {cited}")
+    assert not missing, "\n".join(missing)
+
+
+def test_relative_links_of_the_documents_resolve() -> None:
+    broken = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in MD_LINK.findall(path.read_text(encoding="utf-8")):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (path.parent / target).exists():
+                broken.append(f"{path.relative_to(ROOT)}: {target}")
+    assert not broken, "\n".join(broken)
+
+
+def test_design_documents_are_all_there() -> None:
+    expected = {"architecture", "wire-format", "join", "guarantees", "trainer", "cli", "performance"}
+    assert expected <= {p.stem for p in (ROOT / "docs").glob("*.md")}
+
+
+def _readme_yaml_after(heading: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```yaml\n", text.index(heading)) + len("```yaml\n")
+    return text[start : text.index("```", start)]
+
+
+def test_readme_configuration_example_is_the_shipped_config() -> None:
+    example = yaml.safe_load(_readme_yaml_after("## Configuration"))
+    shipped = yaml.safe_load((ROOT / "infra" / "sample_join.yaml").read_text(encoding="utf-8"))
+    assert example == shipped
+
+
+def test_makefile_and_test_script_name_existing_test_paths() -> None:
+    for name in ("Makefile", "infra/run_tests.sh"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        paths = set(re.findall(r"(?<![\w/])tests/[\w./-]*", text))
+        assert paths, name
+        missing = sorted(p for p in paths if not (ROOT / p).exists())
+        assert not missing, f"{name} names {missing}"
