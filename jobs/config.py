@@ -51,6 +51,11 @@ class JoinConfig(StrictConfig):
     tasks: tuple[TaskConfig, ...] = (TaskConfig(name="click"),)
     out_of_orderness: DurationMs = 5_000  # watermark = max event time seen - this - 1 ms
     idleness: DurationMs = 30_000  # a partition silent this long (wall time) stops holding the watermark
+    # Caps on one request's state (a flood on one request_id must not grow it without bound); what a
+    # cap turns away is counted in the summary (see docs/join.md): impressions beyond the cap are
+    # dropped, labels beyond the cap of buffered labels go to unmatched (no_impression) at once.
+    max_impressions_per_request: int = Field(default=1_000, ge=1)
+    max_buffered_labels_per_request: int = Field(default=1_000, ge=1)
 
     @field_validator("tasks")
     @classmethod

@@ -3,59 +3,28 @@ and source headers, and the good records around them are joined exactly as the c
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
-from infra.local import create_topics
 from jobs.bench import synth_events
-from jobs.config import SampleJoinConfig
 from jobs.core import SampleJoin, event_from_json
 from jobs.core.local import LocalJoinRunner
 from jobs.runtime.embedded import EmbeddedRuntime
 from jobs.runtime.kafka_io import event_json_to_wire
 from schemas.codec import Codec
 from tests.jobs.bad_inputs import bad_messages
+from tests.jobs.runtime.isolated import isolated_config, read_all
 
 pytestmark = pytest.mark.integration
 
 
-def read_all(bootstrap: str, topic: str) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.partition.eof": True, "enable.auto.commit": False})
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-        out, ended, deadline = [], 0, time.monotonic() + 60
-        while ended < len(meta.partitions) and time.monotonic() < deadline:
-            for msg in consumer.consume(500, 0.5):
-                if msg.error():
-                    ended += 1
-                else:
-                    out.append(msg)
-        return out
-    finally:
-        consumer.close()
-
-
 def test_bad_records_on_the_event_topics(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:10]
-    topics = {kind: f"events.{kind}.{tag}" for kind in ("impression", "feature_snapshot", "label")}
-    create_topics(kafka_bootstrap, {t: (1, 0) for t in topics.values()})
-    config = SampleJoinConfig.model_validate({
-        "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": f"g-{tag}", "topics": {
-            "impressions": topics["impression"], "feature_snapshots": topics["feature_snapshot"],
-            "labels": topics["label"], "samples_prefix": f"samples.{tag}.", "unmatched": f"unmatched.{tag}",
-            "deadletter": f"deadletter.{tag}"}},
-        "redis": {"url": redis_url, "key_prefix": f"bad-{tag}"},
-        "join": {"tasks": [{"name": "click", "window": "1m", "horizon": "10m"}]},
-        "checkpoint": {"interval": "500ms"},
-        "local": {"exit_when_idle": "2s"},
-    })
+    config, topics = isolated_config(kafka_bootstrap, redis_url, tag, join={
+        "tasks": [{"name": "click", "window": "1m", "horizon": "10m"}]})
     good = list(synth_events(400, seed=5, window_ms=60_000, horizon_ms=600_000))
     bad = bad_messages()
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
