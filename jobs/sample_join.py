@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--config", type=Path, metavar="CONFIG.yaml", help="sample-join config (YAML)")
     rn.add_argument("--engine", choices=("local", "flink"), default="local", help="default: local")
     rn.add_argument("--bootstrap-servers", metavar="HOST:PORT[,…]")
-    rn.add_argument("--redis-url", metavar="redis://HOST:PORT/DB")
+    rn.add_argument("--redis-url", metavar="redis://HOST:PORT/DB",
+                    help="no credentials here (a command line is visible to every user): set redis.password "
+                         "in the config file, e.g. from the environment")
     rn.add_argument("--group-id")
     _join_flags(rn)
     rn.add_argument("--impressions-topic")

@@ -39,6 +39,18 @@ MAGIC = b"\xc3\x01"
 HEADER_SIZE = 10  # magic (2) + fingerprint (8)
 _ENCODE_ERRORS = (ValueError, TypeError, OverflowError, AttributeError, KeyError, UnicodeError)
 _SHOW_BYTES = 16
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+
+
+def _int_fields(schema: dict[str, Any]) -> tuple[str, ...]:
+    """Top-level fields of Avro type ``int`` (alone or in a union): fastavro reads any varint into them."""
+
+    def is_int(t: Any) -> bool:
+        return t == "int" or (isinstance(t, dict) and t.get("type") == "int") or (
+            isinstance(t, list) and any(is_int(b) for b in t)
+        )
+
+    return tuple(f["name"] for f in schema["fields"] if is_int(f["type"]))
 
 
 def _show(data: bytes | bytearray | memoryview, n: int = _SHOW_BYTES) -> str:
@@ -66,8 +78,10 @@ class Codec:
         self._readers: dict[bytes, tuple[str, Any, Any, str, Projection | None]] = {}
         self._fingerprints: dict[str, bytes] = {}
         self._field_names: dict[str, frozenset[str]] = {}
+        self._int_fields: dict[str, tuple[str, ...]] = {}
         for name, rec in schema_set.records.items():
             self._field_names[name] = frozenset(f["name"] for f in rec.current.schema["fields"])
+            self._int_fields[name] = _int_fields(rec.current.schema)
             reader = fastavro.parse_schema(rec.current.schema)
             self._writers[name] = (MAGIC + rec.current.fingerprint, reader)
             self._fingerprints[name] = rec.current.fingerprint
@@ -242,6 +256,12 @@ class Codec:
             )
         if project is not None:
             record = project(record)
+        for field in self._int_fields[name]:
+            value = record[field]
+            if value is not None and not INT_MIN <= value <= INT_MAX:
+                raise BadBody(
+                    f"{name} ({label}) field {field!r} holds {value}, outside the 32-bit range of an Avro int"
+                )
         if expected is None:
             return name, record
         return record

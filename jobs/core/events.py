@@ -8,6 +8,7 @@ that names the field, what was received and what was expected (it goes to the de
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -16,9 +17,14 @@ from jobs.errors import JobError
 from schemas.records import EVENT_TYPES as _RECORD_OF_TYPE
 from schemas.records import IMPRESSION_FIELDS, LABEL_FIELDS, SNAPSHOT_FIELDS, check_fields
 
-# Event times must fit comfortably in a signed 64-bit long (Flink timers) after adding a horizon.
-MAX_EVENT_TIME_MS = 2**62
-MIN_EVENT_TIME_MS = -(2**62)
+# Event times are epoch milliseconds of real events: not before 1970, and before the year 10000 (the
+# last instant a datetime can hold), so that adding a horizon stays far inside a signed 64-bit long
+# (Flink timers) and any consumer can turn them into dates.
+MIN_EVENT_TIME_MS = 0
+MAX_EVENT_TIME_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
+# ``position`` is an Avro ``int`` on the wire (Impression, Sample).
+MIN_POSITION = -(2**31)
+MAX_POSITION = 2**31 - 1
 
 EVENT_TYPES = tuple(_RECORD_OF_TYPE)  # the JSON ``type`` of each event, from schemas.records
 
@@ -63,8 +69,14 @@ check_fields("FeatureSnapshot", FeatureSnapshot.__dataclass_fields__, "jobs.core
 check_fields("Label", Label.__dataclass_fields__, "jobs.core.events.Label")
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxdict = _SHORT.maxlist = 4
+
+
 def _describe(value: Any) -> str:
-    text = repr(value)
+    # reprlib bounds the work too: a reason for a huge string or map costs no more than a small one
+    text = _SHORT.repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}" if value is not None else "null"
@@ -99,7 +111,8 @@ def _time(obj: dict[str, Any], kind: str) -> int:
     elif "event_time_ms" not in obj:
         raise BadEvent(f"{kind}: missing field 'event_time_ms' (expected an integer, epoch milliseconds)")
     raise BadEvent(
-        f"{kind}: field 'event_time_ms' must be an integer of epoch milliseconds within +-2**62, got {_describe(value)}"
+        f"{kind}: field 'event_time_ms' must be an integer of epoch milliseconds from 0 (1970) to "
+        f"{MAX_EVENT_TIME_MS} (year 10000), got {_describe(value)}"
     )
 
 
@@ -205,6 +218,7 @@ def _impression(obj: dict[str, Any]) -> Impression:
         and type(t) is int
         and MIN_EVENT_TIME_MS <= t < MAX_EVENT_TIME_MS
         and type(pos) is int
+        and MIN_POSITION <= pos <= MAX_POSITION
         and type(ctx) is dict
         and _all_str(ctx)
     ):
@@ -214,6 +228,8 @@ def _impression(obj: dict[str, Any]) -> Impression:
         pos = 0
     elif type(pos) is not int:
         raise BadEvent(f"impression: field 'position' must be an integer, got {_describe(pos)}")
+    elif not MIN_POSITION <= pos <= MAX_POSITION:
+        raise BadEvent(f"impression: field 'position' must fit a 32-bit int, got {_describe(pos)}")
     return make_impression(
         _id(obj, "request_id", kind),
         _id(obj, "impression_id", kind),

@@ -30,6 +30,7 @@ the input's disorder is within the allowed out-of-orderness:
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,10 +61,16 @@ DUPLICATE = "duplicate"
 UNMATCHED_REASONS = records.UNMATCHED_REASONS  # in schema order
 records.check_symbols("UnmatchedLabel", "reason", (NO_IMPRESSION, BEYOND_HORIZON, DUPLICATE), "jobs.core.join")
 
+# What the per-request caps of JoinConfig turned away (keys of SampleJoin.over_cap).
+IMPRESSIONS_DROPPED = "impressions_dropped"
+LABELS_NOT_BUFFERED = "labels_not_buffered"
+
 __all__ = [
     "ATTRIBUTIONS",
     "BEYOND_HORIZON",
     "DUPLICATE",
+    "IMPRESSIONS_DROPPED",
+    "LABELS_NOT_BUFFERED",
     "LATE_POSITIVE",
     "NEGATIVE",
     "NO_IMPRESSION",
@@ -147,7 +154,8 @@ class Step:
 
 
 class SampleJoin:
-    """The join's per-key logic; stateless itself (all state is in the RequestState it is given)."""
+    """The join's per-key logic; stateless itself (all state is in the RequestState it is given),
+    apart from ``over_cap``: how many events the per-request caps turned away, by kind."""
 
     def __init__(self, config: Any = None) -> None:
         """``config``: a :class:`JoinSpec`, or any object shaped like one (e.g. the validated
@@ -162,6 +170,9 @@ class SampleJoin:
         self.snapshot_waits = [t.snapshot_wait for t in tasks]
         self.label_types = [t.label_type for t in tasks]
         self.max_horizon = max(self.horizons)
+        self.max_impressions = config.max_impressions_per_request
+        self.max_buffered_labels = config.max_buffered_labels_per_request
+        self.over_cap: Counter[str] = Counter()
         by_type: dict[str, list[int]] = {}
         for k, t in enumerate(tasks):
             by_type.setdefault(t.label_type, []).append(k)
@@ -296,6 +307,9 @@ class SampleJoin:
         imps = state.impressions
         if iid in imps:
             return  # duplicate impression: the first wins
+        if len(imps) >= self.max_impressions:
+            self.over_cap[IMPRESSIONS_DROPPED] += 1
+            return
         imp = imps[iid] = ImpressionState(event, self._open.copy(), None)
         t_i = event.event_time_ms
         timers = step.timers
@@ -319,6 +333,10 @@ class SampleJoin:
             self._adopt(state)
         imp = state.impressions.get(event.impression_id)
         if imp is None:
+            if len(state.orphans) >= self.max_buffered_labels:  # a flood of labels: do not wait for these
+                self.over_cap[LABELS_NOT_BUFFERED] += 1
+                step.unmatched.append(UnmatchedLabel(event, NO_IMPRESSION, self._reporter(event.label_type)))
+                return
             state.orphans.append(event)
             step.timers.append(event.event_time_ms + self.orphan_wait[event.label_type])
         else:

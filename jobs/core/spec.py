@@ -17,6 +17,9 @@ DEFAULT_HORIZON_MS = 24 * HOUR_MS  # H
 DEFAULT_SNAPSHOT_WAIT_MS = 30_000  # S
 DEFAULT_OUT_OF_ORDERNESS_MS = 5_000
 DEFAULT_IDLENESS_MS = 30_000
+# Caps on one request's state, so that a flood on one request_id cannot grow it without bound.
+DEFAULT_MAX_IMPRESSIONS_PER_REQUEST = 1_000
+DEFAULT_MAX_BUFFERED_LABELS_PER_REQUEST = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,8 @@ class JoinSpec:
     tasks: tuple[TaskSpec, ...] = (TaskSpec("click", "click"),)
     out_of_orderness: int = DEFAULT_OUT_OF_ORDERNESS_MS
     idleness: int = DEFAULT_IDLENESS_MS
+    max_impressions_per_request: int = DEFAULT_MAX_IMPRESSIONS_PER_REQUEST
+    max_buffered_labels_per_request: int = DEFAULT_MAX_BUFFERED_LABELS_PER_REQUEST
 
     @classmethod
     def of(cls, config: Any) -> JoinSpec:
@@ -43,4 +48,6 @@ class JoinSpec:
             tuple(TaskSpec(t.name, t.label_type or t.name, t.window, t.horizon, t.snapshot_wait) for t in config.tasks),
             config.out_of_orderness,
             config.idleness,
+            getattr(config, "max_impressions_per_request", DEFAULT_MAX_IMPRESSIONS_PER_REQUEST),
+            getattr(config, "max_buffered_labels_per_request", DEFAULT_MAX_BUFFERED_LABELS_PER_REQUEST),
         )

@@ -161,9 +161,10 @@ class RuntimeMetrics:
         self.totals = Totals()
         self._server: Any = None
 
-    def serve(self, port: int) -> int:
-        """Start the /metrics HTTP endpoint; returns the port (useful with port 0)."""
-        server, _thread = start_http_server(port, addr="0.0.0.0", registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Start the /metrics HTTP endpoint on ``host`` (loopback unless told otherwise); returns the port
+        (useful with port 0)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
         self._server = server
         return int(server.server_port)
 

@@ -146,6 +146,7 @@ def run_replay(
     for reason, n in reason_counts.items():
         summary.add_unmatched(reason, n)
     summary.add_ignored(runner.ignored_label_types)
+    summary.over_cap = dict(core.over_cap)
     summary.deadlettered = counts[2]
     summary.events_read = runner.events
     summary.lines_read = counts[0] - counts[1]

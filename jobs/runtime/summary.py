@@ -17,7 +17,8 @@ class ReplaySummary:
 
     ``samples[task][attribution]``, ``unmatched[reason]``, ``ignored_label_types[label_type]``;
     ``deadlettered`` bad input lines; ``events_read`` valid events processed; ``lines_read`` all
-    non-blank input lines; ``seconds`` wall time of the whole run.
+    non-blank input lines; ``over_cap`` events the per-request state caps turned away, by kind;
+    ``seconds`` wall time of the whole run.
     """
 
     engine: str = "local"
@@ -27,6 +28,7 @@ class ReplaySummary:
     deadlettered: int = 0
     events_read: int = 0
     lines_read: int = 0
+    over_cap: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # engine-specific figures (parallelism, …)
 
@@ -75,6 +77,7 @@ class ReplaySummary:
             "deadlettered": self.deadlettered,
             "events_read": self.events_read,
             "lines_read": self.lines_read,
+            **({"over_cap": dict(self.over_cap)} if self.over_cap else {}),
             "seconds": round(self.seconds, 6),
             "events_per_second": round(self.events_per_second, 1),
             **({"extra": self.extra} if self.extra else {}),
@@ -90,6 +93,7 @@ class ReplaySummary:
             deadlettered=int(data.get("deadlettered", 0)),
             events_read=int(data.get("events_read", 0)),
             lines_read=int(data.get("lines_read", 0)),
+            over_cap=dict(data.get("over_cap", {})),
             seconds=float(data.get("seconds", 0.0)),
             extra=dict(data.get("extra", {})),
         )
@@ -116,4 +120,7 @@ class ReplaySummary:
             lines.append(f"  ignored label types: {detail}")
         else:
             lines.append("  ignored label types: none")
+        if self.over_cap:
+            detail = ", ".join(f"{kind} {n}" for kind, n in sorted(self.over_cap.items()))
+            lines.append(f"  turned away by the per-request state caps: {detail}")
         return "\n".join(lines)

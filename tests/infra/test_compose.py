@@ -73,7 +73,8 @@ def test_services_agree_with_the_code_defaults(compose: dict[str, Any], monkeypa
     assert config.kafka.bootstrap_servers == "kafka:9092"
     assert "PLAINTEXT://kafka:9092" in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert config.redis.url == "redis://redis:6379/0"
-    assert f"{config.metrics.port}:{config.metrics.port}" in join["ports"]
+    assert f"127.0.0.1:{config.metrics.port}:{config.metrics.port}" in join["ports"]
+    assert config.metrics.host == "0.0.0.0"  # inside the container, behind the loopback-published port
     assert join["command"][:3] == ["run", "--engine", "local"]
     assert services["topics"]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert services["generator"]["command"][services["generator"]["command"].index("--bootstrap-servers") + 1] == (
@@ -100,3 +101,26 @@ def test_example_config_loads_with_local_defaults(monkeypatch: pytest.MonkeyPatc
     assert config.redis.url == "redis://127.0.0.1:16379/0"
     assert config.flink.connector_jar is None
     assert [t.name for t in config.join.tasks] == ["click"]
+
+
+def test_published_ports_bind_the_hosts_loopback_only(compose: dict[str, Any]) -> None:
+    published = [(name, port) for name, s in compose["services"].items() for port in s.get("ports", [])]
+    assert published
+    for name, port in published:
+        assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_images_run_as_a_non_root_user(compose: dict[str, Any]) -> None:
+    for dockerfile in _dockerfiles(compose) | {ROOT / "infra" / "jobs" / "Dockerfile"}:
+        users = re.findall(r"^USER\s+(\S+)", dockerfile.read_text(), flags=re.M)
+        assert users, f"{dockerfile} never switches away from root"
+        assert users[-1] not in ("root", "0", "0:0"), f"{dockerfile} runs as {users[-1]}"
+
+
+def test_local_defaults_are_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "METRICS_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    config = SampleJoinConfig.load(ROOT / "infra" / "sample_join.yaml")
+    assert config.metrics.host == "127.0.0.1"
+    assert config.kafka.bootstrap_servers.startswith("127.0.0.1:")
+    assert config.redis.url.startswith("redis://127.0.0.1:")

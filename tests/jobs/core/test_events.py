@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobs.core import BadEvent, Event, FeatureSnapshot, Impression, Label, event_from_json, event_to_json
+from jobs.core.events import MAX_EVENT_TIME_MS, MAX_POSITION, MIN_EVENT_TIME_MS, MIN_POSITION
 from jobs.errors import JobError
 
 IMPRESSION = {"type": "impression", "request_id": "r1", "impression_id": "i1", "user_id": "u1", "item_id": "v9",
@@ -71,7 +72,7 @@ def test_unknown_extra_fields_are_ignored() -> None:
         ({**IMPRESSION, "event_time_ms": "x"}, "field 'event_time_ms' must be an integer"),
         ({**IMPRESSION, "event_time_ms": True}, "field 'event_time_ms' must be an integer"),
         ({**IMPRESSION, "event_time_ms": 1.5}, "field 'event_time_ms' must be an integer"),
-        ({**IMPRESSION, "event_time_ms": 2**63}, "within +-2**62"),
+        ({**IMPRESSION, "event_time_ms": 2**63}, "from 0 (1970) to"),
         ({k: v for k, v in LABEL.items() if k != "event_time_ms"}, "label: missing field 'event_time_ms'"),
         ({**IMPRESSION, "position": "1"}, "field 'position' must be an integer, got str '1'"),
         ({**IMPRESSION, "position": True}, "field 'position' must be an integer"),
@@ -106,11 +107,12 @@ def test_events_are_frozen() -> None:
 
 
 ids = st.text(min_size=1, max_size=8)
-times = st.integers(min_value=-(2**62), max_value=2**62 - 1)
+times = st.integers(min_value=MIN_EVENT_TIME_MS, max_value=MAX_EVENT_TIME_MS - 1)
+positions = st.integers(MIN_POSITION, MAX_POSITION)
 str_maps = st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3)
 float_maps = st.dictionaries(st.text(max_size=5), st.floats(allow_nan=False, allow_infinity=False), max_size=3)
 events = st.one_of(
-    st.builds(Impression, ids, ids, st.text(max_size=5), st.text(max_size=5), times, st.integers(-5, 1000),
+    st.builds(Impression, ids, ids, st.text(max_size=5), st.text(max_size=5), times, positions,
               str_maps),
     st.builds(FeatureSnapshot, ids, times, str_maps, float_maps),
     st.builds(Label, ids, ids, ids, times, st.floats(allow_nan=False, allow_infinity=False)),
