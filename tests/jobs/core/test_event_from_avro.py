@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -29,9 +30,9 @@ def test_valid_records_become_their_events(event: object) -> None:
     [
         (IMP, "request_id", "", "'request_id' must be a non-empty string"),
         (IMP, "impression_id", "", "'impression_id' must be a non-empty string"),
-        (IMP, "event_time_ms", 2**63 - 1, "within +-2**62"),
+        (IMP, "event_time_ms", 2**63 - 1, "from 0 (1970) to"),
         (SNAP, "dense", {"ctr": math.nan}, "must be finite"),
-        (SNAP, "event_time_ms", -(2**63), "within +-2**62"),
+        (SNAP, "event_time_ms", -(2**63), "from 0 (1970) to"),
         (LAB, "label_type", "", "'label_type' must be a non-empty string"),
         (LAB, "value", math.inf, "'value' must be a finite number"),
     ],
@@ -39,7 +40,7 @@ def test_valid_records_become_their_events(event: object) -> None:
 def test_value_rules_give_the_json_parsers_reasons(event: object, field: str, value: object, reason: str) -> None:
     name, record = avro(event)
     record[field] = value
-    with pytest.raises(BadEvent, match=reason.replace("+", r"\+").replace("*", r"\*")):
+    with pytest.raises(BadEvent, match=re.escape(reason)):
         event_from_avro(name, record)
 
 
