@@ -4,7 +4,7 @@ JOBS_PY    := .venv/jobs/bin/python
 TRAINER_PY := .venv/trainer/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo up down status test test-jobs test-trainer lint bench clean
+.PHONY: help setup demo up down status test test-jobs test-trainer lint bench soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ bench: setup  ## benchmarks (docs/performance.md): codec, replay engines vs the 
 	$(JOBS_PY) -m jobs.bench replay
 	$(JOBS_PY) -m jobs.bench_embedded --skip-peer --json .bench/embedded.json
 	$(TRAINER_PY) -m trainer.bench
+
+soak:  ## generator -> embedded runtime -> samples at a fixed rate on its own services; SOAK_ARGS='--duration 10m --rate 500'
+	$(JOBS_PY) -m jobs.soak $(SOAK_ARGS)
 
 clean:  ## remove caches and local state (keeps the venvs)
 	rm -rf .state .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis
