@@ -62,10 +62,12 @@ class CheckpointConfig(StrictConfig):
 
 
 class DedupConfig(StrictConfig):
-    """``sample_id``s remembered for ``horizon`` of event time (the attribution horizon), at most
-    ``max_entries`` (the oldest are forgotten first beyond that)."""
+    """``sample_id``s remembered for ``horizon`` of event time, at most ``max_entries`` (the oldest are
+    forgotten first beyond that). The horizon must be at least the join's attribution horizon; the
+    default doubles the join's default (24 h), a margin for partitions whose event time lags the
+    others (the dedup's clock is the largest emit time seen on any partition)."""
 
-    horizon: DurationMs = 24 * 3_600_000
+    horizon: DurationMs = 48 * 3_600_000
     max_entries: int = Field(default=2_000_000, ge=1)
 
 

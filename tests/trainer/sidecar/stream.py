@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from synth import START_MS, WINDOW_MS, make_samples
 
 
-def stream(impressions: int, seed: int, spacing_ms: int = 60_000, **kwargs: Any) -> list[dict[str, Any]]:
+def stream(impressions: int, seed: int, spacing_ms: int = 10_000, **kwargs: Any) -> list[dict[str, Any]]:
     """Samples in emission order, one impression every ``spacing_ms``."""
     samples, _ = make_samples(impressions, seed=seed, **kwargs)
     out = []
