@@ -1,7 +1,8 @@
 """Checkpoints of the sidecar: the training state and the stream position, as one unit.
 
 ``<model-dir>/checkpoints/`` holds the ``tf.train.CheckpointManager`` files (model, both optimizers,
-vocabularies, step; ``trainer.json`` with the architecture), a dedup file per checkpoint, and
+vocabularies, step; ``trainer.json`` with the architecture), a dedup file and the recent progressive
+scores (the gate's held-out slice, so a restart does not start the gate from nothing), and
 ``sidecar.json``, written last and atomically: it names the checkpoint and dedup file and records the
 input offsets whose samples the checkpoint contains and the count of distinct samples trained. It is
 the commit point: a crash before it leaves the previous checkpoint in force. Offsets are committed
@@ -16,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from infra.output import AtomicFile
 from trainer.sidecar.dedup import Dedup
 from trainer.sidecar.errors import SidecarError
+from trainer.sidecar.scores import ScoreWindow
 
 if TYPE_CHECKING:
     from trainer.config import TrainerConfig
@@ -37,6 +41,7 @@ class Position:
     samples_trained: int = 0
     checkpoint: str | None = None  # the tf.train checkpoint prefix, relative to the directory
     dedup_file: str | None = None
+    scores_file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -45,6 +50,7 @@ class Position:
             "samples_trained": self.samples_trained,
             "checkpoint": self.checkpoint,
             "dedup": self.dedup_file,
+            "scores": self.scores_file,
             "extra": self.extra,
         }
 
@@ -55,6 +61,7 @@ class Position:
             samples_trained=int(data["samples_trained"]),
             checkpoint=data.get("checkpoint"),
             dedup_file=data.get("dedup"),
+            scores_file=data.get("scores"),
             extra=dict(data.get("extra") or {}),
         )
 
@@ -78,23 +85,38 @@ class CheckpointStore:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SidecarError(f"cannot read checkpoint position {path}: {exc}") from exc
 
-    def save(self, state: TrainerState, position: Position, dedup: Dedup) -> Position:
-        """Write the state (unless unchanged since the last save), the dedup set, then the position."""
+    def save(self, state: TrainerState, position: Position, dedup: Dedup, scores: ScoreWindow) -> Position:
+        """Write the state (unless unchanged since the last save), the dedup set, the recent scores,
+        then the position."""
         self.directory.mkdir(parents=True, exist_ok=True)
         if self._saved_step != state.step or position.checkpoint is None:
             prefix = state.save_checkpoint(self.directory, max_to_keep=self.keep)
             position.checkpoint = Path(prefix).name
             self._saved_step = state.step
-        dedup_name = f"dedup-{position.samples_trained}.json"
-        dedup.save(self.directory / dedup_name)
-        previous = position.dedup_file
-        position.dedup_file = dedup_name
+        previous = (position.dedup_file, position.scores_file)
+        position.dedup_file = f"dedup-{position.samples_trained}.json"
+        dedup.save(self.directory / position.dedup_file)
+        position.scores_file = f"scores-{position.samples_trained}.npz"
+        with AtomicFile(self.directory / position.scores_file) as out:
+            np.savez(out.file, labels=scores.labels, progressive=scores.progressive)
+            out.commit()
         with AtomicFile(self.directory / POSITION_FILE) as out:
             out.write(json.dumps(position.to_json(), separators=(",", ":")).encode())
             out.commit()
-        if previous and previous != dedup_name:
-            (self.directory / previous).unlink(missing_ok=True)
+        for name in previous:
+            if name and name not in (position.dedup_file, position.scores_file):
+                (self.directory / name).unlink(missing_ok=True)
         return position
+
+    def load_scores(self, position: Position, scores: ScoreWindow) -> None:
+        if position.scores_file is None:
+            return
+        path = self.directory / position.scores_file
+        try:
+            with np.load(path) as data:
+                scores.restore(data["labels"], data["progressive"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise SidecarError(f"cannot read the recent scores {path}: {exc}") from exc
 
     def restore(self, config: TrainerConfig, position: Position) -> TrainerState:
         """A state rebuilt from the checkpoint ``position`` names (architecture from trainer.json)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -113,9 +114,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace) -> Any:
+    """The registry of a model dir; a few seconds of retries, silent (the error, if any, is one line)."""
     from trainer.sidecar.registry import Registry, read_registry_file
 
-    return Registry(args.redis_url, read_registry_file(Path(args.model_dir)), retry_for_s=5.0)
+    logging.getLogger("trainer.sidecar").setLevel(logging.ERROR)
+    return Registry(args.redis_url, read_registry_file(Path(args.model_dir)), retry_for_s=3.0)
 
 
 def versions(args: argparse.Namespace) -> int:

@@ -93,13 +93,13 @@ class GateConfig(StrictConfig):
 
 
 class RollbackConfig(StrictConfig):
-    """Automatic rollback: once the current version has scored ``min_samples`` live samples, live
-    metrics outside ``thresholds`` (changes against the previous good version's published metrics)
+    """Automatic rollback: every ``min_samples`` live samples the current version scored, its metrics
+    on them outside ``thresholds`` (changes against the previous good version's published metrics)
     move the pointer back to that version (once per published version)."""
 
     enabled: bool = True
     min_samples: int = Field(default=1_000, ge=10)
-    thresholds: Thresholds = Thresholds(min_auc=None, max_auc_drop=0.05, max_logloss_increase=0.2)
+    thresholds: Thresholds = Thresholds(min_auc=None, max_auc_drop=0.05, max_logloss_increase=0.25)
 
 
 class SidecarConfig(StrictConfig):

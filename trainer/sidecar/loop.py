@@ -108,6 +108,7 @@ class Sidecar:
         if position is not None:
             self.state = self.checkpoints.restore(self.config, position)
             self.dedup = self.checkpoints.load_dedup(position, sc.dedup.horizon, sc.dedup.max_entries)
+            self.checkpoints.load_scores(position, self.publisher.window)
             self.position = position
         else:
             self.position = Position()
@@ -179,8 +180,9 @@ class Sidecar:
                 if checkpoint_due or export_due:
                     self._train(batcher.take())  # a checkpoint covers no consumed-but-untrained sample
                     if export_due:
-                        last_export = now
                         self._export()
+                        # An export that took long still leaves half an interval of training before the next.
+                        last_export = max(now, self.clock() - sc.export_interval / 2000.0)
                     else:
                         self.checkpoint()
                     last_checkpoint = now
@@ -259,7 +261,7 @@ class Sidecar:
         if self.state is None:
             return
         self.source.flush(time.monotonic() + self.sc.retry_for / 1000.0)
-        self.checkpoints.save(self.state, self.position, self.dedup)
+        self.checkpoints.save(self.state, self.position, self.dedup, self.publisher.window)
         self.metrics.checkpoints.inc()
         self.source.commit(self.position.offsets)
 

@@ -1,8 +1,9 @@
 """Automatic rollback: the current version's live metrics against the previous good version's.
 
-Once the current version has scored ``min_samples`` new samples, its metrics on them are checked
-with :func:`~trainer.sidecar.gate.violations` against the previous good version's published
-metrics. A breach moves the pointer back to that version. It fires at most once per published
+Each time the current version has scored another ``min_samples`` new samples, its metrics on the
+last ``min_samples`` are checked with :func:`~trainer.sidecar.gate.violations` against the previous
+good version's published metrics (blocks, not a sliding check after every batch: fewer checks,
+fewer false alarms). A breach moves the pointer back to that version. It fires at most once per published
 version: rolling back further on data no version explains would not help (the monitor re-arms when
 a new version is published).
 """
@@ -20,9 +21,11 @@ class LiveMonitor:
     def __init__(self, config: RollbackConfig):
         self.config = config
         self.armed = False
+        self._next_check = config.min_samples
 
     def arm(self) -> None:
         self.armed = self.config.enabled
+        self._next_check = self.config.min_samples
 
     def disarm(self) -> None:
         self.armed = False
@@ -33,10 +36,10 @@ class LiveMonitor:
         """(live metrics, reasons) when the current version should be rolled back, else None."""
         if not self.armed or previous_good is None:
             return None
-        n = min(window.current_scored, len(window))
-        if n < self.config.min_samples:
+        if window.current_scored < self._next_check:
             return None
-        live = window.current_metrics(n)
+        self._next_check = window.current_scored + self.config.min_samples
+        live = window.current_metrics(min(self.config.min_samples, len(window)))
         if live is None:
             return None
         reasons = violations(live, previous_good.get("metrics"), self.config.thresholds)

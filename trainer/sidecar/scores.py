@@ -44,6 +44,12 @@ class ScoreWindow:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def restore(self, labels: np.ndarray, progressive: np.ndarray) -> None:
+        """The window saved with a checkpoint (the current version's scores are not kept)."""
+        self.labels = labels.astype(np.float32)[-self.capacity :]
+        self.progressive = progressive.astype(np.float32)[-self.capacity :]
+        self.pointer_moved()
+
     def pointer_moved(self) -> None:
         """The current version changed: its predictions so far were another version's."""
         self.current = np.full(len(self.labels), np.nan, np.float32)

@@ -101,7 +101,10 @@ def sidecar_settings(**overrides: Any) -> dict[str, Any]:
             "metrics_port": 0,
             "tensorboard": False,
             "gate": {"slice": 600, "min_samples": 100},
-            "rollback": {"min_samples": 300},
+            "rollback": {
+                "min_samples": 600,
+                "thresholds": {"max_auc_drop": 0.1, "max_logloss_increase": 0.3, "max_prediction_bias": None},
+            },
             "retry_for": "60s",
         },
     }
