@@ -48,6 +48,17 @@ class RunSummary:
     deadletters: int = 0
     versions: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str = "signal"
+    # Throughput once running: from the end of the first batch (which traces the train step) to the
+    # end of the last, and the samples trained in that span.
+    first_trained_at: float | None = None
+    last_trained_at: float | None = None
+    span_samples: int = 0
+
+    @property
+    def samples_per_s(self) -> float | None:
+        if self.first_trained_at is None or self.last_trained_at is None or self.span_samples == 0:
+            return None
+        return self.span_samples / (self.last_trained_at - self.first_trained_at)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +68,7 @@ class RunSummary:
             "deadletters": self.deadletters,
             "versions": [{k: r[k] for k in ("version", "status", "samples_trained")} for r in self.versions],
             "stopped_by": self.stopped_by,
+            "samples_per_s": None if self.samples_per_s is None else round(self.samples_per_s, 1),
         }
 
 
@@ -232,6 +244,11 @@ class Sidecar:
         if state.step % self.sc.summary_every_steps == 0:
             self._report(result)
         self.publisher.check_live()
+        if self.summary.first_trained_at is None:
+            self.summary.first_trained_at = self.clock()
+        else:
+            self.summary.last_trained_at = self.clock()
+            self.summary.span_samples += len(table)
 
     def _report(self, result: dict[str, float]) -> None:
         assert self.state is not None
