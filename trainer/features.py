@@ -241,6 +241,8 @@ class FeatureLookup(keras.layers.Layer):
         self._tables = []
         for field, _ in self._spec.tracked:
             keys, slots = vocabulary.get(field, [[], []])
+            if not keys:  # nothing admitted yet (an early export); TF rejects an empty table
+                keys, slots = [""], [0]  # slot 0 is the OOV slot, the default anyway
             initializer = tf.lookup.KeyValueTensorInitializer(
                 tf.constant(keys, tf.string), tf.constant(slots, tf.int64), tf.string, tf.int64
             )

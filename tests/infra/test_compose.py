@@ -124,3 +124,26 @@ def test_local_defaults_are_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.metrics.host == "127.0.0.1"
     assert config.kafka.bootstrap_servers.startswith("127.0.0.1:")
     assert config.redis.url.startswith("redis://127.0.0.1:")
+
+
+def test_trainer_service_runs_the_sidecar_with_the_example_config(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainer.config import TrainerConfig
+
+    trainer = compose["services"]["trainer"]
+    for name, value in trainer["environment"].items():
+        monkeypatch.setenv(name, value)
+    assert trainer["command"][0] == "run"
+    config_path = trainer["command"][trainer["command"].index("--config") + 1]
+    config = TrainerConfig.load(ROOT / config_path.removeprefix("/app/")).sidecar
+    assert config.kafka.bootstrap_servers == "kafka:9092" and config.redis.url == "redis://redis:6379/0"
+    assert f"127.0.0.1:{config.metrics_port}:{config.metrics_port}" in trainer["ports"]
+    volume = trainer["volumes"][0].split(":")
+    assert volume[0] in compose["volumes"] and config.model_dir.is_relative_to(volume[1])
+    dockerfile = (ROOT / "infra" / "trainer" / "Dockerfile").read_text()
+    assert re.search(r"^USER app$", dockerfile, flags=re.M)
+    assert 'ENTRYPOINT ["python", "-m", "trainer"]' in dockerfile
+    assert "HEALTHCHECK" in dockerfile and "/metrics" in dockerfile
+    assert f"METRICS_PORT={config.metrics_port}" in dockerfile
+    assert config.topic in yaml.safe_load((ROOT / "infra" / "topics.yaml").read_text())["topics"]

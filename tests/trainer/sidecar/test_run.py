@@ -1,0 +1,206 @@
+"""`trainer run` end to end against the real broker and Redis, as a subprocess (real TF, CPU)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sidecar_helpers import SidecarEnv, produce, wait_for
+from stream import corrupt, stream
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def distinct(samples: list[dict[str, Any]]) -> int:
+    return len({s["sample_id"] for s in samples})
+
+
+def position(env: SidecarEnv) -> dict[str, Any] | None:
+    path = env.model_dir / "checkpoints" / "sidecar.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def evaluate(model: Path, samples_file: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "trainer", "evaluate", "--model", str(model), "--samples", str(samples_file), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "", out.stderr  # no TensorFlow chatter
+    return json.loads(out.stdout)
+
+
+def deadletters(bootstrap: str, source_topic: str) -> list[dict[str, Any]]:
+    """Dead letters of ``source_topic`` (the deadletter topic is shared by the session's tests)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"dl-{time.time_ns()}", "enable.partition.eof": True}
+    )
+    consumer.assign([TopicPartition("deadletter", 0, OFFSET_BEGINNING)])
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                break
+            continue
+        headers = {k: v.decode() for k, v in msg.headers() or []}
+        if headers.get("source_topic") == source_topic:
+            found.append({"value": msg.value(), "key": msg.key(), **headers})
+    consumer.close()
+    return found
+
+
+def test_bounded_run_trains_each_distinct_sample_once(sidecar_env, tmp_path: Path) -> None:
+    env: SidecarEnv = sidecar_env()
+    samples = stream(1500, seed=1, users=20, items=10)
+    positive = next(s for s in samples if s["attribution"] == "POSITIVE")
+    bad = dict(positive, label=0)  # decodes, but breaks the Sample contract (a POSITIVE needs label 1)
+    produce(env.bootstrap, env.topic, [*samples, *samples[:40], b"not avro", bad])
+    result = env.run("--exit-when-idle", "3s")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for line in result.stderr.splitlines():  # JSON logs only: no TensorFlow start-up chatter
+        json.loads(line)
+    summary = json.loads(result.stdout)
+    assert summary["samples_trained"] == distinct(samples)
+    assert summary["dedup_drops"] == 40 and summary["deadletters"] == 2
+    versions = env.versions()
+    assert versions and versions[-1]["samples_trained"] == distinct(samples)
+    letters = deadletters(env.bootstrap, env.topic)
+    assert [d["value"] for d in letters[:1]] == [b"not avro"] and len(letters) == 2
+    assert letters[0]["source_partition"] == "0" and int(letters[0]["source_offset"]) == len(samples) + 40
+    assert "single-object marker" in letters[0]["error"]
+    assert "label must be 1 on POSITIVE" in letters[1]["error"]
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text("".join(json.dumps(s) + "\n" for s in samples[-300:]))
+    for record in versions:
+        report = evaluate(env.model_dir / str(record["version"]), eval_file)
+        assert report["count"] == 300 and report["logloss"] is not None
+
+
+def committed_offsets(env: SidecarEnv, partitions: int = 1) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": env.bootstrap, "group.id": f"trainer.{env.task}"})
+    try:
+        tps = consumer.committed([TopicPartition(env.topic, p) for p in range(partitions)], timeout=10)
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in tps}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stream_and_restart_train_each_distinct_sample_once(sidecar_env, processes, tmp_path: Path) -> None:
+    env: SidecarEnv = sidecar_env(
+        2, **{"sidecar.batch.size": 32, "sidecar.checkpoint.every_steps": 4, "sidecar.export_interval": "2s"}
+    )
+    samples = stream(2500, seed=4, users=20, items=10)
+    produce(env.bootstrap, env.topic, [*samples, *samples[100:300]])  # a replay's repeats
+    total = distinct(samples)
+    kills = 0
+    for fraction in (0.15, 0.4, 0.7):
+        proc = env.start("--exit-when-idle", "3s")
+        processes.append(proc)
+        wait_for(
+            lambda f=fraction, p=proc: p.poll() is not None
+            or (position(env) or {}).get("samples_trained", 0) >= f * total,
+            240,
+            f"a checkpoint past {fraction:.0%} of the stream",
+        )
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        kills += 1
+    assert kills >= 2
+    result = env.run("--exit-when-idle", "3s")
+    assert result.returncode == 0, result.stderr[-3000:]
+    versions = env.versions()
+    assert versions[-1]["samples_trained"] == total
+    published = [v for v in versions if v["status"] == "published"]
+    assert len(published) >= 2
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text("".join(json.dumps(s) + "\n" for s in samples[-200:]))
+    for record in published:
+        if (env.model_dir / str(record["version"])).is_dir():  # the last K are kept
+            assert evaluate(env.model_dir / str(record["version"]), eval_file)["count"] == 200
+
+
+def test_sigterm_leaves_a_checkpoint_and_committed_offsets(sidecar_env, processes) -> None:
+    env: SidecarEnv = sidecar_env(**{"sidecar.batch.size": 32, "sidecar.checkpoint.every": "1m"})
+    produce(env.bootstrap, env.topic, stream(3000, seed=8, users=20, items=10))
+    proc = env.start()
+    processes.append(proc)
+    wait_for(lambda: proc.poll() is not None or env.versions(), 240, "a first version")
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    saved = position(env)
+    assert saved is not None and saved["samples_trained"] > 0
+    assert (env.model_dir / "checkpoints" / f"{saved['checkpoint']}.index").is_file()
+    assert committed_offsets(env) == {int(p): o for p, o in saved["offsets"].items()}
+
+
+@pytest.mark.slow
+def test_corrupt_labels_are_refused_and_the_pointer_rolls_back(sidecar_env, processes) -> None:
+    env: SidecarEnv = sidecar_env(**{"sidecar.batch.size": 64, "sidecar.export_interval": "2s"})
+    good = stream(3000, seed=5, users=20, items=10)
+    bad = corrupt(stream(1500, seed=6, users=20, items=10), seed=7)
+    notices: list[dict[str, Any]] = []
+    pubsub = env.registry().pubsub()
+    pubsub.subscribe(f"{env.prefix}:notices")
+    listening = threading.Event()
+    listening.set()
+
+    def listen() -> None:
+        while listening.is_set():
+            message = pubsub.get_message(timeout=0.2)
+            if message is not None and message["type"] == "message":
+                notices.append(json.loads(message["data"]))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    proc = env.start("--exit-when-idle", "4s")
+    processes.append(proc)
+    chunk = 700
+    for data in (good, bad):
+        for start in range(0, len(data), chunk):
+            seen = len(env.versions())
+            produce(env.bootstrap, env.topic, data[start : start + chunk])
+            wait_for(lambda n=seen: proc.poll() is not None or len(env.versions()) > n, 240, "a new version")
+    assert proc.wait(240) == 0
+    listening.clear()
+    listener.join(5)
+    pubsub.close()
+    versions = env.versions()
+    before = [v for v in versions if v["samples_trained"] <= len(good)]
+    after = [v for v in versions if v["samples_trained"] > len(good)]
+    assert len([v for v in before if v["status"] != "refused"]) >= 2
+    assert any(v["status"] == "refused" for v in after)
+    assert not any(v["status"] == "published" for v in after)
+    rolled = [n for n in notices if n["event"] == "rolled_back"]
+    assert rolled, notices
+    current = env.current()
+    assert current == rolled[-1]["current"]
+    assert next(v for v in versions if v["version"] == current)["status"] == "published"
+    assert any(v["status"] == "rolled_back" for v in versions)
+    assert [n for n in notices if n["event"] == "published"]

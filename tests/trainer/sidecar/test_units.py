@@ -1,0 +1,130 @@
+"""Pure parts of the sidecar: dedup, batching, the gate's rules, retries, the score window, config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infra.errors import ConfigError
+from trainer.config import TrainerConfig
+from trainer.samples import Sample
+from trainer.sidecar.batching import Batcher
+from trainer.sidecar.config import Thresholds
+from trainer.sidecar.dedup import Dedup
+from trainer.sidecar.errors import Unavailable
+from trainer.sidecar.gate import violations
+from trainer.sidecar.retry import retrying
+from trainer.sidecar.rollback import LiveMonitor
+from trainer.sidecar.scores import ScoreWindow
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def sample(n: int) -> Sample:
+    return Sample(f"i{n}:click:NEGATIVE", f"i{n}", "u", "v", 0, {}, {}, {}, 0, 1, 1000 + n)
+
+
+def test_dedup_drops_repeats_within_the_horizon_and_survives_a_save(tmp_path: Path) -> None:
+    dedup = Dedup(horizon_ms=100, max_entries=1000)
+    assert not dedup.seen("a", 1_000) and dedup.seen("a", 1_000)
+    assert not dedup.seen("b", 1_050)
+    dedup.save(tmp_path / "d.json")
+    restored = Dedup.load(tmp_path / "d.json", 100, 1000)
+    assert restored.seen("a", 1_060) and restored.seen("b", 1_060)
+    assert not restored.seen("c", 1_101)  # the clock passes a's horizon: a is forgotten
+    assert "a" not in restored and "b" in restored
+
+
+def test_dedup_is_bounded() -> None:
+    dedup = Dedup(horizon_ms=10**9, max_entries=3)
+    for n in range(5):
+        dedup.seen(str(n), n)
+    assert len(dedup) == 3 and dedup.forgotten_early == 2 and "0" not in dedup and "4" in dedup
+
+
+def test_batches_close_by_size_or_wait_and_carry_positions() -> None:
+    batcher = Batcher(size=2, max_wait_s=1.0)
+    batcher.add(sample(0), 0, 10, now=0.0)
+    batcher.add(None, 1, 7, now=0.1)  # a dead letter: advances partition 1 only
+    assert not batcher.ready(0.5) and batcher.ready(1.0)
+    batcher.add(sample(1), 0, 11, now=0.2)
+    assert batcher.ready(0.2)
+    batch = batcher.take()
+    assert len(batch) == 2 and batch.positions == {0: 12, 1: 8}
+    assert batcher.pending == 0 and not batcher.has_positions and not batcher.ready(100.0)
+
+
+def test_gate_value_and_change_thresholds() -> None:
+    limits = Thresholds(min_auc=0.6, max_auc_drop=0.02, max_logloss_increase=0.1, max_bias_shift=0.1)
+    good = {"auc": 0.72, "logloss": 0.40, "prediction_bias": 1.02}
+    assert violations(good, None, limits) == []
+    assert violations(good, {"auc": 0.73, "logloss": 0.39, "prediction_bias": 0.98}, limits) == []
+    reasons = violations(
+        {"auc": 0.58, "logloss": 0.50, "prediction_bias": 2.5},
+        {"auc": 0.7, "logloss": 0.4, "prediction_bias": 1.0},
+        limits,
+    )
+    assert len(reasons) == 5  # auc value, bias value, auc drop, logloss increase, bias shift
+    assert violations({"auc": None, "logloss": 0.1, "prediction_bias": None}, None, limits)[0].startswith("auc n/a")
+
+
+def test_retry_recovers_or_gives_up() -> None:
+    calls = []
+    clock = [0.0]
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("refused")
+        return "ok"
+
+    def sleep(s: float) -> None:
+        clock[0] += s
+
+    assert retrying(flaky, "x", (ConnectionError,), 10.0, sleep, lambda: clock[0]) == "ok" and len(calls) == 3
+
+    def down() -> None:
+        raise ConnectionError("refused")
+
+    with pytest.raises(Unavailable, match="redis: refused"):
+        retrying(down, "redis", (ConnectionError,), 5.0, sleep, lambda: clock[0])
+
+
+def test_live_monitor_checks_blocks_of_the_current_versions_scores() -> None:
+    config = TrainerConfig().sidecar.rollback.model_copy(update={"min_samples": 100})
+    monitor = LiveMonitor(config)
+    window = ScoreWindow(200)
+    previous_good = {"version": 1, "metrics": {"auc": 0.8, "logloss": 0.4, "prediction_bias": 1.0}}
+    rng = np.random.default_rng(0)
+    labels = (rng.random(100) < 0.3).astype(np.float32)
+    window.add(labels, np.full(100, 0.3), np.where(labels > 0, 0.6, 0.2))  # a good current version
+    monitor.arm()
+    assert monitor.check(window, previous_good) is None
+    window.add(labels, np.full(100, 0.3), rng.random(100))  # now it predicts noise
+    verdict = monitor.check(window, previous_good)
+    assert verdict is not None and any("auc" in r for r in verdict[1])
+    monitor.disarm()
+    window.add(labels, np.full(100, 0.3), rng.random(100))
+    assert monitor.check(window, previous_good) is None
+
+
+def test_example_config_loads_and_secrets_stay_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = TrainerConfig.load(ROOT / "infra" / "trainer.yaml")
+    assert config.sidecar.topic == "samples.click" and config.sidecar.export_interval == 60_000
+    monkeypatch.setenv("SECRET_PW", "hunter2")
+    text = "sidecar:\n  kafka: {sasl_username: me, sasl_password: ${SECRET_PW}}\n  redis: {password: ${SECRET_PW}}\n"
+    file = tmp_path / "secret-trainer.yaml"
+    file.write_text(text)
+    secret = TrainerConfig.load(file)
+    assert secret.sidecar.kafka.client_settings()["sasl.password"] == "hunter2"
+    assert "hunter2" not in repr(secret) and "hunter2" not in str(secret.model_dump(mode="json"))
+
+
+def test_bad_sidecar_config_is_one_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("sidecar:\n  batch: {size: 0}\n  export_interval: soon\n")
+    with pytest.raises(ConfigError, match=str(path)) as info:
+        TrainerConfig.load(path)
+    assert "batch.size" in str(info.value) and "export_interval" in str(info.value)
