@@ -36,8 +36,9 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from trainer.config import LOSS_NAMES, TrainerConfig
+from trainer.config import TrainerConfig
 from trainer.errors import TrainerError
+from trainer.losses import LOSS_NAMES
 
 log = logging.getLogger("trainer.bench")
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,7 +229,9 @@ def stability(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
     dropped = SampleTable(read_samples([write_jsonl(directory / "sampled.jsonl", drop_negatives(rows, 0.9, seed))])[0])
     test = SampleTable(read_samples([split.test])[0])
     unbounded: dict[str, Any] = {"pu_logit_bound": 1e9, "pu_nnpu": False}
-    variants: list[tuple[str, dict[str, Any], SampleTable, str]] = [(loss, {}, complete, "complete stream") for loss in args.losses]
+    variants: list[tuple[str, dict[str, Any], SampleTable, str]] = [
+        (loss, {}, complete, "complete stream") for loss in args.losses
+    ]
     variants += [("pu", unbounded, complete, "complete stream, bounds off")]
     variants += [("pu", {}, dropped, "90% of NEGATIVEs dropped"), ("pu", unbounded, dropped, "90% dropped, bounds off")]
     variants += [("naive", {}, dropped, "90% of NEGATIVEs dropped")]

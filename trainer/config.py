@@ -12,9 +12,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from infra.config import StrictConfig, apply_overrides, load_config, validate_config
-
-LossName = Literal["naive", "pu", "fnw", "fnc", "esdfm"]
-LOSS_NAMES: tuple[str, ...] = ("naive", "pu", "fnw", "fnc", "esdfm")
+from trainer.losses import LOSS_NAMES as LOSS_NAMES  # re-exported for the CLI
+from trainer.losses import LossName
 
 # Fields of a sample (DESIGN §5) that carry features; maps are addressed as "context.KEY",
 # "sparse.KEY" and "dense.KEY".

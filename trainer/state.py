@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from infra.output import AtomicFile
 from trainer.config import TrainerConfig
 from trainer.errors import ModelDirError
 from trainer.features import EncodedBatch, FeatureEncoder, FeatureSpec, PreparedTable
@@ -300,6 +301,6 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-    os.replace(tmp, path)
+    with AtomicFile(path) as out:
+        out.write(json.dumps(data, separators=(",", ":")).encode("utf-8"))
+        out.commit()
