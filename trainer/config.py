@@ -12,10 +12,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from infra.config import StrictConfig, apply_overrides, load_config, validate_config
+from trainer.losses import LOSS_NAMES as LOSS_NAMES  # re-exported for the CLI
+from trainer.losses import LossName
 from trainer.sidecar.config import SidecarConfig
-
-LossName = Literal["naive", "pu", "fnw", "fnc", "esdfm"]
-LOSS_NAMES: tuple[str, ...] = ("naive", "pu", "fnw", "fnc", "esdfm")
 
 # Fields of a sample (docs/wire-format.md) that carry features; maps are addressed as "context.KEY",
 # "sparse.KEY" and "dense.KEY".
@@ -89,6 +88,12 @@ class LossConfig(StrictConfig):
     pu_nnpu: bool = True
     pu_nnpu_beta: float = Field(default=0.0, ge=0.0)
     pu_nnpu_gamma: float = Field(default=1.0, ge=0.0)
+    # pu, online: live LATE_POSITIVEs are weighted 1 / F(stream age), F the share of late clicks that
+    # can have arrived (estimated from the stream's delays up to the join's attribution horizon),
+    # capped at pending_max_weight; standing in for the clicks still to come. False: plain PU.
+    pending_clicks: bool = True
+    attribution_horizon_ms: int = Field(default=24 * 3_600_000, gt=0)
+    pending_max_weight: float = Field(default=4.0, ge=1.0)
     fnc_max_probability: float = Field(default=0.999, gt=0.0, lt=1.0)  # clip of b / (1 - b)
     esdfm_aux_weight: float = Field(default=1.0, ge=0.0)  # weight of the f_dp and f_rn heads' losses
     distill_weight: float = Field(default=0.0, ge=0.0)  # lambda of the distillation term

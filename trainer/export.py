@@ -151,6 +151,8 @@ def warm_start_from_export(directory: Path, config: TrainerConfig, state_cls: ty
         raise ModelDirError(f"warm start: no variable of {directory} matches the model")
     sync_ftrl(state.model.wide_optimizer, state.model.wide_variables)
     state.step_var.assign(int(meta.get("step", 0)))
+    if "pending_clicks" in meta:
+        state.pending.load_json(meta["pending_clicks"])
     log.info(
         "warm start from export %s (%d of %d variables, step %d)",
         directory,

@@ -86,6 +86,7 @@ def targets(table: SampleTable, rows: np.ndarray, teacher: np.ndarray | None) ->
         "label": table.labels[rows],
         "attribution": table.attributions[rows],
         "teacher": teacher[rows].astype(np.float32) if teacher is not None else np.zeros(len(rows), np.float32),
+        **{name: column[rows] for name, column in table.times.items()},
     }
 
 

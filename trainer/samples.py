@@ -55,7 +55,19 @@ class Sample:
     dense: dict[str, float]
     label: int
     attribution: int
-    emit_time_ms: int | None = None  # when the join emitted it (event time): the dedup's clock
+    # Event times (ms) the delayed-feedback correction reads; None when the record lacks them.
+    impression_time_ms: int | None = None
+    emit_time_ms: int | None = None
+    delay_ms: int | None = None
+
+
+def _time(record: dict[str, Any], name: str) -> int | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadRecord(f"field {name!r} must be a time in ms, got {value!r:.40}")
+    return int(value)
 
 
 def _text(record: dict[str, Any], name: str, required: bool = True) -> str | None:
@@ -138,17 +150,10 @@ def parse_sample(record: Any) -> Sample:
         dense=_float_map(record, "dense"),
         label=int(label),
         attribution=attribution,
-        emit_time_ms=_optional_int(record, "emit_time_ms"),
+        impression_time_ms=_time(record, "impression_time_ms"),
+        emit_time_ms=_time(record, "emit_time_ms"),
+        delay_ms=_time(record, "delay_ms"),
     )
-
-
-def _optional_int(record: dict[str, Any], name: str) -> int | None:
-    value = record.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRecord(f"field {name!r} must be an integer, got {value!r:.40}")
-    return value
 
 
 def decode_sample(data: bytes | None, codec: Codec | None = None) -> Sample:
@@ -288,6 +293,11 @@ class SampleTable:
         self.size = len(self.samples)
         self.labels = np.fromiter((s.label for s in self.samples), np.float32, self.size)
         self.attributions = np.fromiter((s.attribution for s in self.samples), np.int32, self.size)
+        # Event times in ms, -1 where a sample lacks one (see :data:`TIME_FIELDS`).
+        self.times = {
+            name: np.fromiter((_or_missing(getattr(s, name)) for s in self.samples), np.int64, self.size)
+            for name in TIME_FIELDS
+        }
         self._columns: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -319,6 +329,14 @@ class SampleTable:
         column = np.asarray(_column_values(self.samples, name), dtype=np.float32 if is_dense(name) else object)
         self._columns[name] = column
         return column
+
+
+TIME_FIELDS = ("impression_time_ms", "emit_time_ms", "delay_ms")
+MISSING_TIME = -1
+
+
+def _or_missing(value: int | None) -> int:
+    return MISSING_TIME if value is None else value
 
 
 def is_dense(name: str) -> bool:

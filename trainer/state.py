@@ -20,14 +20,16 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from infra.output import AtomicFile
 from trainer.config import TrainerConfig
 from trainer.errors import ModelDirError
 from trainer.features import EncodedBatch, FeatureEncoder, FeatureSpec, PreparedTable
 from trainer.losses import get_loss
 from trainer.losses.base import cross_entropy
+from trainer.losses.pending import PendingClicks
 from trainer.models import WideDeepModel
 from trainer.optim import make_optimizers, sync_ftrl
-from trainer.samples import LATE_POSITIVE, SampleTable
+from trainer.samples import LATE_POSITIVE, TIME_FIELDS, SampleTable
 from trainer.vocab import VocabSet, vocab_state
 
 log = logging.getLogger("trainer")
@@ -88,6 +90,7 @@ class TrainerState:
             spec, vocabs or spec.new_vocabs(vocab_cfg.admit_after, vocab_cfg.evict_after_steps)
         )
         self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.pending = PendingClicks(config.loss.attribution_horizon_ms, config.loss.pending_max_weight)
         n_ids = len(spec.base_fields) + len(spec.crosses)
         signature = (
             (
@@ -99,6 +102,8 @@ class TrainerState:
                     "label": tf.TensorSpec([None], tf.float32),
                     "attribution": tf.TensorSpec([None], tf.int32),
                     "teacher": tf.TensorSpec([None], tf.float32),
+                    "late_weight": tf.TensorSpec([None], tf.float32),
+                    "step_scale": tf.TensorSpec([], tf.float32),
                 },
             ),
         )
@@ -149,12 +154,30 @@ class TrainerState:
         return self.encoder.encode(prepared, rows, self.step)
 
     def train_on_batch(self, batch: EncodedBatch, targets: dict[str, np.ndarray]) -> dict[str, float]:
-        """Re-initialise reused vocabulary slots, then run the train step; returns its metrics."""
+        """Re-initialise reused vocabulary slots, then run the train step; returns its metrics.
+
+        ``targets``: ``label``, ``attribution``, ``teacher`` and, to feed the estimate of the clicks
+        still to come, the samples' ``impression_time_ms``, ``emit_time_ms`` and ``delay_ms`` (-1 where
+        missing; without them every sample weighs 1).
+        """
         if batch.resets.size:
             self.model.reset_rows(batch.resets, self.step)
-        result = self._train_step((batch.inputs(), targets))
+        step_targets: dict[str, Any] = {key: targets[key] for key in ("label", "attribution", "teacher")}
+        step_targets["late_weight"] = self.late_weights(targets)
+        # The loss is a batch mean: a batch shorter than the configured size (the end of a file, a
+        # quiet moment of the stream) would otherwise take a full-size step on a handful of samples.
+        step_scale = min(1.0, len(targets["label"]) / self.config.fit.batch_size)
+        step_targets["step_scale"] = np.float32(step_scale)
+        result = self._train_step((batch.inputs(), step_targets))
         self.step_var.assign_add(1)
         return {k: float(v) for k, v in result.items()}
+
+    def late_weights(self, targets: dict[str, np.ndarray]) -> np.ndarray:
+        """Each sample's ``late_weight`` (:mod:`trainer.losses.pending`), updating the estimate."""
+        if not all(key in targets for key in TIME_FIELDS):
+            return np.ones(len(targets["label"]), np.float32)
+        weights = self.pending.observe(targets, targets["attribution"])
+        return weights if self.config.loss.pending_clicks else np.ones_like(weights)
 
     def set_learning_rate_scale(self, scale: float) -> None:
         """Scale Adam's learning rate (the deep part); FTRL's per-coordinate rates decay by themselves."""
@@ -174,7 +197,11 @@ class TrainerState:
         return {key: np.concatenate(values) for key, values in parts.items()}
 
     def finish(self, prepared: PreparedTable, targets: dict[str, np.ndarray]) -> float | None:
-        """End of an offline fit: swap in the averaged deep weights, then (if configured) refit the bias."""
+        """End of an offline shuffled fit: swap in the averaged deep weights, then (if configured) refit
+        the bias. In stream order nothing happens: the model is what the train steps made it, as in the
+        streaming sidecar, which never reaches an end."""
+        if self.config.fit.order == "stream":
+            return None
         optimizer = self.model.deep_optimizer
         if optimizer.use_ema:
             optimizer.finalize_variable_values(self.model.deep_variables)
@@ -229,6 +256,7 @@ class TrainerState:
             "loss": self.loss.name,
             "calibration": self.loss.calibration,
             "step": self.step,
+            "pending_clicks": self.pending.to_json(),
         }
 
     def checkpoint(self) -> tf.train.Checkpoint:
@@ -238,6 +266,7 @@ class TrainerState:
             deep_optimizer=self.model.deep_optimizer,
             vocab=vocab_state(self.encoder.vocabs),
             step=self.step_var,
+            pending_clicks=self.pending,
         )
 
     def save_checkpoint(self, directory: str | os.PathLike[str], max_to_keep: int = 3) -> str:
@@ -272,6 +301,6 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-    os.replace(tmp, path)
+    with AtomicFile(path) as out:
+        out.write(json.dumps(data, separators=(",", ":")).encode("utf-8"))
+        out.commit()

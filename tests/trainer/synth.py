@@ -30,8 +30,9 @@ def make_samples(
     late_fraction: float = 0.5,
     beyond_fraction: float = 0.0,
     seed: int = 0,
+    spacing_ms: int = 100,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Samples in emit order, and the truth (impression_id -> clicked)."""
+    """Samples in emit order, and the truth (impression_id -> clicked); impressions ``spacing_ms`` apart."""
     rng = random.Random(seed)
     ub = [rng.gauss(0, 0.6) for _ in range(users)]
     ib = [rng.gauss(0, 0.6) for _ in range(items)]
@@ -45,7 +46,7 @@ def make_samples(
         u, i = rng.randrange(users), rng.randrange(items)
         page = rng.choice(pages)
         position = rng.randrange(4)
-        t = START_MS + n * 100
+        t = START_MS + n * spacing_ms
         logit = ctr_logit + ub[u] + ib[i] + 2 * sum(a * b for a, b in zip(uv[u], iv[i], strict=True))
         logit += page_effect[page] - 0.15 * position
         clicked = rng.random() < _sigmoid(logit)
@@ -107,6 +108,18 @@ def oracle_samples(samples: list[dict[str, Any]], truth: dict[str, int]) -> list
         label = truth[s["impression_id"]]
         out.append({**s, "label": label, "attribution": "POSITIVE" if label else "NEGATIVE"})
     return out
+
+
+def online_split(
+    samples: list[dict[str, Any]], truth: dict[str, int], test_fraction: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(what a live trainer has seen when the last training impression is served, in emission order;
+    the later impressions with their true labels)."""
+    times = sorted({s["impression_time_ms"] for s in samples})
+    last = times[int(len(times) * (1.0 - test_fraction)) - 1]
+    stream = sorted((s for s in samples if s["emit_time_ms"] <= last), key=lambda s: s["emit_time_ms"])
+    test = oracle_samples([s for s in samples if s["impression_time_ms"] > last], truth)
+    return stream, test
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -65,6 +65,26 @@ def test_pu_pair_in_one_batch_equals_the_true_label_cross_entropy() -> None:
     assert out["loss"] == pytest.approx(nlog(sig(1.3)), rel=1e-6)  # one impression
 
 
+def test_pu_late_weight_scales_the_whole_late_positive_term() -> None:
+    """A live LATE_POSITIVE weighted w (standing in for the clicks still to come) counts w times."""
+    logits, labels, attr = [0.5, -1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0], [POSITIVE, NEGATIVE, LATE_POSITIVE, NEGATIVE]
+    loss = get_loss(LossConfig(name="pu"))
+    targets = {
+        "label": tf.constant(labels),
+        "attribution": tf.constant(attr, tf.int32),
+        "late_weight": tf.constant([1.0, 1.0, 1.5, 1.0]),  # only a LATE_POSITIVE's weight counts
+    }
+    out = {k: float(v) for k, v in loss(targets, {"logit": tf.constant(logits)}).items()}
+    pos, neg, neg2 = nlog(sig(0.5)), nlog(1 - sig(-1.0)), nlog(1 - sig(3.0))
+    late = nlog(sig(2.0)) - nlog(1 - sig(2.0))
+    assert out["loss"] == pytest.approx((pos + neg + 1.5 * late + neg2) / 3, rel=1e-6)
+    assert out["negative_risk"] == pytest.approx((neg + neg2 - 1.5 * nlog(1 - sig(2.0))) / 3, rel=1e-6)
+    ignored = {**targets, "late_weight": tf.constant([3.0, 3.0, 1.0, 3.0])}
+    assert float(loss(ignored, {"logit": tf.constant(logits)})["loss"]) == pytest.approx(
+        run("pu", logits, labels, attr)["loss"]
+    )
+
+
 def test_pu_nnpu_guard_when_negative_risk_goes_below_zero() -> None:
     # [POSITIVE 0.5, NEGATIVE -1, LATE 2] (2 impressions): R- = (-log(1-f(-1)) + log(1-f(2))) / 2 < 0
     pos, neg, undo = nlog(sig(0.5)), nlog(1 - sig(-1.0)), nlog(1 - sig(2.0))

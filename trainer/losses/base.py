@@ -4,7 +4,9 @@ A loss takes the batch's targets and the model's outputs and returns a dict whos
 the scalar to minimise (batch mean). Targets:
 
 - ``label`` float ``[batch]``: the sample's label (1 for POSITIVE and LATE_POSITIVE, 0 for NEGATIVE);
-- ``attribution`` int ``[batch]``: :data:`~trainer.samples.POSITIVE`, ``NEGATIVE`` or ``LATE_POSITIVE``.
+- ``attribution`` int ``[batch]``: :data:`~trainer.samples.POSITIVE`, ``NEGATIVE`` or ``LATE_POSITIVE``;
+- ``late_weight`` float ``[batch]`` (optional, 1 when absent): the weight of a live LATE_POSITIVE, which
+  stands in for the late clicks still to come (:mod:`trainer.losses.pending`); 1 for other samples.
 
 Outputs: ``logit`` ``[batch]`` (x, with f = sigmoid(x)); ``dp_logit`` and ``rn_logit`` from the
 auxiliary heads when the loss asks for them (``aux_heads``).
@@ -49,10 +51,17 @@ class DelayedFeedbackLoss:
 
     def __call__(self, targets: dict[str, tf.Tensor], outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         label = tf.cast(targets["label"], tf.float32)
-        late = tf.logical_and(tf.equal(tf.cast(targets["attribution"], tf.int32), LATE_POSITIVE), label > 0.5)
-        return self.compute(label, tf.cast(late, tf.float32), outputs)
+        late = tf.cast(
+            tf.logical_and(tf.equal(tf.cast(targets["attribution"], tf.int32), LATE_POSITIVE), label > 0.5), tf.float32
+        )
+        weight = targets.get("late_weight")
+        late_weight = late if weight is None else late * tf.cast(weight, tf.float32)
+        return self.compute(label, late, late_weight, outputs)
 
-    def compute(self, label: tf.Tensor, late: tf.Tensor, outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def compute(
+        self, label: tf.Tensor, late: tf.Tensor, late_weight: tf.Tensor, outputs: dict[str, tf.Tensor]
+    ) -> dict[str, tf.Tensor]:
+        """``late``: 1 on LATE_POSITIVEs; ``late_weight``: their weight (0 elsewhere)."""
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:

@@ -41,7 +41,9 @@ class ESDFMLoss(DelayedFeedbackLoss):
     name = "esdfm"
     aux_heads = True
 
-    def compute(self, label: tf.Tensor, late: tf.Tensor, outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def compute(
+        self, label: tf.Tensor, late: tf.Tensor, late_weight: tf.Tensor, outputs: dict[str, tf.Tensor]
+    ) -> dict[str, tf.Tensor]:
         logit, dp_logit, rn_logit = outputs["logit"], outputs["dp_logit"], outputs["rn_logit"]
         f_dp = tf.stop_gradient(delayed_positive_probability(dp_logit))
         f_rn = tf.stop_gradient(real_negative_probability(rn_logit))

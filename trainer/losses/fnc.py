@@ -16,5 +16,7 @@ class FNCLoss(DelayedFeedbackLoss):
     name = "fnc"
     calibration = "fnc"
 
-    def compute(self, label: tf.Tensor, late: tf.Tensor, outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def compute(
+        self, label: tf.Tensor, late: tf.Tensor, late_weight: tf.Tensor, outputs: dict[str, tf.Tensor]
+    ) -> dict[str, tf.Tensor]:
         return {"loss": tf.reduce_mean(cross_entropy(label, outputs["logit"]))}

@@ -16,7 +16,9 @@ class FNWLoss(DelayedFeedbackLoss):
 
     name = "fnw"
 
-    def compute(self, label: tf.Tensor, late: tf.Tensor, outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def compute(
+        self, label: tf.Tensor, late: tf.Tensor, late_weight: tf.Tensor, outputs: dict[str, tf.Tensor]
+    ) -> dict[str, tf.Tensor]:
         logit = outputs["logit"]
         f = tf.stop_gradient(tf.sigmoid(logit))
         per_sample = label * (1.0 + f) * ce_positive(logit) + (1.0 - label) * (1.0 - f) * (1.0 + f) * ce_negative(logit)

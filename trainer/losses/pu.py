@@ -29,7 +29,9 @@ class PULoss(DelayedFeedbackLoss):
 
     name = "pu"
 
-    def compute(self, label: tf.Tensor, late: tf.Tensor, outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def compute(
+        self, label: tf.Tensor, late: tf.Tensor, late_weight: tf.Tensor, outputs: dict[str, tf.Tensor]
+    ) -> dict[str, tf.Tensor]:
         cfg = self.config
         logit = outputs["logit"]
         # Risks per impression: a LATE_POSITIVE corrects its impression's NEGATIVE, it is not another
@@ -37,9 +39,11 @@ class PULoss(DelayedFeedbackLoss):
         # the floor keeps the step size sane for a streaming batch of nothing but late positives.
         samples = tf.cast(tf.size(logit), tf.float32)
         n = tf.maximum(samples - tf.reduce_sum(late), tf.maximum(samples / 2.0, 1.0))
-        positive_risk = tf.reduce_sum(label * ce_positive(logit)) / n
+        # A live LATE_POSITIVE also stands in for the late clicks still to come (weight >= 1).
+        positive_weight = label - late + late_weight
+        positive_risk = tf.reduce_sum(positive_weight * ce_positive(logit)) / n
         undo = ce_negative(tf.minimum(logit, cfg.pu_logit_bound))
-        negative_risk = (tf.reduce_sum((1.0 - label) * ce_negative(logit)) - tf.reduce_sum(late * undo)) / n
+        negative_risk = (tf.reduce_sum((1.0 - label) * ce_negative(logit)) - tf.reduce_sum(late_weight * undo)) / n
         loss = positive_risk + negative_risk
         guarded = tf.constant(False)
         if cfg.pu_nnpu:

@@ -180,8 +180,8 @@ class WideDeepModel(keras.Model):
         optim.sync_ftrl(wide_optimizer, self.wide_variables)
 
     def train_step(self, data: Any) -> dict[str, Any]:
-        """One step on ``(inputs, targets)``; targets: ``label``, ``attribution`` and, when
-        distilling, ``teacher`` (the reference model's probability). FTRL updates the wide
+        """One step on ``(inputs, targets)``; targets: ``label``, ``attribution``, ``late_weight``,
+        ``step_scale`` and, when distilling, ``teacher`` (the reference model's probability). FTRL updates the wide
         variables and Adam the deep ones from the same gradient computation."""
         inputs, targets = data
         assert self.loss_fn is not None, "call compile_training() first"
@@ -196,6 +196,8 @@ class WideDeepModel(keras.Model):
                 total = total + self.distill_weight * distill
             if self.embedding_l2 > 0.0:
                 total = total + self.embedding_l2 * outputs["l2"]
+            if "step_scale" in targets:  # a short batch takes a proportionally short step
+                total = total * targets["step_scale"]
         gradients = tape.gradient(total, wide_vars + deep_vars)
         self.wide_optimizer.apply(gradients[: len(wide_vars)], wide_vars)
         self.deep_optimizer.apply(gradients[len(wide_vars) :], deep_vars)
