@@ -1,7 +1,10 @@
-"""``python -m trainer``: offline fit and evaluation (DESIGN §9).
+"""``python -m trainer``: offline fit and evaluation, the streaming sidecar and its registry.
 
 python -m trainer fit --samples SAMPLES.jsonl [--samples MORE ...] --loss pu --export DIR [--seed N]
 python -m trainer evaluate --model DIR --samples SAMPLES.jsonl --json
+python -m trainer run --config TRAINER.yaml [--exit-when-idle 5s]
+python -m trainer versions --redis-url URL --model-dir DIR [--json]
+python -m trainer rollback --redis-url URL --model-dir DIR [--to VERSION]
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 from infra.errors import InfraError
 from trainer.config import LOSS_NAMES, TrainerConfig
 from trainer.errors import TrainerError
+from trainer.quiet import import_tensorflow
+from trainer.sidecar import cli as sidecar_cli
 
 log = logging.getLogger("trainer")
 
@@ -29,7 +34,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m trainer", description="Offline fit and evaluation of the ODL ranking model.")
+    parser = Parser(
+        prog="python -m trainer",
+        description="Offline fit and evaluation of the ODL ranking model, and its streaming trainer sidecar.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     fit = sub.add_parser("fit", help="train on files of samples and export a SavedModel")
@@ -66,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--deadletter", metavar="FILE", help="write skipped bad records here, with reasons")
     ev.add_argument("--quiet", action="store_true", help="warnings and errors only on stderr")
+    sidecar_cli.add_parsers(sub)
     return parser
 
 
@@ -140,10 +149,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.quiet)
+    if args.command in ("fit", "evaluate", "run"):
+        import_tensorflow()
     try:
         if args.command == "fit":
             return run_fit(args)
-        return run_evaluate(args)
+        if args.command == "evaluate":
+            return run_evaluate(args)
+        command = {"run": sidecar_cli.run, "versions": sidecar_cli.versions, "rollback": sidecar_cli.rollback}
+        return command[args.command](args)
     except (TrainerError, InfraError) as exc:
         print(f"trainer {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """The trainer's one config model (YAML via ``--config``, env-expanded, strict and frozen).
 
 `python -m trainer fit` builds it from its flags over an optional YAML file; the streaming sidecar
-(`python -m trainer run --config`) will extend it with its Kafka, checkpoint and registry parts.
+(`python -m trainer run --config`) reads its Kafka, checkpoint and registry parts from ``sidecar:``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from infra.config import StrictConfig, apply_overrides, load_config, validate_config
+from trainer.sidecar.config import SidecarConfig
 
 LossName = Literal["naive", "pu", "fnw", "fnc", "esdfm"]
 LOSS_NAMES: tuple[str, ...] = ("naive", "pu", "fnw", "fnc", "esdfm")
@@ -113,13 +114,14 @@ class FitConfig(StrictConfig):
 
 
 class TrainerConfig(StrictConfig):
-    """The whole trainer configuration (the sidecar adds its Kafka/checkpoint/registry parts later)."""
+    """The whole trainer configuration: model and loss, offline fit, and the streaming sidecar."""
 
     features: FeaturesConfig = FeaturesConfig()
     model: ModelConfig = ModelConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     loss: LossConfig = LossConfig()
     fit: FitConfig = FitConfig()
+    sidecar: SidecarConfig = SidecarConfig()
 
     @model_validator(mode="after")
     def _check(self) -> TrainerConfig:

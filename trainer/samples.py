@@ -1,9 +1,14 @@
-"""Reading samples (DESIGN §5) from JSON-lines and Avro object-container files into a columnar table.
+"""Reading samples from JSON-lines files, Avro object-container files and Kafka messages.
 
-Both formats are recognised by content (an Avro container starts with ``Obj\\x01``). A record that is
-not a usable sample is skipped with its reason (and written to a dead-letter file when one is
-given); a file that cannot be read, or holds no usable sample at all, is an :class:`InputError`.
-Repeated ``sample_id``s (a replay's at-least-once output) are dropped: the first one wins.
+The ``Sample`` record has one definition, in the ``schemas`` package: Avro containers are read with
+its reader schema (older writer versions resolved), Kafka values are decoded by its single-object
+codec and validated by its pydantic model (:func:`decode_sample`), and every record, whatever its
+source, is normalised by the one function :func:`parse_sample`. Files may also hold evaluation
+samples that carry only some fields (labels that are true labels, say); those are checked field by
+field. A record that is not a usable sample is skipped with its reason (and written to a dead-letter
+file when one is given); a file that cannot be read, or holds no usable sample at all, is an
+:class:`InputError`. Repeated ``sample_id``s (a replay's at-least-once output) are dropped: the
+first one wins.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+from pydantic import ValidationError
 
+from schemas import Codec, DecodeError
+from schemas.models import Sample as SampleRecord
 from trainer.errors import InputError
 
 log = logging.getLogger("trainer")
@@ -47,6 +55,7 @@ class Sample:
     dense: dict[str, float]
     label: int
     attribution: int
+    emit_time_ms: int | None = None  # when the join emitted it (event time): the dedup's clock
 
 
 def _text(record: dict[str, Any], name: str, required: bool = True) -> str | None:
@@ -129,7 +138,33 @@ def parse_sample(record: Any) -> Sample:
         dense=_float_map(record, "dense"),
         label=int(label),
         attribution=attribution,
+        emit_time_ms=_optional_int(record, "emit_time_ms"),
     )
+
+
+def _optional_int(record: dict[str, Any], name: str) -> int | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRecord(f"field {name!r} must be an integer, got {value!r:.40}")
+    return value
+
+
+def decode_sample(data: bytes | None, codec: Codec | None = None) -> Sample:
+    """A Kafka message value (Avro single-object encoding) -> a sample; :class:`BadRecord` with the
+    reason for an undecodable value or a record that breaks the Sample contract."""
+    if data is None:
+        raise BadRecord("empty message (null value)")
+    try:
+        record = (codec or Codec.default()).decode(data, "Sample")
+        SampleRecord.model_validate(record)
+    except DecodeError as exc:
+        raise BadRecord(str(exc)) from exc
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors())
+        raise BadRecord(f"invalid Sample: {problems}") from exc
+    return parse_sample(record)
 
 
 def _records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
@@ -148,7 +183,7 @@ def _records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
             import fastavro
 
             try:
-                reader = fastavro.reader(fh)
+                reader = fastavro.reader(fh, reader_schema=Codec.default().schema("Sample"))
                 for number, record in enumerate(reader, start=1):
                     yield number, record, None
             except Exception as exc:  # fastavro raises many types on a corrupt container

@@ -1,0 +1,127 @@
+"""Checkpoints of the sidecar: the training state and the stream position, as one unit.
+
+``<model-dir>/checkpoints/`` holds the ``tf.train.CheckpointManager`` files (model, both optimizers,
+vocabularies, step; ``trainer.json`` with the architecture), a dedup file per checkpoint, and
+``sidecar.json``, written last and atomically: it names the checkpoint and dedup file and records the
+input offsets whose samples the checkpoint contains and the count of distinct samples trained. It is
+the commit point: a crash before it leaves the previous checkpoint in force. Offsets are committed
+to Kafka only after it (by the caller).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from infra.output import AtomicFile
+from trainer.sidecar.dedup import Dedup
+from trainer.sidecar.errors import SidecarError
+
+if TYPE_CHECKING:
+    from trainer.config import TrainerConfig
+    from trainer.state import TrainerState
+
+log = logging.getLogger("trainer.sidecar")
+
+POSITION_FILE = "sidecar.json"
+
+
+@dataclass
+class Position:
+    """What a checkpoint covers: offsets (partition -> next offset), distinct samples trained."""
+
+    offsets: dict[int, int] = field(default_factory=dict)
+    samples_trained: int = 0
+    checkpoint: str | None = None  # the tf.train checkpoint prefix, relative to the directory
+    dedup_file: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "offsets": {str(p): o for p, o in sorted(self.offsets.items())},
+            "samples_trained": self.samples_trained,
+            "checkpoint": self.checkpoint,
+            "dedup": self.dedup_file,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Position:
+        return cls(
+            offsets={int(p): int(o) for p, o in data["offsets"].items()},
+            samples_trained=int(data["samples_trained"]),
+            checkpoint=data.get("checkpoint"),
+            dedup_file=data.get("dedup"),
+            extra=dict(data.get("extra") or {}),
+        )
+
+
+class CheckpointStore:
+    def __init__(self, directory: Path, keep: int):
+        self.directory = directory
+        self.keep = keep
+        self._saved_step: int | None = None
+
+    def invalidate(self) -> None:
+        """The state was replaced (warm start): the next save writes it even at the same step."""
+        self._saved_step = None
+
+    def load(self) -> Position | None:
+        path = self.directory / POSITION_FILE
+        if not path.is_file():
+            return None
+        try:
+            return Position.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SidecarError(f"cannot read checkpoint position {path}: {exc}") from exc
+
+    def save(self, state: TrainerState, position: Position, dedup: Dedup) -> Position:
+        """Write the state (unless unchanged since the last save), the dedup set, then the position."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self._saved_step != state.step or position.checkpoint is None:
+            prefix = state.save_checkpoint(self.directory, max_to_keep=self.keep)
+            position.checkpoint = Path(prefix).name
+            self._saved_step = state.step
+        dedup_name = f"dedup-{position.samples_trained}.json"
+        dedup.save(self.directory / dedup_name)
+        previous = position.dedup_file
+        position.dedup_file = dedup_name
+        with AtomicFile(self.directory / POSITION_FILE) as out:
+            out.write(json.dumps(position.to_json(), separators=(",", ":")).encode())
+            out.commit()
+        if previous and previous != dedup_name:
+            (self.directory / previous).unlink(missing_ok=True)
+        return position
+
+    def restore(self, config: TrainerConfig, position: Position) -> TrainerState:
+        """A state rebuilt from the checkpoint ``position`` names (architecture from trainer.json)."""
+        import tensorflow as tf
+
+        from trainer.features import FeatureSpec
+        from trainer.state import META_FILE, TrainerState, merge_architecture, read_meta
+
+        meta = read_meta(self.directory / META_FILE)
+        state = TrainerState(merge_architecture(config, meta), FeatureSpec.from_json(meta["spec"]))
+        prefix = str(self.directory / str(position.checkpoint))
+        try:
+            state.checkpoint().restore(prefix).expect_partial()
+        except (tf.errors.OpError, ValueError, AssertionError) as exc:
+            raise SidecarError(f"cannot restore checkpoint {prefix}: {exc}") from exc
+        self._saved_step = state.step
+        log.info(
+            "resumed from checkpoint",
+            extra={"checkpoint": prefix, "step": state.step, "samples_trained": position.samples_trained},
+        )
+        return state
+
+    def load_dedup(self, position: Position, horizon_ms: int, max_entries: int) -> Dedup:
+        if position.dedup_file is None:
+            return Dedup(horizon_ms, max_entries)
+        path = self.directory / position.dedup_file
+        try:
+            return Dedup.load(path, horizon_ms, max_entries)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SidecarError(f"cannot read the dedup state {path}: {exc}") from exc

@@ -1,0 +1,155 @@
+"""The sidecar's commands: ``run`` (the streaming trainer), ``versions`` and ``rollback``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from infra.config import parse_duration_ms
+from trainer.config import LOSS_NAMES, TrainerConfig
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535 (0: no metrics endpoint), got {value}")
+    return value
+
+
+def add_parsers(sub: Any) -> None:
+    run = sub.add_parser("run", help="train continuously from samples.<task> on Kafka, publish checked versions")
+    run.add_argument("--config", metavar="YAML", help="trainer config file (section sidecar:); flags override it")
+    run.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    run.add_argument("--redis-url", metavar="URL", help="Redis of the model registry, e.g. redis://localhost:6379/0")
+    run.add_argument("--group-id", help="Kafka consumer group")
+    run.add_argument("--task", help="reads samples.<task> (default click)")
+    run.add_argument("--model-dir", metavar="DIR", help="versions, checkpoints and summaries go here")
+    run.add_argument("--loss", choices=LOSS_NAMES, help="delayed-feedback correction (default: pu)")
+    run.add_argument("--export-interval", type=_duration, metavar="DURATION", help="e.g. 1m, 10s (default 1m)")
+    run.add_argument("--warm-start", metavar="PATH", help="start from this offline export or checkpoint")
+    run.add_argument("--distill-from", metavar="MODEL_DIR", help="distil toward this export's predictions")
+    run.add_argument("--distill-weight", type=float, metavar="LAMBDA", help="default 0.5 with --distill-from")
+    run.add_argument("--metrics-port", type=_port, metavar="PORT", help="Prometheus /metrics port (0: none)")
+    run.add_argument(
+        "--exit-when-idle",
+        type=_duration,
+        metavar="DURATION",
+        help="bounded mode: once every partition is drained and nothing arrived for DURATION, export, "
+        "checkpoint and exit",
+    )
+    run.add_argument("--quiet", action="store_true", help="warnings and errors only on stderr")
+
+    for name, text in (
+        ("versions", "list the model versions of the registry"),
+        ("rollback", "move the current pointer back (to the last good version, or --to VERSION)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--redis-url", required=True, metavar="URL")
+        p.add_argument("--model-dir", required=True, metavar="DIR")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.add_argument("--quiet", action="store_true", help="warnings and errors only on stderr")
+        if name == "rollback":
+            p.add_argument("--to", type=int, metavar="VERSION", help="the version to point at")
+
+
+def run_config(args: argparse.Namespace) -> TrainerConfig:
+    overrides: dict[str, Any] = {
+        "sidecar.kafka.bootstrap_servers": args.bootstrap_servers,
+        "sidecar.redis.url": args.redis_url,
+        "sidecar.kafka.group_id": args.group_id,
+        "sidecar.task": args.task,
+        "sidecar.model_dir": args.model_dir,
+        "loss.name": args.loss,
+        "sidecar.export_interval": args.export_interval,
+        "sidecar.warm_start": args.warm_start,
+        "sidecar.distill_from": args.distill_from,
+        "sidecar.metrics_port": args.metrics_port,
+        "sidecar.exit_when_idle": args.exit_when_idle,
+        "loss.distill_weight": args.distill_weight,
+    }
+    config = TrainerConfig.load(args.config, overrides)
+    if config.sidecar.distill_from is not None and config.loss.distill_weight == 0.0:
+        config = config.model_copy(update={"loss": config.loss.model_copy(update={"distill_weight": 0.5})})
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainer.sidecar.metrics import configure_json_logging
+
+    configure_json_logging(args.quiet)
+    config = run_config(args)
+    import tensorflow as tf
+
+    from trainer.fit import choose_device
+    from trainer.sidecar.loop import Sidecar
+
+    sidecar = Sidecar(config)
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda _s, _f: sidecar.request_stop())
+    try:
+        device, description = choose_device()
+        with tf.device(device):
+            sidecar.open()
+            summary = sidecar.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(json.dumps({**summary.to_json(), "device": description}, sort_keys=True))
+    return 0
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    from trainer.sidecar.registry import Registry, read_registry_file
+
+    return Registry(args.redis_url, read_registry_file(Path(args.model_dir)), retry_for_s=5.0)
+
+
+def versions(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    try:
+        current, records = registry.current(), registry.versions()
+    finally:
+        registry.close()
+    if args.json:
+        print(json.dumps({"current": current, "versions": records}, sort_keys=True))
+        return 0
+    print(f"{'':2}{'version':>8}  {'status':<12}{'samples_trained':>16}  {'auc':>7}  {'logloss':>8}  {'bias':>6}")
+    for r in records:
+        m = r.get("metrics") or {}
+        mark = "*" if r["version"] == current else " "
+        print(
+            f"{mark:2}{r['version']:>8}  {r['status']:<12}{r['samples_trained']:>16}  "
+            f"{_num(m.get('auc'), 7, 4)}  {_num(m.get('logloss'), 8, 4)}  {_num(m.get('prediction_bias'), 6, 3)}"
+        )
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    try:
+        notice = registry.rollback(to=args.to, reason="by hand (trainer rollback)")
+    finally:
+        registry.close()
+    if args.json:
+        print(json.dumps(notice, sort_keys=True))
+    else:
+        print(f"current version: {notice['current']} (was {notice['previous']})", file=sys.stdout)
+    return 0
+
+
+def _num(value: float | None, width: int, digits: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"

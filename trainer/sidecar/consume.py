@@ -1,0 +1,203 @@
+"""The sidecar's Kafka side: the ``samples.<task>`` consumer, decoding, and the dead letter.
+
+One trainer consumes a model's samples topic (all its partitions). It starts each partition at the
+offset its checkpoint recorded (the beginning without one): Kafka's committed offsets are written
+after each checkpoint, for monitoring and tooling, and never read back for correctness. A value that
+does not decode as a valid ``Sample`` goes to ``deadletter`` with the original key and bytes and the
+headers the join uses (``error``, ``source_topic``, ``source_partition``, ``source_offset``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from schemas import Codec
+from trainer.samples import BadRecord, Sample, decode_sample
+from trainer.sidecar.config import SidecarConfig
+from trainer.sidecar.errors import SidecarError, Unavailable
+
+log = logging.getLogger("trainer.sidecar")
+
+# librdkafka's own log lines (connection refused while the broker restarts, ...) stay at debug.
+_RDKAFKA = logging.getLogger("trainer.sidecar.rdkafka")
+_RDKAFKA.setLevel(logging.ERROR)
+
+
+def deadletter_headers(reason: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    """The dead-letter headers of the wire format (the join writes the same ones)."""
+    return [
+        ("error", reason.encode("utf-8", "replace")),
+        ("source_topic", topic.encode()),
+        ("source_partition", str(partition).encode()),
+        ("source_offset", str(offset).encode()),
+    ]
+
+
+@dataclass
+class Decoded:
+    """One consumed message: its sample, or the reason it is not one."""
+
+    partition: int
+    offset: int
+    sample: Sample | None
+    error: str | None
+
+
+class SampleSource:
+    def __init__(self, config: SidecarConfig, start_offsets: Callable[[], dict[int, int]]):
+        self.config = config
+        self.topic = config.topic
+        self._start_offsets = start_offsets
+        self._codec = Codec.default()
+        settings = config.kafka.client_settings()
+        self.consumer = Consumer(
+            {
+                **settings,
+                "group.id": config.kafka.group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 50,
+                "max.poll.interval.ms": 300_000,
+                "session.timeout.ms": 6_000,
+                "socket.connection.setup.timeout.ms": 5_000,
+                "logger": _RDKAFKA,
+            }
+        )
+        self.producer = Producer(
+            {**settings, "acks": "all", "enable.idempotence": True, "linger.ms": 5, "logger": _RDKAFKA}
+        )
+        self.assigned: set[int] = set()
+        self.at_eof: dict[int, bool] = {}
+        self.positions: dict[int, int] = {}  # partition -> next offset consumed (not yet trained, maybe)
+        self.deadlettered = 0
+
+    def check(self, timeout_s: float) -> None:
+        """Fail fast with one line when the broker is unreachable or the topic does not exist."""
+        try:
+            meta = self.consumer.list_topics(self.topic, timeout=timeout_s)
+        except KafkaException as exc:
+            raise Unavailable(f"cannot reach Kafka at {self.config.kafka.bootstrap_servers}: {_text(exc)}") from exc
+        info = meta.topics.get(self.topic)
+        if info is None or info.error is not None or not info.partitions:
+            raise SidecarError(f"topic {self.topic} does not exist on {self.config.kafka.bootstrap_servers}")
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        starts = self._start_offsets()
+        for tp in partitions:
+            tp.offset = starts.get(tp.partition, OFFSET_BEGINNING)
+            self.assigned.add(tp.partition)
+            self.at_eof[tp.partition] = False
+        consumer.assign(partitions)
+        log.info("partitions assigned", extra={"offsets": {tp.partition: tp.offset for tp in partitions}})
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.assigned.discard(tp.partition)
+            self.at_eof.pop(tp.partition, None)
+
+    @property
+    def drained(self) -> bool:
+        """Every assigned partition has reported its end (and nothing arrived after)."""
+        return bool(self.assigned) and all(self.at_eof.get(p, False) for p in self.assigned)
+
+    def poll(self, max_messages: int, timeout_s: float) -> list[Decoded]:
+        """Up to ``max_messages`` messages decoded; bad ones are dead-lettered on the way."""
+        out: list[Decoded] = []
+        for msg in self.consumer.consume(max_messages, timeout_s):
+            err = msg.error()
+            if err is not None:
+                self._on_error(msg, err)
+                continue
+            partition, offset = msg.partition() or 0, msg.offset() or 0
+            self.at_eof[partition] = False
+            self.positions[partition] = offset + 1
+            try:
+                out.append(Decoded(partition, offset, decode_sample(msg.value(), self._codec), None))
+            except BadRecord as exc:
+                reason = " ".join(str(exc).split())
+                self._deadletter(msg, reason)
+                out.append(Decoded(partition, offset, None, reason))
+        return out
+
+    def _on_error(self, msg: Message, err: KafkaError) -> None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            self.at_eof[msg.partition() or 0] = True
+            return
+        if err.fatal():
+            raise SidecarError(f"Kafka consumer failed: {err.str()}")
+        log.warning("kafka consumer error (retrying)", extra={"error": err.str()})
+
+    def _deadletter(self, msg: Message, reason: str) -> None:
+        headers: Any = deadletter_headers(reason, msg.topic() or self.topic, msg.partition() or 0, msg.offset() or 0)
+        while True:
+            try:
+                self.producer.produce(
+                    self.config.kafka.deadletter_topic, msg.value() or b"", msg.key(), headers=headers
+                )
+                break
+            except BufferError:
+                self.producer.poll(0.05)
+        self.producer.poll(0)
+        self.deadlettered += 1
+        log.warning(
+            "dead-lettered a record",
+            extra={"source_partition": msg.partition(), "source_offset": msg.offset(), "error": reason},
+        )
+
+    def flush(self, deadline: float) -> None:
+        """Deliver the dead letters produced so far (before a checkpoint covers their offsets)."""
+        while self.producer.flush(1.0) > 0:
+            if time.monotonic() >= deadline:
+                raise Unavailable(
+                    f"cannot deliver dead letters to {self.config.kafka.deadletter_topic} on "
+                    f"{self.config.kafka.bootstrap_servers}"
+                )
+            log.warning("dead letters not delivered yet (broker unreachable?); retrying")
+
+    def commit(self, offsets: dict[int, int]) -> bool:
+        """Commit checkpointed offsets to Kafka; False (and a warning) when the broker cannot take them."""
+        if not offsets:
+            return True
+        try:
+            self.consumer.commit(
+                offsets=[TopicPartition(self.topic, p, o) for p, o in sorted(offsets.items())], asynchronous=False
+            )
+            return True
+        except KafkaException as exc:
+            log.warning("offset commit failed; the next checkpoint commits again", extra={"error": _text(exc)})
+            return False
+
+    def lag(self) -> dict[int, int]:
+        """Messages behind the end of each assigned partition (from the last fetch's watermarks)."""
+        out = {}
+        for p in sorted(self.assigned):
+            try:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=0.5, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0 and p in self.positions:
+                out[p] = max(0, high - self.positions[p])
+        return out
+
+    def close(self) -> None:
+        try:
+            self.producer.flush(5.0)
+        finally:
+            self.consumer.close()
+
+
+def _text(exc: BaseException) -> str:
+    err: Any = exc.args[0] if exc.args else None
+    text = err.str() if hasattr(err, "str") else str(exc)
+    return " ".join(text.split()) or type(exc).__name__

@@ -1,0 +1,299 @@
+"""The sidecar's run loop: consume -> dedup -> batch -> score -> train -> checkpoint -> export.
+
+Order of effects, which is what makes restarts exact: a batch is trained, then (every N steps or
+seconds, always with no sample consumed-but-untrained) the checkpoint records the state, the dedup
+set and the offsets of every message before it, then the offsets are committed to Kafka. A version
+is exported right after a checkpoint, so no version holds a sample its checkpoint does not.
+SIGTERM/SIGINT set a flag: the loop trains what it holds, checkpoints, commits and closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trainer.config import TrainerConfig
+from trainer.samples import SampleTable
+from trainer.sidecar.batching import Batch, Batcher
+from trainer.sidecar.checkpoint import CheckpointStore, Position
+from trainer.sidecar.consume import SampleSource
+from trainer.sidecar.dedup import Dedup
+from trainer.sidecar.metrics import SidecarMetrics, Summaries
+from trainer.sidecar.publishing import Publisher
+from trainer.sidecar.registry import Registry, write_registry_file
+from trainer.sidecar.scores import calibrate
+from trainer.sidecar.versions import VersionStore
+
+if TYPE_CHECKING:
+    from trainer.export import ExportedModel
+    from trainer.state import TrainerState
+
+log = logging.getLogger("trainer.sidecar")
+
+POLL_S = 0.1
+HOUSEKEEPING_S = 5.0  # lag gauges, the registry's pointer, the watched directory
+
+
+@dataclass
+class RunSummary:
+    samples_trained: int = 0
+    steps: int = 0
+    dedup_drops: int = 0
+    deadletters: int = 0
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    stopped_by: str = "signal"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "samples_trained": self.samples_trained,
+            "steps": self.steps,
+            "dedup_drops": self.dedup_drops,
+            "deadletters": self.deadletters,
+            "versions": [{k: r[k] for k in ("version", "status", "samples_trained")} for r in self.versions],
+            "stopped_by": self.stopped_by,
+        }
+
+
+def sidecar_config(config: TrainerConfig) -> TrainerConfig:
+    """The config the stream trains with: vocabularies sized up front (the stream's size is unknown)."""
+    vocab = config.features.vocab
+    if vocab.capacity is not None:
+        return config
+    features = config.features.model_copy(
+        update={"vocab": vocab.model_copy(update={"capacity": config.sidecar.vocab_capacity})}
+    )
+    return config.model_copy(update={"features": features})
+
+
+class Sidecar:
+    def __init__(self, config: TrainerConfig, clock: Callable[[], float] = time.monotonic):
+        self.config = sidecar_config(config)
+        self.sc = self.config.sidecar
+        self.clock = clock
+        self._stop = threading.Event()
+        self.metrics = SidecarMetrics(self.sc.task)
+        self.summary = RunSummary()
+        self.state: TrainerState | None = None
+        self.teacher: ExportedModel | None = None
+        self._warm_version: int | None = None
+
+    def request_stop(self) -> None:
+        """Finish the step, checkpoint, commit, close (safe from a signal handler)."""
+        self._stop.set()
+
+    # -- set-up ------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        sc = self.sc
+        sc.model_dir.mkdir(parents=True, exist_ok=True)
+        prefix = f"{sc.redis.key_prefix}:{sc.task}"
+        write_registry_file(sc.model_dir, prefix)
+        password = sc.redis.password.get_secret_value() if sc.redis.password else None
+        self.registry = Registry(sc.redis.url, prefix, password, retry_for_s=sc.retry_for / 1000.0)
+        self.registry.ping()
+        self.store = VersionStore(sc.model_dir, sc.keep_versions)
+        orphans = self.store.remove_orphans(int(r["version"]) for r in self.registry.versions())
+        if orphans:
+            log.warning("removed version directories the registry does not know", extra={"versions": orphans})
+        self.publisher = Publisher(sc, self.registry, self.store, self.metrics)
+        self.publisher.sync_current()
+        self.checkpoints = CheckpointStore(sc.checkpoint_dir, sc.checkpoint.keep)
+        position = self.checkpoints.load()
+        if position is not None:
+            self.state = self.checkpoints.restore(self.config, position)
+            self.dedup = self.checkpoints.load_dedup(position, sc.dedup.horizon, sc.dedup.max_entries)
+            self.position = position
+        else:
+            self.position = Position()
+            self.dedup = Dedup(sc.dedup.horizon, sc.dedup.max_entries)
+            if sc.warm_start is not None:
+                self._warm_start(sc.warm_start)
+        self._warm_version = self.position.extra.get("warm_version")
+        if sc.distill_from is not None:
+            from trainer.export import ExportedModel
+
+            self.teacher = ExportedModel(sc.distill_from)
+        self.source = SampleSource(sc, lambda: dict(self.position.offsets))
+        self.source.check(timeout_s=min(10.0, sc.retry_for / 1000.0))
+        self.source.subscribe()
+        self.summaries = Summaries(sc.model_dir / "tensorboard" if sc.tensorboard else None)
+        if sc.metrics_port:
+            self.metrics.serve(sc.metrics_port)
+        log.info(
+            "trainer sidecar started",
+            extra={"topic": sc.topic, "model_dir": str(sc.model_dir), "resumed": self.position.checkpoint is not None},
+        )
+
+    def _warm_start(self, path: Any) -> None:
+        from trainer.export import latest_version
+        from trainer.state import TrainerState
+
+        self.state = TrainerState.warm_start(path, self.config)
+        self.checkpoints.invalidate()
+        latest = latest_version(path)
+        self._warm_version = int(latest.name) if latest is not None else None
+        self.position.extra["warm_version"] = self._warm_version
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        sc = self.sc
+        batcher = Batcher(sc.batch.size, sc.batch.max_wait / 1000.0)
+        now = self.clock()
+        last_message = last_checkpoint = last_export = last_housekeeping = now
+        steps_at_checkpoint = self.state.step if self.state is not None else 0
+        exit_idle_s = None if sc.exit_when_idle is None else sc.exit_when_idle / 1000.0
+        try:
+            while not self._stop.is_set():
+                messages = self.source.poll(sc.batch.size, POLL_S)
+                now = self.clock()
+                for decoded in messages:
+                    sample = decoded.sample
+                    if sample is None:
+                        self.metrics.deadletters.inc()
+                        self.summary.deadletters += 1
+                    elif sample.sample_id is not None and self.dedup.seen(sample.sample_id, sample.emit_time_ms):
+                        self.metrics.dedup_drops.inc()
+                        self.summary.dedup_drops += 1
+                        sample = None
+                    batcher.add(sample, decoded.partition, decoded.offset, now)
+                    if batcher.ready(now):
+                        self._train(batcher.take())
+                if messages:
+                    last_message = now
+                if batcher.ready(now) or (batcher.pending == 0 and batcher.has_positions):
+                    self._train(batcher.take())
+                now = self.clock()
+                steps = self.state.step if self.state is not None else 0
+                checkpoint_due = (
+                    steps - steps_at_checkpoint >= sc.checkpoint.every_steps
+                    or now - last_checkpoint >= sc.checkpoint.every / 1000.0
+                )
+                export_due = now - last_export >= sc.export_interval / 1000.0
+                if checkpoint_due or export_due:
+                    self._train(batcher.take())  # a checkpoint covers no consumed-but-untrained sample
+                    if export_due:
+                        last_export = now
+                        self._export()
+                    else:
+                        self.checkpoint()
+                    last_checkpoint = now
+                    steps_at_checkpoint = self.state.step if self.state is not None else 0
+                if now - last_housekeeping >= HOUSEKEEPING_S:
+                    last_housekeeping = now
+                    self._housekeeping()
+                if exit_idle_s is not None and self.source.drained and now - last_message >= exit_idle_s:
+                    self.summary.stopped_by = "idle"
+                    break
+            self._train(batcher.take())
+            if self.summary.stopped_by == "idle":
+                self._export(final=True)
+            self.checkpoint()
+        finally:
+            self.close()
+        self.summary.versions = self.registry.versions()
+        return self.summary
+
+    def _train(self, batch: Batch) -> None:
+        if batch.samples:
+            self._train_samples(batch)
+        self.position.offsets.update(batch.positions)
+
+    def _train_samples(self, batch: Batch) -> None:
+        table = SampleTable(batch.samples)
+        if self.state is None:
+            from trainer.state import TrainerState
+
+            self.state = TrainerState.create(self.config, table)
+            log.info("model laid out from the first batch", extra={"spec": self.state.spec.to_json()})
+        state = self.state
+        prepared = state.prepare(table)
+        encoded = state.encode(prepared, np.arange(len(table)))
+        probability = 1.0 / (1.0 + np.exp(-state.logits(encoded)))
+        progressive = calibrate(probability, state.loss.calibration, self.config.loss.fnc_max_probability)
+        self.publisher.window.add(table.labels, progressive, self.publisher.score_current(table))
+        teacher = self.teacher.predict(table) if self.teacher is not None else np.zeros(len(table), np.float32)
+        targets = {"label": table.labels, "attribution": table.attributions, "teacher": teacher.astype(np.float32)}
+        result = state.train_on_batch(encoded, targets)
+        self.position.samples_trained += len(table)
+        self.summary.samples_trained = self.position.samples_trained
+        self.summary.steps += 1
+        self.metrics.samples.inc(len(table))
+        self.metrics.steps.inc()
+        self.metrics.loss.set(result.get("total_loss", result.get("loss", 0.0)))
+        if state.step % self.sc.summary_every_steps == 0:
+            self._report(result)
+        self.publisher.check_live()
+
+    def _report(self, result: dict[str, float]) -> None:
+        assert self.state is not None
+        window = self.publisher.window
+        n = min(len(window), self.sc.gate.slice)
+        progressive = window.candidate_metrics(n) if n else {}
+        for gauge, key in (
+            (self.metrics.progressive_auc, "auc"),
+            (self.metrics.progressive_bias, "prediction_bias"),
+            (self.metrics.progressive_logloss, "logloss"),
+        ):
+            if progressive.get(key) is not None:
+                gauge.set(progressive[key])
+        self.summaries.scalars(
+            self.state.step,
+            {
+                "loss": result.get("total_loss"),
+                "progressive/auc": progressive.get("auc"),
+                "progressive/prediction_bias": progressive.get("prediction_bias"),
+                "progressive/logloss": progressive.get("logloss"),
+                "samples_trained": float(self.position.samples_trained),
+            },
+        )
+
+    def checkpoint(self) -> None:
+        """State + dedup + offsets to disk, then the offsets to Kafka."""
+        if self.state is None:
+            return
+        self.source.flush(time.monotonic() + self.sc.retry_for / 1000.0)
+        self.checkpoints.save(self.state, self.position, self.dedup)
+        self.metrics.checkpoints.inc()
+        self.source.commit(self.position.offsets)
+
+    def _export(self, final: bool = False) -> bool:
+        """Checkpoint, then export, gate and register a version if anything was trained since the last."""
+        if self.state is None:
+            return False
+        last = self.publisher.last_samples_trained()
+        if last is not None and last >= self.position.samples_trained and not final:
+            return False
+        if final and last == self.position.samples_trained:
+            return False
+        self.checkpoint()
+        candidate = self.publisher.next_candidate(self.position.samples_trained, self.position.offsets)
+        record = self.publisher.export_and_gate(self.state, candidate)
+        if record is not None:
+            self.summary.versions.append(record)
+        return True
+
+    def _housekeeping(self) -> None:
+        self.metrics.lag(self.source.lag())
+        self.publisher.sync_current()
+        watch = self.sc.watch_dir
+        if watch is not None:
+            from trainer.export import latest_version
+
+            latest = latest_version(watch)
+            if latest is not None and (self._warm_version is None or int(latest.name) > self._warm_version):
+                log.info("newer offline model: re-initialising from it", extra={"export": str(latest)})
+                self._warm_start(watch)
+
+    def close(self) -> None:
+        for closer in (self.source.close, self.summaries.close, self.registry.close):
+            try:
+                closer()
+            except Exception as exc:  # closing must not hide the error that ended the loop
+                log.warning("error while closing", extra={"error": str(exc)})

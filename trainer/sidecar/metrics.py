@@ -1,0 +1,118 @@
+"""Prometheus metrics of the sidecar (``/metrics`` on ``metrics_port``), its JSON logs and its
+TensorBoard summaries. What each metric means is in the README ("Trainer sidecar")."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra=`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, separators=(",", ":"))
+
+
+def configure_json_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    for name in ("trainer", "trainer.sidecar"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler] if name == "trainer" else []
+        logger.propagate = name != "trainer"
+    logging.getLogger("trainer").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+class SidecarMetrics:
+    def __init__(self, task: str):
+        self.registry = CollectorRegistry()
+        r, labels = self.registry, {"task": task}
+
+        def counter(name: str, doc: str, *extra: str) -> Counter:
+            return Counter(name, doc, ["task", *extra], registry=r)
+
+        def gauge(name: str, doc: str, *extra: str) -> Gauge:
+            return Gauge(name, doc, ["task", *extra], registry=r)
+
+        self.samples = counter("trainer_samples_trained_total", "distinct samples trained").labels(**labels)
+        self.steps = counter("trainer_steps_total", "train steps (mini-batches)").labels(**labels)
+        self.samples_per_s = gauge("trainer_samples_per_second", "training throughput, last reporting window").labels(
+            **labels
+        )
+        self.lag_gauge = gauge("trainer_consumer_lag", "messages behind the end of the partition", "partition")
+        self.task = task
+        self.loss = gauge("trainer_loss", "training loss of the last step").labels(**labels)
+        self.progressive_auc = gauge(
+            "trainer_progressive_auc", "AUC of the training model on the recent samples, each scored before training"
+        ).labels(**labels)
+        self.progressive_bias = gauge(
+            "trainer_progressive_prediction_bias", "mean prediction / mean label on the same samples"
+        ).labels(**labels)
+        self.progressive_logloss = gauge("trainer_progressive_logloss", "log loss on the same samples").labels(**labels)
+        self.exports = counter("trainer_exports_total", "model versions exported").labels(**labels)
+        self.export_failures = counter(
+            "trainer_export_failures_total", "exports that failed (disk, permission)"
+        ).labels(**labels)
+        self.publishes = counter("trainer_publishes_total", "versions published by the gate").labels(**labels)
+        self.refusals = counter("trainer_refusals_total", "versions refused by the gate").labels(**labels)
+        self.rollbacks = counter("trainer_rollbacks_total", "automatic rollbacks of the current version").labels(
+            **labels
+        )
+        self.dedup_drops = counter("trainer_dedup_drops_total", "repeated sample_ids dropped").labels(**labels)
+        self.deadletters = counter("trainer_deadletters_total", "records sent to the dead-letter topic").labels(
+            **labels
+        )
+        self.checkpoints = counter("trainer_checkpoints_total", "checkpoints written").labels(**labels)
+        self.current_version = gauge("trainer_current_version", "the registry's current version").labels(**labels)
+
+    def lag(self, per_partition: dict[int, int]) -> None:
+        for partition, value in per_partition.items():
+            self.lag_gauge.labels(task=self.task, partition=str(partition)).set(value)
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, addr="0.0.0.0", registry=self.registry)
+
+
+class Summaries:
+    """TensorBoard scalars under ``<model-dir>/tensorboard`` (no-op when disabled)."""
+
+    def __init__(self, directory: Path | None):
+        self._writer: Any = None
+        if directory is not None:
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(str(directory))
+
+    def scalars(self, step: int, values: dict[str, float | None]) -> None:
+        if self._writer is None:
+            return
+        import tensorflow as tf
+
+        with self._writer.as_default(step=step):
+            for name, value in values.items():
+                if value is not None:
+                    tf.summary.scalar(name, value)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
