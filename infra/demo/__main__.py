@@ -20,7 +20,7 @@ from rich.table import Table
 from infra.demo import report
 from infra.demo.live import LiveView
 from infra.demo.plan import START_MS, DemoPlan
-from infra.demo.processes import Children
+from infra.demo.processes import Children, listen_port
 from infra.errors import InfraError
 from infra.local import LocalStack, free_port
 
@@ -43,7 +43,8 @@ class Demo:
         self.plan, self.out, self.console = plan, out, console
         self.children = Children(out / "logs", env={"PYTHONUNBUFFERED": "1"})
         self.stack = LocalStack(out / "stack", free_port(), free_port(), environ={})
-        self.join_port, self.trainer_port = free_port(), free_port()
+        self.join_port = listen_port()
+        self.trainer_port = listen_port(self.join_port + 1)
         self.view = LiveView(self.join_port, self.trainer_port)
         self.bootstrap = ""
         self.redis = ""
@@ -97,10 +98,14 @@ class Demo:
         if self.view.phase.startswith("training") and watermark is not None and watermark >= self.plan.train_until_ms:
             self.view.phase = "held-out hours: sidecars stopping (SIGTERM)"
             for name in trainers:
-                if self.children.started[name].stop(timeout_s=30.0) not in (0, None):
-                    self._check_alive([name])
+                self.children.started[name].signal(signal.SIGTERM)
+            # A sidecar trains nothing that reaches its topic after the signal: samples emitted up to the
+            # watermark read now (plus the join's allowed disorder) bound what the models saw.
             after = self.view.refresh().join_watermark_ms()
             self.seen_until_ms = int(after if after is not None else watermark)
+            for name in trainers:
+                self.children.started[name].stop(timeout_s=30.0)
+                self._check_alive([name])
             self.view.phase = "held-out hours: join only"
         self._check_alive(["generator", "join", *trainers])
         return self.children.started["join"].running()

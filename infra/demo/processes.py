@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -20,13 +21,17 @@ class Child:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    def signal(self, sig: int) -> None:
+        if self.running():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
     def stop(self, timeout_s: float = 15.0) -> int | None:
         """SIGTERM the child's whole process group, then SIGKILL what is left after ``timeout_s``."""
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
             if not self.running():
                 break
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
+            self.signal(sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(wait_s)
         return self.proc.poll()
@@ -66,3 +71,16 @@ class Children:
     def stop_all(self) -> None:
         for child in reversed(self.started.values()):
             child.stop()
+
+
+def listen_port(first: int = 20_000, last: int = 30_000) -> int:
+    """A free loopback port below Linux's ephemeral range (32768+), so that no outgoing connection
+    opened between choosing it and a child binding it can take it."""
+    for port in range(first, last):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {first}..{last}")
