@@ -21,6 +21,7 @@ from infra.demo import report
 from infra.demo.live import LiveView
 from infra.demo.plan import START_MS, DemoPlan
 from infra.demo.processes import Children, listen_port
+from infra.demo.scrape import scrape
 from infra.errors import InfraError
 from infra.local import LocalStack, free_port
 
@@ -45,6 +46,7 @@ class Demo:
         self.stack = LocalStack(out / "stack", free_port(), free_port(), environ={})
         self.join_port = listen_port()
         self.trainer_port = listen_port(self.join_port + 1)
+        self.naive_port = listen_port(self.trainer_port + 1)
         self.view = LiveView(self.join_port, self.trainer_port)
         self.bootstrap = ""
         self.redis = ""
@@ -68,7 +70,9 @@ class Demo:
         # Both sidecars first (TensorFlow takes a while to import), then the generator, then the join:
         # the join's bounded mode ends once its input has been idle, so it starts when events flow.
         self._start_trainer("trainer", "pu", 0, self.trainer_port)
-        self._start_trainer("trainer-naive", "naive", 1, 0)
+        self._start_trainer("trainer-naive", "naive", 1, self.naive_port)
+        self.console.print("starting the trainer sidecars (PU loss, and naive for comparison) ...")
+        self._wait_for_endpoints([("trainer", self.trainer_port), ("trainer-naive", self.naive_port)])
         self.children.start("generator", [
             JOBS_PY, "-m", "jobs.generate", "--bootstrap-servers", self.bootstrap, "--impressions", str(p.impressions),
             "--rate", f"{p.rate:.6f}", "--ctr", str(p.ctr), "--window", f"{p.window_ms}ms", "--horizon",
@@ -81,6 +85,16 @@ class Demo:
             f"{p.window_ms}ms", "--horizon", f"{p.horizon_ms}ms", "--metrics-port", str(self.join_port),
             "--exit-when-idle", "20s",
         ])
+
+    def _wait_for_endpoints(self, endpoints: list[tuple[str, int]], timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        waiting = dict(endpoints)
+        while waiting:
+            self._check_alive(list(waiting))
+            waiting = {name: port for name, port in waiting.items() if not scrape(port)}
+            if waiting and time.monotonic() > deadline:
+                raise DemoError(f"{', '.join(waiting)} did not serve metrics within {timeout_s:.0f} s")
+            time.sleep(0.5)
 
     def _check_alive(self, names: list[str]) -> None:
         for name in names:
@@ -187,10 +201,15 @@ class Demo:
 
 
 class _NoLive:
+    """Stands in for rich's Live when the console is not a terminal (log lines instead)."""
+
     def __enter__(self) -> _NoLive:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, renderable: object) -> None:
         return None
 
 
@@ -211,7 +230,7 @@ def print_report(console: Console, result: dict[str, Any], out: Path) -> None:
     for v in versions:
         m = v.get("metrics") or {}
         table.add_row(str(v["version"]), v["status"], f"{v.get('samples_trained', 0):,}",
-                      *(f"{m[k]:.4f}" if isinstance(m.get(k), float) else "–"
+                      *(f"{m[k]:.4f}" if isinstance(m.get(k), float) else "-"
                         for k in ("auc", "logloss", "prediction_bias")))
     console.print(table)
     h = result["holdout"]
@@ -220,7 +239,7 @@ def print_report(console: Console, result: dict[str, Any], out: Path) -> None:
         scores.add_column(column, justify="right")
     for name in ("corrected_pu", "naive"):
         s = h[name] or {}
-        scores.add_row(name.replace("_", " "), *(f"{s[k]:.4f}" if isinstance(s.get(k), float) else "–"
+        scores.add_row(name.replace("_", " "), *(f"{s[k]:.4f}" if isinstance(s.get(k), float) else "-"
                                                  for k in ("auc", "logloss", "prediction_bias")))
     console.print(scores)
     console.print(f"report: {out / 'report.json'}, plot: {out / 'report.png'}")

@@ -21,7 +21,7 @@ ATTRIBUTIONS = ("POSITIVE", "NEGATIVE", "LATE_POSITIVE")
 
 
 def _fmt(x: float | None, spec: str = ",.0f") -> str:
-    return "–" if x is None else format(x, spec)
+    return "-" if x is None else format(x, spec)
 
 
 @dataclass
@@ -72,7 +72,7 @@ class LiveView:
         snap = self.last or Snapshot(0.0, {}, {})
         j, t = snap.join, snap.trainer
         watermark = snap.join_watermark_ms()
-        event_clock = "–" if watermark is None else f"{(watermark - start_ms) / 3_600_000:5.2f} h"
+        event_clock = "-" if watermark is None else f"{(watermark - start_ms) / 3_600_000:5.2f} h"
 
         join = Table.grid(padding=(0, 2))
         join.add_column(style="bold")
@@ -112,7 +112,7 @@ class LiveView:
         snap = self.last or Snapshot(0.0, {}, {})
         watermark = snap.join_watermark_ms()
         p = snap.point()
-        clock = "–" if watermark is None else f"{(watermark - start_ms) / 3_600_000:.2f} h"
+        clock = "-" if watermark is None else f"{(watermark - start_ms) / 3_600_000:.2f} h"
         return (
             f"[{snap.wall_s:5.0f} s] {self.phase}: events in {total(snap.join, 'sample_join_events_in_total'):,.0f}, "
             f"samples out {total(snap.join, 'sample_join_samples_out_total'):,.0f}, event clock {clock}; "

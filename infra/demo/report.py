@@ -3,6 +3,7 @@ latency, the versions, and the held-out scores of the corrected and the naive mo
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -155,7 +156,7 @@ def plot(series: list[dict[str, Any]], versions: list[dict[str, Any]], path: Pat
     ax_bias.set_ylabel("prediction bias")
     ax_bias.set_xlabel("wall time (s)")
     marks = defaultdict(list)
-    for before, after in zip(series, series[1:], strict=False):
+    for before, after in itertools.pairwise(series):
         if after["published"] > before["published"]:
             marks["published"].append(after["wall_s"])
         if after["refused"] > before["refused"]:
