@@ -12,8 +12,8 @@ help:  ## list the targets
 setup:  ## create .venv/jobs and .venv/trainer (idempotent; installs Java 17 / redis-server as root if missing)
 	@bash infra/setup.sh
 
-demo: setup  ## the main job on its embedded default: generate -> Kafka -> streaming join -> samples -> fit -> evaluate
-	@bash infra/demo.sh
+demo: setup  ## the whole loop, live, for DEMO_MINUTES (3): generator -> Kafka -> join -> samples -> trainer sidecar -> versions
+	@$(JOBS_PY) -m infra.demo
 
 up: setup  ## start the local broker + redis-server and create the topics
 	$(JOBS_PY) -m infra.local up

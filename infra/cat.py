@@ -22,8 +22,8 @@ from infra.output import AtomicFile
 
 def read_topics(
     bootstrap: str, topics: Sequence[str], timeout_s: float = 10.0
-) -> Iterator[tuple[str, int, int, bytes]]:
-    """Yield (topic, partition, offset, value) for every record up to each partition's end.
+) -> Iterator[tuple[str, int, int, int, bytes]]:
+    """Yield (topic, partition, offset, timestamp in ms, value) for every record up to each partition's end.
 
     The end is taken from the fetch responses (partition EOF), not from ListOffsets, which the local
     broker does not answer correctly.
@@ -51,7 +51,7 @@ def read_topics(
             elif error is not None:
                 raise InfraError(f"cannot read {topic}: {error}")
             else:
-                yield topic, partition, offset, msg.value() or b""
+                yield topic, partition, offset, int(msg.timestamp()[1]), msg.value() or b""
     finally:
         consumer.close()
 
@@ -70,7 +70,7 @@ def dump(bootstrap: str, topics: Sequence[str], out: IO[bytes]) -> tuple[int, in
 
     codec = Codec.default()
     written = bad = 0
-    for topic, partition, offset, value in read_topics(bootstrap, topics):
+    for topic, partition, offset, _, value in read_topics(bootstrap, topics):
         try:
             record = to_json(codec, value)
         except DecodeError as exc:

@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="AUC, log loss, prediction bias and RCE of an export on samples")
     ev.add_argument("--model", required=True, metavar="DIR", help="an export (or a base dir of versions)")
     ev.add_argument("--samples", action="extend", nargs="+", required=True, metavar="FILE")
+    ev.add_argument(
+        "--per",
+        choices=("impression", "sample"),
+        default="impression",
+        help="impression (default): one row per impression with its final label (a NEGATIVE and its "
+        "LATE_POSITIVE count once, as a positive); sample: every sample as it is",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--deadletter", metavar="FILE", help="write skipped bad records here, with reasons")
     ev.add_argument("--quiet", action="store_true", help="warnings and errors only on stderr")
@@ -136,7 +143,7 @@ def run_fit(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from trainer.evaluate import evaluate
 
-    report = evaluate(args.model, args.samples, deadletter=args.deadletter)
+    report = evaluate(args.model, args.samples, deadletter=args.deadletter, per=args.per)
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:

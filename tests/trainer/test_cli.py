@@ -20,9 +20,9 @@ from trainer.state import TrainerState
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def evaluate_json(model: Path, samples: Path, capsys) -> dict:
+def evaluate_json(model: Path, samples: Path, capsys, *flags: str) -> dict:
     capsys.readouterr()
-    assert main(["evaluate", "--model", str(model), "--samples", str(samples), "--json", "--quiet"]) == 0
+    assert main(["evaluate", "--model", str(model), "--samples", str(samples), "--json", "--quiet", *flags]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -30,8 +30,13 @@ def test_fit_export_evaluate(exported: Path, test_file: Path, capsys) -> None:
     assert (exported / "saved_model.pb").is_file()
     assert not list(exported.parent.glob(".model-pu.tmp-*"))  # the temporary directory was renamed away
     report = evaluate_json(exported, test_file, capsys)
-    n_test = sum(1 for _ in test_file.open())
-    assert report["count"] == n_test
+    rows = [json.loads(line) for line in test_file.open()]
+    impressions = {row["impression_id"] for row in rows}
+    assert report["per"] == "impression" and report["samples_read"] == len(rows)
+    assert report["count"] == len(impressions)
+    assert report["positives"] == len({row["impression_id"] for row in rows if row["label"] == 1})
+    per_sample = evaluate_json(exported, test_file, capsys, "--per", "sample")
+    assert per_sample["count"] == len(rows) and per_sample["positives"] == sum(row["label"] for row in rows)
     assert {"count", "auc", "logloss", "prediction_bias", "rce"} <= set(report)
     assert 0.5 < report["auc"] <= 1.0 and 0.0 < report["logloss"] < 1.0
     assert 0.5 < report["prediction_bias"] < 2.0
