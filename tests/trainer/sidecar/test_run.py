@@ -34,7 +34,8 @@ def position(env: SidecarEnv) -> dict[str, Any] | None:
 
 def evaluate(model: Path, samples_file: Path) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, "-m", "trainer", "evaluate", "--model", str(model), "--samples", str(samples_file), "--json"],
+        [sys.executable, "-m", "trainer", "evaluate", "--model", str(model), "--samples", str(samples_file), "--json",
+         "--per", "sample"],
         cwd=ROOT,
         capture_output=True,
         text=True,
