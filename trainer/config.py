@@ -67,13 +67,16 @@ class ModelConfig(StrictConfig):
 class OptimizerConfig(StrictConfig):
     """FTRL on the wide variables, Adam on the deep ones (both applied in one train step)."""
 
-    ftrl_learning_rate: float = Field(default=0.2, gt=0.0)
+    # 0.05: one pass in stream order keeps the wide part's level steadier than at 0.2 (online PU bias
+    # 0.89-0.93 -> 0.95-0.96 on the benchmark's streams; offline PU still closes 96% of its gap).
+    ftrl_learning_rate: float = Field(default=0.05, gt=0.0)
     ftrl_l1: float = Field(default=0.0, ge=0.0)
     ftrl_l2: float = Field(default=0.01, ge=0.0)
     ftrl_initial_accumulator: float = Field(default=0.1, ge=0.0)
     adam_learning_rate: float = Field(default=0.001, gt=0.0)
     adam_weight_decay: float = Field(default=0.0, ge=0.0)  # decoupled (AdamW) when > 0
     # Exponential moving average of the deep weights (Polyak averaging); what fit exports. None: off.
+    # Swapped in at the end of a shuffled fit only (after one pass it lags the model: -0.01 AUC).
     adam_ema_momentum: float | None = Field(default=0.99, gt=0.0, lt=1.0)
 
 
@@ -105,15 +108,17 @@ class FitConfig(StrictConfig):
     epochs: int = Field(default=2, ge=1)
     # shuffle: impressions per step, in a seeded random order of impressions that does not depend on
     # the files' order (a NEGATIVE and its LATE_POSITIVE share a step); stream: samples per step, in
-    # the files' order (as the sidecar sees them).
+    # the files' order, and nothing at the end (no EMA swap, no bias refit): with --epochs 1 over a
+    # file in emission order, exactly the steps the streaming sidecar takes.
     batch_size: int = Field(default=256, ge=1)
     order: Literal["shuffle", "stream"] = "shuffle"
     seed: int = 0
     # Adam's learning rate over the fit: constant, or cosine decay to lr_floor x the initial rate.
     lr_schedule: Literal["constant", "cosine"] = "constant"
     lr_floor: float = Field(default=0.1, ge=0.0, le=1.0)
-    # After the last epoch, re-solve the global bias on all the samples (full batch, the loss's own
-    # estimating equation, every other weight frozen): removes SGD noise from the overall level.
+    # Shuffled order only: after the last epoch, re-solve the global bias on all the samples (full
+    # batch, the loss's own estimating equation, every other weight frozen): removes SGD noise from the
+    # overall level. (A stream never ends, so the online correction must not depend on it.)
     refit_bias: bool = True
     progress_every_s: float = Field(default=10.0, gt=0.0)
 

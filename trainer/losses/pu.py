@@ -21,6 +21,14 @@ class PULoss(DelayedFeedbackLoss):
       the true negatives and cannot be negative; when it falls below ``-beta`` the step minimises
       ``R+ - gamma * R-`` (pushing ``R-`` back up) instead of ``R+ + R-``.
 
+    Online, a live LATE_POSITIVE carries ``late_weight`` = 1 / F(stream age) (the whole term is
+    weighted): in a stream younger than the attribution horizon only a share F of the late clicks can
+    have arrived, and the ones that did stand in for those still to come (:mod:`trainer.losses.pending`).
+
+    The guard looks at one batch: in a stream batch of mostly LATE_POSITIVEs (the tail of a finished
+    file, which no live stream has) it fires and the late positives pull like weak positives instead
+    of undoing; in live emission order batches are mixed and it does not fire.
+
     Both risks are averaged over the batch's impressions (samples minus LATE_POSITIVEs, at least half
     the samples). With a
     NEGATIVE and its LATE_POSITIVE in the same batch (what ``fit`` does offline) ``R-`` is a sum of
