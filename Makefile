@@ -44,6 +44,7 @@ bench: setup  ## benchmarks (DESIGN.md section 10): codec, replay engines vs the
 	$(JOBS_PY) -m jobs.bench replay
 	$(JOBS_PY) -m jobs.bench_embedded --skip-peer --json .bench/embedded.json
 	$(TRAINER_PY) -m trainer.bench
+	$(TRAINER_PY) -m trainer.bench_sidecar --json .bench/trainer_sidecar.json
 
 clean:  ## remove caches and local state (keeps the venvs)
 	rm -rf .state .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis

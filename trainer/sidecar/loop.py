@@ -94,6 +94,7 @@ class Sidecar:
         self.state: TrainerState | None = None
         self.teacher: ExportedModel | None = None
         self._warm_version: int | None = None
+        self._last_report: tuple[float, int] | None = None  # (clock, samples trained) at the last report
 
     def request_stop(self) -> None:
         """Finish the step, checkpoint, commit, close (safe from a signal handler)."""
@@ -252,6 +253,10 @@ class Sidecar:
 
     def _report(self, result: dict[str, float]) -> None:
         assert self.state is not None
+        now, trained = self.clock(), self.position.samples_trained
+        if self._last_report is not None and now > self._last_report[0]:
+            self.metrics.samples_per_s.set((trained - self._last_report[1]) / (now - self._last_report[0]))
+        self._last_report = (now, trained)
         window = self.publisher.window
         n = min(len(window), self.sc.gate.slice)
         progressive = window.candidate_metrics(n) if n else {}
