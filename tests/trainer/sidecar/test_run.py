@@ -236,9 +236,9 @@ def test_warm_start_distillation_and_the_metrics_endpoint(sidecar_env, processes
     )
     assert proc.poll() is None, metrics
     wait_for(env.versions, 60, "a version")
-    metrics = scrape()
+    metrics = wait_for(lambda: (m := scrape()) and "trainer_consumer_lag" in m and m, 30, "the lag gauge")
     assert metrics["trainer_exports_total"] >= 1 and metrics["trainer_steps_total"] >= 1
-    assert "trainer_consumer_lag" in metrics and metrics["trainer_deadletters_total"] == 0
+    assert metrics["trainer_deadletters_total"] == 0
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
     version = env.model_dir / str(env.versions()[0]["version"])
