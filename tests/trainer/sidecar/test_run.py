@@ -246,3 +246,28 @@ def test_warm_start_distillation_and_the_metrics_endpoint(sidecar_env, processes
     offline = json.loads((exported / "assets.extra" / "trainer.json").read_text())
     assert meta["spec"] == offline["spec"]  # the architecture (and vocabulary) came from the offline model
     assert meta["config"]["loss"]["distill_weight"] == 0.5
+
+
+def test_a_newer_offline_model_in_the_watched_directory_reinitialises_and_keeps_the_position(
+    sidecar_env, processes, exported: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    watched = tmp_path / "offline"
+    watched.mkdir()
+    env: SidecarEnv = sidecar_env(**{"sidecar.watch_dir": str(watched)})
+    samples = stream(600, seed=12, users=60, items=30)
+    produce(env.bootstrap, env.topic, samples)
+    proc = env.start()
+    processes.append(proc)
+    wait_for(lambda: proc.poll() is not None or env.versions(), 240, "a first version")
+    before = position(env)
+    assert before is not None and before["samples_trained"] > 0
+    shutil.copytree(exported, watched / "7")  # a day-level model appears
+    log = env.model_dir.parent / "sidecar.log"
+    wait_for(lambda: "newer offline model" in log.read_text(), 60, "the re-initialisation")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    after = position(env)
+    assert after is not None and after["extra"]["warm_version"] == 7
+    assert after["samples_trained"] == len({s["sample_id"] for s in samples})  # the position was kept
