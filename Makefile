@@ -44,6 +44,7 @@ bench: setup  ## benchmarks (docs/performance.md): codec, replay engines vs the 
 	$(JOBS_PY) -m jobs.bench replay
 	$(JOBS_PY) -m jobs.bench_embedded --skip-peer --json .bench/embedded.json
 	$(TRAINER_PY) -m trainer.bench
+	$(TRAINER_PY) -m trainer.bench_sidecar --json .bench/trainer_sidecar.json
 
 soak:  ## generator -> embedded runtime -> samples at a fixed rate on its own services; SOAK_ARGS='--duration 10m --rate 500'
 	$(JOBS_PY) -m jobs.soak $(SOAK_ARGS)

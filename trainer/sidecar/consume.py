@@ -10,6 +10,8 @@ headers the join uses (``error``, ``source_topic``, ``source_partition``, ``sour
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,14 +167,17 @@ class SampleSource:
                 )
             log.warning("dead letters not delivered yet (broker unreachable?); retrying")
 
-    def commit(self, offsets: dict[int, int]) -> bool:
-        """Commit checkpointed offsets to Kafka; False (and a warning) when the broker cannot take them."""
+    def commit(self, offsets: dict[int, int], wait: bool) -> bool:
+        """Commit checkpointed offsets to Kafka; False (and a warning) when the broker cannot take them.
+        Call it from the thread that polls (see :class:`Prefetcher`), or once polling has stopped."""
         if not offsets:
             return True
         try:
-            self.consumer.commit(
-                offsets=[TopicPartition(self.topic, p, o) for p, o in sorted(offsets.items())], asynchronous=False
-            )
+            partitions = [TopicPartition(self.topic, p, o) for p, o in sorted(offsets.items())]
+            if wait:
+                self.consumer.commit(offsets=partitions, asynchronous=False)
+            else:
+                self.consumer.commit(offsets=partitions, asynchronous=True)
             return True
         except KafkaException as exc:
             log.warning("offset commit failed; the next checkpoint commits again", extra={"error": _text(exc)})
@@ -201,3 +206,79 @@ def _text(exc: BaseException) -> str:
     err: Any = exc.args[0] if exc.args else None
     text = err.str() if hasattr(err, "str") else str(exc)
     return " ".join(text.split()) or type(exc).__name__
+
+
+class Prefetcher:
+    """Polls and decodes on a thread of its own while the main thread trains (TensorFlow releases the
+    GIL during a step, so decoding overlaps it). Only decoding happens here: dedup, batching and
+    the offsets a checkpoint records stay with the trainer, so prefetched messages that were never
+    trained are simply read again after a restart.
+
+    Every other call on the consumer is made from this thread too (the client blocks a commit or a
+    watermark query made beside a running ``consume()``): the trainer hands over the offsets to
+    commit, and reads the lag measured here."""
+
+    LAG_EVERY_S = 1.0
+
+    def __init__(self, source: SampleSource, max_messages: int, poll_s: float, depth: int = 4):
+        self.source = source
+        self.lag: dict[int, int] = {}
+        self._queue: queue.Queue[list[Decoded]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._to_commit: dict[int, int] | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._run, args=(max_messages, poll_s), name="sample-prefetch", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        """Commit ``offsets`` to Kafka from the polling thread (soon, without waiting)."""
+        with self._lock:
+            self._to_commit = dict(offsets)
+
+    def _run(self, max_messages: int, poll_s: float) -> None:
+        next_lag = 0.0
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    offsets, self._to_commit = self._to_commit, None
+                if offsets:
+                    self.source.commit(offsets, wait=False)
+                if time.monotonic() >= next_lag:
+                    next_lag = time.monotonic() + self.LAG_EVERY_S
+                    self.lag = self.source.lag()
+                decoded = self.source.poll(max_messages, poll_s)
+                while decoded and not self._stop.is_set():
+                    try:
+                        self._queue.put(decoded, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:  # handed to the trainer's thread by get()
+            self._error = exc
+
+    def get(self, timeout_s: float) -> list[Decoded]:
+        """The next polled messages, or [] after ``timeout_s``; re-raises the poller's error."""
+        try:
+            return self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            if self._error is not None:
+                raise self._error from None
+            return []
+
+    @property
+    def drained(self) -> bool:
+        return self._queue.empty() and self.source.drained
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10.0)

@@ -22,7 +22,7 @@ from trainer.config import TrainerConfig
 from trainer.samples import SampleTable
 from trainer.sidecar.batching import Batch, Batcher
 from trainer.sidecar.checkpoint import CheckpointStore, Position
-from trainer.sidecar.consume import SampleSource
+from trainer.sidecar.consume import Prefetcher, SampleSource
 from trainer.sidecar.dedup import Dedup
 from trainer.sidecar.metrics import SidecarMetrics, Summaries
 from trainer.sidecar.publishing import Publisher
@@ -94,6 +94,8 @@ class Sidecar:
         self.state: TrainerState | None = None
         self.teacher: ExportedModel | None = None
         self._warm_version: int | None = None
+        self._last_report: tuple[float, int] | None = None  # (clock, samples trained) at the last report
+        self._prefetch: Prefetcher | None = None
 
     def request_stop(self) -> None:
         """Finish the step, checkpoint, commit, close (safe from a signal handler)."""
@@ -162,9 +164,11 @@ class Sidecar:
         last_message = last_checkpoint = last_export = last_housekeeping = now
         steps_at_checkpoint = self.state.step if self.state is not None else 0
         exit_idle_s = None if sc.exit_when_idle is None else sc.exit_when_idle / 1000.0
+        prefetch = self._prefetch = Prefetcher(self.source, sc.batch.size, POLL_S)
+        prefetch.start()
         try:
             while not self._stop.is_set():
-                messages = self.source.poll(sc.batch.size, POLL_S)
+                messages = prefetch.get(POLL_S)
                 now = self.clock()
                 for decoded in messages:
                     sample = decoded.sample
@@ -202,14 +206,16 @@ class Sidecar:
                 if now - last_housekeeping >= HOUSEKEEPING_S:
                     last_housekeeping = now
                     self._housekeeping()
-                if exit_idle_s is not None and self.source.drained and now - last_message >= exit_idle_s:
+                if exit_idle_s is not None and prefetch.drained and now - last_message >= exit_idle_s:
                     self.summary.stopped_by = "idle"
                     break
+            prefetch.stop()
             self._train(batcher.take())
             if self.summary.stopped_by == "idle":
                 self._export(final=True)
             self.checkpoint()
         finally:
+            prefetch.stop()
             self.close()
         self.summary.versions = self.registry.versions()
         return self.summary
@@ -252,6 +258,10 @@ class Sidecar:
 
     def _report(self, result: dict[str, float]) -> None:
         assert self.state is not None
+        now, trained = self.clock(), self.position.samples_trained
+        if self._last_report is not None and now > self._last_report[0]:
+            self.metrics.samples_per_s.set((trained - self._last_report[1]) / (now - self._last_report[0]))
+        self._last_report = (now, trained)
         window = self.publisher.window
         n = min(len(window), self.sc.gate.slice)
         progressive = window.candidate_metrics(n) if n else {}
@@ -280,7 +290,10 @@ class Sidecar:
         self.source.flush(time.monotonic() + self.sc.retry_for / 1000.0)
         self.checkpoints.save(self.state, self.position, self.dedup, self.publisher.window)
         self.metrics.checkpoints.inc()
-        self.source.commit(self.position.offsets)
+        if self._prefetch is not None and self._prefetch.running:
+            self._prefetch.commit(self.position.offsets)
+        else:
+            self.source.commit(self.position.offsets, wait=True)
 
     def _export(self, final: bool = False) -> bool:
         """Checkpoint, then export, gate and register a version if anything was trained since the last."""
@@ -299,7 +312,8 @@ class Sidecar:
         return True
 
     def _housekeeping(self) -> None:
-        self.metrics.lag(self.source.lag())
+        if self._prefetch is not None:
+            self.metrics.lag(self._prefetch.lag)
         self.publisher.sync_current()
         watch = self.sc.watch_dir
         if watch is not None:

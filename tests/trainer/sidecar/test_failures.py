@@ -6,6 +6,7 @@ import json
 import os
 import resource
 import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -87,7 +88,12 @@ def test_redis_and_the_broker_unreachable_for_a_few_seconds_lose_nothing(tmp_pat
             os.killpg(service.pid, signal.SIGSTOP)  # unreachable: connections hang
             time.sleep(4)  # the outage lasts this long
             os.killpg(service.pid, signal.SIGCONT)
-        assert proc.wait(300) == 0
+        try:
+            assert proc.wait(300) == 0
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # the stacks go to the log, for the failure report
+            time.sleep(1)
+            raise
         versions = env.versions()
         assert versions[-1]["samples_trained"] == len({s["sample_id"] for s in samples})
     finally:

@@ -205,3 +205,70 @@ def test_corrupt_labels_are_refused_and_the_pointer_rolls_back(sidecar_env, proc
     assert next(v for v in versions if v["version"] == current)["status"] == "published"
     assert any(v["status"] == "rolled_back" for v in versions)
     assert [n for n in notices if n["event"] == "published"]
+
+
+def test_warm_start_distillation_and_the_metrics_endpoint(sidecar_env, processes, exported: Path) -> None:
+    import urllib.request
+
+    from infra.local import free_port
+
+    port = free_port()
+    env: SidecarEnv = sidecar_env(**{"sidecar.metrics_port": port})
+    samples = stream(600, seed=11, users=60, items=30)
+    produce(env.bootstrap, env.topic, samples)
+    proc = env.start("--warm-start", str(exported), "--distill-from", str(exported))
+    processes.append(proc)
+
+    def scrape() -> dict[str, float]:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            return {}
+        return {
+            line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("trainer_") and f'task="{env.task}"' in line
+        }
+
+    metrics = wait_for(
+        lambda: proc.poll() is not None or scrape().get("trainer_samples_trained_total", 0) >= len(samples),
+        240,
+        "every sample trained, on /metrics",
+    )
+    assert proc.poll() is None, metrics
+    wait_for(env.versions, 60, "a version")
+    metrics = wait_for(lambda: (m := scrape()) and "trainer_consumer_lag" in m and m, 30, "the lag gauge")
+    assert metrics["trainer_exports_total"] >= 1 and metrics["trainer_steps_total"] >= 1
+    assert metrics["trainer_deadletters_total"] == 0
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    version = env.model_dir / str(env.versions()[0]["version"])
+    meta = json.loads((version / "assets.extra" / "trainer.json").read_text())
+    offline = json.loads((exported / "assets.extra" / "trainer.json").read_text())
+    assert meta["spec"] == offline["spec"]  # the architecture (and vocabulary) came from the offline model
+    assert meta["config"]["loss"]["distill_weight"] == 0.5
+
+
+def test_a_newer_offline_model_in_the_watched_directory_reinitialises_and_keeps_the_position(
+    sidecar_env, processes, exported: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    watched = tmp_path / "offline"
+    watched.mkdir()
+    env: SidecarEnv = sidecar_env(**{"sidecar.watch_dir": str(watched)})
+    samples = stream(600, seed=12, users=60, items=30)
+    produce(env.bootstrap, env.topic, samples)
+    proc = env.start()
+    processes.append(proc)
+    wait_for(lambda: proc.poll() is not None or env.versions(), 240, "a first version")
+    before = position(env)
+    assert before is not None and before["samples_trained"] > 0
+    shutil.copytree(exported, watched / "7")  # a day-level model appears
+    log = env.model_dir.parent / "sidecar.log"
+    wait_for(lambda: "newer offline model" in log.read_text(), 60, "the re-initialisation")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    after = position(env)
+    assert after is not None and after["extra"]["warm_version"] == 7
+    assert after["samples_trained"] == len({s["sample_id"] for s in samples})  # the position was kept
