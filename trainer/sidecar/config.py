@@ -123,6 +123,7 @@ class SidecarConfig(StrictConfig):
     watch_every: DurationMs = 60_000
     distill_from: Path | None = None  # an export whose predictions are the distillation teacher
     metrics_port: int | None = Field(default=9109, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"  # loopback by default; 0.0.0.0 inside a container whose port is published
     tensorboard: bool = True  # summaries under <model_dir>/tensorboard
     summary_every_steps: int = Field(default=100, ge=1)
     exit_when_idle: DurationMs | None = None  # bounded mode: stop once drained and idle this long

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainer.config import TrainerConfig
+from trainer.fit import targets as fit_targets
 from trainer.samples import SampleTable
 from trainer.sidecar.batching import Batch, Batcher
 from trainer.sidecar.checkpoint import CheckpointStore, Position
@@ -73,14 +74,16 @@ class RunSummary:
 
 
 def sidecar_config(config: TrainerConfig) -> TrainerConfig:
-    """The config the stream trains with: vocabularies sized up front (the stream's size is unknown)."""
+    """The config the stream trains with: vocabularies sized up front (the stream's size is unknown),
+    and the mini-batch size as the train step's full batch (a batch closed early by ``max_wait``
+    takes a proportionally shorter step, as the last short batch of a fit does)."""
+    sc = config.sidecar
+    fit = config.fit.model_copy(update={"batch_size": sc.batch.size})
     vocab = config.features.vocab
-    if vocab.capacity is not None:
-        return config
-    features = config.features.model_copy(
-        update={"vocab": vocab.model_copy(update={"capacity": config.sidecar.vocab_capacity})}
-    )
-    return config.model_copy(update={"features": features})
+    if vocab.capacity is None:
+        vocab = vocab.model_copy(update={"capacity": sc.vocab_capacity})
+    features = config.features.model_copy(update={"vocab": vocab})
+    return config.model_copy(update={"features": features, "fit": fit})
 
 
 class Sidecar:
@@ -139,7 +142,7 @@ class Sidecar:
         self.source.subscribe()
         self.summaries = Summaries(sc.model_dir / "tensorboard" if sc.tensorboard else None)
         if sc.metrics_port:
-            self.metrics.serve(sc.metrics_port)
+            self.metrics.serve(sc.metrics_port, sc.metrics_host)
         log.info(
             "trainer sidecar started",
             extra={"topic": sc.topic, "model_dir": str(sc.model_dir), "resumed": self.position.checkpoint is not None},
@@ -238,9 +241,9 @@ class Sidecar:
         probability = 1.0 / (1.0 + np.exp(-state.logits(encoded)))
         progressive = calibrate(probability, state.loss.calibration, self.config.loss.fnc_max_probability)
         self.publisher.window.add(table.labels, progressive, self.publisher.score_current(table))
-        teacher = self.teacher.predict(table) if self.teacher is not None else np.zeros(len(table), np.float32)
-        targets = {"label": table.labels, "attribution": table.attributions, "teacher": teacher.astype(np.float32)}
-        result = state.train_on_batch(encoded, targets)
+        teacher = self.teacher.predict(table) if self.teacher is not None else None
+        # the same targets as fit's, times included: the delayed-feedback correction reads them
+        result = state.train_on_batch(encoded, fit_targets(table, np.arange(len(table)), teacher))
         self.position.samples_trained += len(table)
         self.summary.samples_trained = self.position.samples_trained
         self.summary.steps += 1

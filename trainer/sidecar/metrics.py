@@ -69,8 +69,8 @@ class SidecarMetrics:
         for partition, value in per_partition.items():
             self.lag_gauge.labels(task=self.task, partition=str(partition)).set(value)
 
-    def serve(self, port: int) -> None:
-        start_http_server(port, addr="0.0.0.0", registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=host, registry=self.registry)
 
 
 class Summaries:
