@@ -34,17 +34,16 @@ import heapq
 import itertools
 import json
 import math
-import os
 import random
 import sys
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from infra.config import parse_duration_ms
+from infra.output import AtomicFile
 from jobs.core.events import FeatureSnapshot, Impression, Label, event_to_json
 
 DEFAULT_START_MS = 1_700_000_000_000
@@ -409,24 +408,12 @@ class Generator:
 # -- sinks --------------------------------------------------------------------------------------------
 
 
-class _AtomicText:
-    """A text file written to ``NAME.tmp-PID`` and renamed into place only on success."""
-
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        try:
-            self.fh: TextIO = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115
-        except OSError as exc:
-            raise GenerateError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
-
-    def commit(self) -> None:
-        self.fh.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self.fh.close()
-        self.tmp.unlink(missing_ok=True)
+def _output(path: str) -> AtomicFile:
+    """An output file that appears only when the run completes (a one-line error if it cannot be made)."""
+    try:
+        return AtomicFile(path)
+    except OSError as exc:
+        raise GenerateError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -513,32 +500,32 @@ def run(
     """Generate ``cfg``'s stream into the given sinks; returns the stream's statistics."""
     if out is None and kafka is None:
         raise GenerateError("give --out FILE and/or --bootstrap-servers HOST:PORT")
-    files: list[_AtomicText] = []
+    files: list[AtomicFile] = []
     sink: KafkaSink | None = None
     try:
-        out_file = _AtomicText(out) if out else None
+        out_file = _output(out) if out else None
         if out_file:
             files.append(out_file)
-        truth_file = _AtomicText(truth) if truth else None
+        truth_file = _output(truth) if truth else None
         if truth_file:
             files.append(truth_file)
         on_truth = None
         if truth_file is not None:
-            write_truth = truth_file.fh.write
+            write_truth = truth_file.write
 
             def on_truth(row: dict[str, Any]) -> None:
-                write_truth(json.dumps(row, separators=(",", ":")) + "\n")
+                write_truth((json.dumps(row, separators=(",", ":")) + "\n").encode())
 
         gen = Generator(cfg, on_truth)
         sink = KafkaSink(kafka) if kafka is not None else None
         dumps = json.JSONEncoder(separators=(",", ":")).encode
-        out_write = out_file.fh.write if out_file else None
+        out_write = out_file.write if out_file else None
         wall0 = time.monotonic()
         last_report = wall0
         first_arrival: int | None = None
         for arrival, event in gen.events():
             if out_write is not None:
-                out_write(dumps(event) + "\n")
+                out_write((dumps(event) + "\n").encode())
             if sink is not None:
                 if speedup > 0:
                     if first_arrival is None:
@@ -566,7 +553,7 @@ def run(
         return gen.stats
     finally:
         for f in files:
-            f.abort()
+            f.discard()
 
 
 def build_parser() -> argparse.ArgumentParser:
