@@ -118,8 +118,9 @@ class KeyedRunner:
     ) -> None:
         self.join = join
         self.store: StateStore = DictStore() if store is None else store
-        self.queue = timers if isinstance(timers, TimerQueue) else TimerQueue() if timers is None else None
-        self.timers: Timers = self.queue if self.queue is not None else timers  # type: ignore[assignment]
+        self.timers: Timers = TimerQueue() if timers is None else timers
+        # our own queue, which fire() drains; None when the runtime keeps the timers (Flink)
+        self.queue: TimerQueue | None = self.timers if isinstance(self.timers, TimerQueue) else None
         self.samples: list[Sample] = []
         self.unmatched: list[UnmatchedLabel] = []
         self.ignored_label_types: Counter[str] = Counter()
