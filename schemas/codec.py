@@ -12,6 +12,7 @@ fastavro's Cython writer or reader. A Codec is immutable and safe to share betwe
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 from typing import Any, overload
@@ -73,6 +74,7 @@ class Codec:
         self._fast_resolution = fast_resolution
         # record name -> (header bytes, parsed current schema)
         self._writers: dict[str, tuple[bytes, Any]] = {}
+        self._encoders: dict[str, Callable[[dict[str, Any]], bytes]] = {}  # record name -> see _record_encoder
         # fingerprint -> (record name, parsed writer schema, parsed reader schema or None, version label,
         #                 projection or None); see _add_reader
         self._readers: dict[bytes, tuple[str, Any, Any, str, Projection | None]] = {}
@@ -84,6 +86,7 @@ class Codec:
             self._int_fields[name] = _int_fields(rec.current.schema)
             reader = fastavro.parse_schema(rec.current.schema)
             self._writers[name] = (MAGIC + rec.current.fingerprint, reader)
+            self._encoders[name] = _record_encoder(name, MAGIC + rec.current.fingerprint, reader)
             self._fingerprints[name] = rec.current.fingerprint
             for ver in rec.all_versions:
                 self._add_reader(name, ver, reader, rec.current.fingerprint)
@@ -158,17 +161,20 @@ class Codec:
         int ranges or reject a float for an int. `validate=True` checks the record fully first (slower).
         """
         try:
-            header, schema = self._writers[name]
+            encode = self._encoders[name]
         except (KeyError, TypeError):
             raise self._unknown(name) from None
         if validate:
             self.validate(name, record)
-        sink = _Sink((header,))
+        return encode(record)
+
+    def encoder(self, name: str) -> Callable[[dict[str, Any]], bytes]:
+        """:meth:`encode` bound to one record, without validation: for hot loops that encode one kind
+        of record many times (it skips the per-call lookup and option handling)."""
         try:
-            schemaless_writer(sink, schema, record)  # type: ignore[arg-type]
-        except _ENCODE_ERRORS as exc:
-            raise EncodeError(f"cannot encode {name}: {type(exc).__name__}: {exc}") from exc
-        return b"".join(sink)
+            return self._encoders[name]
+        except (KeyError, TypeError):
+            raise self._unknown(name) from None
 
     def validate(self, name: str, record: dict[str, Any]) -> None:
         """Raise EncodeError unless `record` is valid for `name`'s current schema.
@@ -288,6 +294,21 @@ class Codec:
         else:
             exc_text = f"{type(exc).__name__}: {exc}"
         return BadBody(f"{where}: {exc_text}; body starts [{_show(data[HEADER_SIZE:])}]")
+
+
+def _record_encoder(name: str, header: bytes, schema: Any) -> Callable[[dict[str, Any]], bytes]:
+    """Single-object encoding of records of one (parsed) schema: the header, then fastavro's body."""
+    writer, errors, join = schemaless_writer, _ENCODE_ERRORS, b"".join
+
+    def encode(record: dict[str, Any]) -> bytes:
+        sink = _Sink((header,))
+        try:
+            writer(sink, schema, record)  # type: ignore[arg-type]
+        except errors as exc:
+            raise EncodeError(f"cannot encode {name}: {type(exc).__name__}: {exc}") from exc
+        return join(sink)
+
+    return encode
 
 
 @functools.lru_cache(maxsize=1)

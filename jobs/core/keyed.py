@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from jobs.core.events import Event
@@ -118,8 +118,9 @@ class KeyedRunner:
     ) -> None:
         self.join = join
         self.store: StateStore = DictStore() if store is None else store
-        self.queue = timers if isinstance(timers, TimerQueue) else TimerQueue() if timers is None else None
-        self.timers: Timers = self.queue if self.queue is not None else timers  # type: ignore[assignment]
+        self.timers: Timers = TimerQueue() if timers is None else timers
+        # our own queue, which fire() drains; None when the runtime keeps the timers (Flink)
+        self.queue: TimerQueue | None = self.timers if isinstance(self.timers, TimerQueue) else None
         self.samples: list[Sample] = []
         self.unmatched: list[UnmatchedLabel] = []
         self.ignored_label_types: Counter[str] = Counter()
@@ -127,7 +128,8 @@ class KeyedRunner:
         self.timers_fired = 0
         self._step = Step(None, [], self.samples, self.unmatched, [])  # reused: outputs land in our lists
         # bound once: these run for every event
-        self._get, self._event_into, self._apply = self.store.get, join.event_into, self.apply
+        self.apply: Callable[[str, Step], None] = self._in_memory_apply() or self._apply
+        self._get, self._event_into, self._timer_into = self.store.get, join.event_into, join.timer_into
 
     def on_event(self, event: Event, watermark_ms: int) -> None:
         """Process one event of its key under the watermark."""
@@ -135,31 +137,45 @@ class KeyedRunner:
         step = self._step
         step.state = self._get(key)
         self._event_into(step, event, watermark_ms)
-        self._apply(key, step)
+        self.apply(key, step)
 
     def on_timer(self, key: str, timestamp_ms: int, watermark_ms: int) -> bool:
         """One timer of ``key`` fired; returns False when the key has no state (nothing was due)."""
-        state = self.store.get(key)
+        state = self._get(key)
         if state is None:
             return False
         self.timers_fired += 1
         step = self._step
         step.state = state
-        self.join.timer_into(step, timestamp_ms, watermark_ms)
+        self._timer_into(step, timestamp_ms, watermark_ms)
         self.apply(key, step)
         return True
 
     def fire(self, watermark_ms: int) -> None:
-        """Fire every queued timer at or before the watermark."""
+        """Fire every queued timer at or before the watermark (in timestamp order, the keys of one
+        timestamp in registration order)."""
         queue = self.queue
         assert queue is not None, "timers are kept by the runtime"
         heap = queue.heap
-        if heap and heap[0] <= watermark_ms:
-            on_timer = self.on_timer
-            for ts, key in queue.due(watermark_ms):
-                on_timer(key, ts, watermark_ms)
+        if not heap or heap[0] > watermark_ms:
+            return
+        keys_at, pop, get, timer_into, apply, step = (
+            queue.keys_at, heapq.heappop, self._get, self._timer_into, self.apply, self._step,
+        )
+        fired = 0
+        while heap and heap[0] <= watermark_ms:
+            ts = pop(heap)
+            for key in keys_at.pop(ts):
+                state = get(key)
+                if state is None:
+                    continue
+                fired += 1
+                step.state = state
+                timer_into(step, ts, watermark_ms)
+                apply(key, step)
+        self.timers_fired += fired
 
-    def apply(self, key: str, step: Step) -> None:
+    def _apply(self, key: str, step: Step) -> None:
         """Take a Step's state and timers; its outputs go to ``samples`` / ``unmatched`` (appended,
         unless the step already writes into them) and its ignored label types are counted."""
         state = step.state
@@ -176,12 +192,47 @@ class KeyedRunner:
             for ts in timers:
                 add(key, ts)
             timers.clear()
+        self._take_outputs(step)
+
+    def _take_outputs(self, step: Step) -> None:
         if step.samples is not self.samples:
             self.samples.extend(step.samples)
             self.unmatched.extend(step.unmatched)
         if step.ignored_label_types:
             self.ignored_label_types.update(step.ignored_label_types)
             step.ignored_label_types.clear()
+
+    def _in_memory_apply(self) -> Callable[[str, Step], None] | None:
+        """:meth:`_apply` specialised to a DictStore and a TimerQueue (the embedded runtime's and the
+        replay's hot path: about a third cheaper); None for other stores."""
+        states, queue, dirty = self.store, self.queue, self.dirty
+        if not isinstance(states, DictStore) or queue is None:
+            return None
+        pop, heap, keys_at, push, own_samples = states.pop, queue.heap, queue.keys_at, heapq.heappush, self.samples
+        bucket_of, mark, take_outputs = keys_at.get, (None if dirty is None else dirty.add), self._take_outputs
+
+        def apply(key: str, step: Step) -> None:
+            state = step.state
+            if state is None:
+                pop(key, None)
+            else:
+                states[key] = state
+            if mark is not None:
+                mark(key)
+            timers = step.timers
+            if timers:
+                for ts in timers:
+                    bucket = bucket_of(ts)
+                    if bucket is None:
+                        keys_at[ts] = {key: None}
+                        push(heap, ts)
+                    elif key not in bucket:
+                        bucket[key] = None
+                timers.clear()
+            if step.samples is not own_samples or step.ignored_label_types:
+                take_outputs(step)
+
+        return apply
 
     def restore(self, key: str, state: RequestState) -> None:
         """Load a key's state (e.g. from a checkpoint) and queue the timers it waits for."""

@@ -20,11 +20,23 @@ from jobs.runtime.watermarks import PartitionWatermark
 
 
 class Shard:
-    __slots__ = ("at_eof", "ended", "offsets", "partition", "runner", "sizes", "state_bytes", "watermark")
+    __slots__ = (
+        "_fire",
+        "_on_event",
+        "at_eof",
+        "ended",
+        "offsets",
+        "partition",
+        "runner",
+        "sizes",
+        "state_bytes",
+        "watermark",
+    )
 
     def __init__(self, partition: int, join: SampleJoin, watermark: PartitionWatermark) -> None:
         self.partition = partition
         self.runner = KeyedRunner(join, DictStore(), track_dirty=True)
+        self._on_event, self._fire = self.runner.on_event, self.runner.fire  # bound once: per event
         self.watermark = watermark
         self.offsets: dict[str, int] = {}  # topic -> next offset to consume
         self.at_eof: dict[str, bool] = {}
@@ -82,9 +94,9 @@ class Shard:
     def process(self, topic: str, event: Event) -> None:
         """One event of ``topic`` under the current watermark; then advance the watermark with it."""
         wm = self.watermark
-        self.runner.on_event(event, wm.current)
+        self._on_event(event, wm.current)
         if wm.observe(topic, event.event_time_ms):
-            self.runner.fire(wm.current)
+            self._fire(wm.current)
 
     def fire(self) -> None:
         """Fire the timers the current watermark has passed (e.g. after an idle source stopped holding it)."""

@@ -31,6 +31,7 @@ from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
+from infra.output import AtomicFile
 from jobs.core import _json
 from jobs.core.events import (
     BadEvent,
@@ -122,10 +123,9 @@ def _write_stats(stats_dir: str | None, name: str, subtask: int, data: dict[str,
     """Counters of one parallel instance, read by the replay driver after the job (local only)."""
     if not stats_dir:
         return
-    path = Path(stats_dir) / f"{name}-{subtask}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    with AtomicFile(Path(stats_dir) / f"{name}-{subtask}.json") as f:
+        f.write(json.dumps(data).encode("utf-8"))
+        f.commit()
 
 
 # -- parse steps ---------------------------------------------------------------------------------

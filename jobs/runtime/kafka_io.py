@@ -39,6 +39,8 @@ class WireFormat:
         self.codec = codec or Codec.default()
         self._encode = self.codec.encode
         self._decode = self.codec.decode
+        self._encode_sample = self.codec.encoder("Sample")
+        self._encode_unmatched = self.codec.encoder("UnmatchedLabel")
 
     def decode_event(self, data: bytes | None) -> Event:
         """An input message's value -> event; raises schemas' DecodeError or BadEvent with the reason."""
@@ -58,11 +60,11 @@ class WireFormat:
 
     def encode_sample_object(self, sample: Sample) -> bytes:
         """A join-core Sample -> Avro single-object bytes."""
-        return self._encode("Sample", sample.to_json())
+        return self._encode_sample(sample.to_json())
 
     def encode_unmatched_object(self, unmatched: UnmatchedLabel) -> bytes:
         """A join-core UnmatchedLabel -> Avro single-object bytes."""
-        return self._encode("UnmatchedLabel", unmatched.to_json())
+        return self._encode_unmatched(unmatched.to_json())
 
 
 def deadletter_headers(reason: str, topic: str, partition: int, offset: int) -> dict[str, bytes]:

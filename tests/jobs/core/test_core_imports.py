@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 CORE_MODULES = ["jobs.core", "jobs.core.events", "jobs.core.join", "jobs.core.keyed", "jobs.core.local",
-                "jobs.core.spec", "jobs.core.state"]
+                "jobs.core.outputs", "jobs.core.spec", "jobs.core.state"]
 PROBE = """
 import importlib, json, sys
 before = set(sys.modules)
