@@ -27,8 +27,8 @@ status:  ## show the local stack's addresses and health
 test: setup  ## every suite, each in its own venv; fails if any fails
 	@bash infra/run_tests.sh $(PYTEST_ARGS)
 
-test-jobs:  ## schemas, jobs, infra and docs suites (.venv/jobs)
-	$(JOBS_PY) -m pytest tests/schemas tests/jobs tests/infra tests/test_docs.py $(PYTEST_ARGS)
+test-jobs:  ## schemas, jobs, infra, end-to-end and docs suites (.venv/jobs)
+	$(JOBS_PY) -m pytest tests/schemas tests/jobs tests/infra tests/e2e tests/test_docs.py $(PYTEST_ARGS)
 
 test-trainer:  ## trainer suite (.venv/trainer)
 	$(TRAINER_PY) -m pytest tests/trainer $(PYTEST_ARGS)
@@ -38,13 +38,8 @@ lint:  ## ruff and mypy on the packages
 	$(JOBS_PY) -m mypy schemas jobs infra
 	$(TRAINER_PY) -m mypy trainer
 
-bench: setup  ## benchmarks (docs/performance.md): codec, replay engines vs the Flink SQL peer, embedded runtime, losses
-	@mkdir -p .bench
-	$(JOBS_PY) -m schemas.bench
-	$(JOBS_PY) -m jobs.bench replay
-	$(JOBS_PY) -m jobs.bench_embedded --skip-peer --json .bench/embedded.json
-	$(TRAINER_PY) -m trainer.bench
-	$(TRAINER_PY) -m trainer.bench_sidecar --json .bench/trainer_sidecar.json
+bench: setup  ## every benchmark in one run (docs/performance.md): one table, bench-results.json; BENCH_ARGS='--only codec'
+	$(JOBS_PY) -m infra.bench $(BENCH_ARGS)
 
 soak:  ## generator -> embedded runtime -> samples at a fixed rate on its own services; SOAK_ARGS='--duration 10m --rate 500'
 	$(JOBS_PY) -m jobs.soak $(SOAK_ARGS)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -189,12 +190,15 @@ def start_redis(port: int, log: Path, timeout_s: float = 15.0) -> ManagedProcess
     return proc
 
 
-def create_topics(bootstrap: str, topics: dict[str, tuple[int, int]], timeout_s: float = 15.0) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created. Existing ones are left as they are."""
+def create_topics(
+    bootstrap: str, topics: dict[str, tuple[int, int]], timeout_s: float = 15.0, client: dict[str, Any] | None = None
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Existing ones are left as they are.
+    ``client``: more admin-client settings (security: SASL/SSL)."""
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(client or {})})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except Exception as exc:

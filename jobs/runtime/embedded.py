@@ -95,7 +95,13 @@ class EmbeddedRuntime:
     def connect(self) -> None:
         """Check Redis and Kafka (short timeouts) and the topics; raise RuntimeUnavailable with one line."""
         cfg = self.config
-        redis_state = RedisState(cfg.redis.url, cfg.redis.key_prefix, cfg.kafka.group_id, self._ttl_ms)
+        redis_state = RedisState(
+            cfg.redis.url,
+            cfg.redis.key_prefix,
+            cfg.kafka.group_id,
+            self._ttl_ms,
+            client_kwargs=cfg.redis.client_kwargs(),
+        )
         try:
             self._check_services(redis_state)
         except BaseException:
@@ -115,12 +121,11 @@ class EmbeddedRuntime:
         self._checkpointer = RedisCheckpointer(redis_state, self.metrics, assignment.on_fenced, self._on_checkpointed)
         rdkafka_log = logging.getLogger("rdkafka")
         bootstrap = cfg.kafka.bootstrap_servers
-        self._consumer = assignment.consumer = Consumer(
-            {**consumer_settings(bootstrap, cfg.kafka.group_id, dict(cfg.kafka.consumer)), "logger": rdkafka_log}
-        )
+        consumer = consumer_settings(bootstrap, cfg.kafka.group_id, cfg.kafka.client_settings("consumer"))
+        self._consumer = assignment.consumer = Consumer({**consumer, "logger": rdkafka_log})
         topics = cfg.kafka.topics
         self._sink = KafkaSink(
-            {**producer_settings(bootstrap, dict(cfg.kafka.producer)), "logger": rdkafka_log},
+            {**producer_settings(bootstrap, cfg.kafka.client_settings("producer")), "logger": rdkafka_log},
             self.wire,
             self.sample_topics,
             topics.unmatched,
@@ -134,7 +139,9 @@ class EmbeddedRuntime:
             redis_state.ping()
         except Exception as exc:
             raise RuntimeUnavailable(f"cannot reach Redis at {cfg.redis.url}: {_one_line(exc)}") from exc
-        self._num_partitions = check_topics(cfg.kafka.bootstrap_servers, self.inputs, self.outputs)
+        self._num_partitions = check_topics(
+            cfg.kafka.bootstrap_servers, self.inputs, self.outputs, cfg.kafka.client_settings("admin")
+        )
 
     def run(self) -> RunSummary:
         started = self.clock()
@@ -162,7 +169,7 @@ class EmbeddedRuntime:
         sink = self._sink
         port = cfg.metrics.port
         if port is not None:
-            port = metrics.serve(port)
+            port = metrics.serve(port, cfg.metrics.host)
         log.info(
             "embedded runtime started",
             extra={
@@ -248,6 +255,7 @@ class EmbeddedRuntime:
             active_seconds=round((self.last_message_at or 0.0) - (self.first_message_at or 0.0), 3),
             active_cpu_seconds=round(self._cpu_last - self._cpu_first, 3),
             finished_input=self.finished_input,
+            over_cap=dict(self.join.over_cap),
         )
         log.info("embedded runtime stopped", extra=summary.to_json())
         return summary

@@ -47,7 +47,8 @@ from jobs.core.join import Sample, SampleJoin, UnmatchedLabel
 from jobs.core.keyed import KeyedRunner
 from jobs.core.state import RequestState
 from jobs.runtime.jsonl import deadletter_line, parse_event_line
-from jobs.runtime.kafka_io import WireFormat, deadletter_headers
+from jobs.runtime.kafka_io import WireFormat
+from schemas.deadletter import deadletter_headers
 from schemas.records import IMPRESSION_FIELDS, LABEL_FIELDS, SNAPSHOT_FIELDS
 
 # -- types ---------------------------------------------------------------------------------------

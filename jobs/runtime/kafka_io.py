@@ -67,16 +67,6 @@ class WireFormat:
         return self._encode_unmatched(unmatched.to_json())
 
 
-def deadletter_headers(reason: str, topic: str, partition: int, offset: int) -> dict[str, bytes]:
-    """The headers of a dead-lettered input record (docs/wire-format.md): why, and where it came from."""
-    return {
-        "error": reason.encode("utf-8", "replace"),
-        "source_topic": str(topic).encode("utf-8"),
-        "source_partition": str(partition).encode("ascii"),
-        "source_offset": str(offset).encode("ascii"),
-    }
-
-
 _default: WireFormat | None = None
 
 
@@ -120,11 +110,14 @@ def producer_settings(bootstrap: str, extra: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def topic_partitions(bootstrap: str, topics: list[str], timeout_s: float = 5.0) -> dict[str, int | None]:
+def topic_partitions(
+    bootstrap: str, topics: list[str], timeout_s: float = 5.0, client: dict[str, Any] | None = None
+) -> dict[str, int | None]:
     """Partition count of each topic (None when it does not exist). Raises KafkaException when unreachable."""
     from confluent_kafka.admin import AdminClient  # (imported here: replay needs no Kafka client)
 
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 3_000}
+    conf.update(client or {})
     conf["logger"] = _QUIET
     admin = AdminClient(conf)
     meta = admin.list_topics(timeout=timeout_s)
@@ -135,13 +128,13 @@ def topic_partitions(bootstrap: str, topics: list[str], timeout_s: float = 5.0) 
     return result
 
 
-def check_topics(bootstrap: str, inputs: list[str], outputs: list[str]) -> int:
+def check_topics(bootstrap: str, inputs: list[str], outputs: list[str], client: dict[str, Any] | None = None) -> int:
     """Check that the input topics exist and are co-partitioned, create missing output topics with
     as many partitions; returns the inputs' partition count. Raises RuntimeUnavailable (one line)."""
     from confluent_kafka import KafkaException
 
     try:
-        counts = topic_partitions(bootstrap, inputs + outputs)
+        counts = topic_partitions(bootstrap, inputs + outputs, client=client)
     except KafkaException as exc:
         raise RuntimeUnavailable(f"cannot reach Kafka at {bootstrap}: {kafka_error_text(exc)}") from exc
     missing = [t for t in inputs if counts[t] is None]
@@ -153,16 +146,18 @@ def check_topics(bootstrap: str, inputs: list[str], outputs: list[str]) -> int:
     partitions = next(iter(sizes.values())) or 0
     absent = [t for t in outputs if counts[t] is None]
     if absent:
-        ensure_topics(bootstrap, absent, partitions or 1)
+        ensure_topics(bootstrap, absent, partitions or 1, client)
         log.info("created output topics", extra={"topics": absent, "partitions": partitions or 1})
     return partitions
 
 
-def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> list[str]:
+def ensure_topics(
+    bootstrap: str, topics: list[str], partitions: int, client: dict[str, Any] | None = None
+) -> list[str]:
     """Create the missing ones of ``topics`` with ``partitions`` partitions; returns the names created."""
     from infra.local import create_topics
 
-    return create_topics(bootstrap, {t: (partitions, 0) for t in topics})
+    return create_topics(bootstrap, {t: (partitions, 0) for t in topics}, client=client)
 
 
 def kafka_error_text(exc: BaseException) -> str:

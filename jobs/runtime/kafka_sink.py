@@ -15,8 +15,9 @@ from confluent_kafka import Producer
 
 from jobs.core.join import Sample, UnmatchedLabel
 from jobs.errors import JobError
-from jobs.runtime.kafka_io import WireFormat, deadletter_headers
+from jobs.runtime.kafka_io import WireFormat
 from jobs.runtime.metrics import Counts
+from schemas.deadletter import deadletter_headers
 
 log = logging.getLogger("jobs.runtime.embedded")
 

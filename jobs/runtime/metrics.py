@@ -6,7 +6,6 @@ increments into the Prometheus collectors a few times a second, so a record cost
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -17,25 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
 from prometheus_client import Counter as PromCounter
 
-_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and any ``extra=`` fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STD_ATTRS and not key.startswith("_"):
-                out[key] = value
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, separators=(",", ":"))
+from infra.logs import JsonFormatter
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -96,6 +77,7 @@ class RunSummary:
     active_seconds: float = 0.0  # from the first input record to the last one processed
     active_cpu_seconds: float = 0.0  # this process's CPU time (all threads) over that span
     finished_input: bool = False
+    over_cap: dict[str, int] = field(default_factory=dict)  # what the per-request state caps turned away
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}

@@ -117,7 +117,9 @@ class RedisState:
         connect_timeout_s: float = 3.0,
         retry_for_s: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
+        client_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        """``client_kwargs``: credentials and TLS (``RedisConfig.client_kwargs()``); never logged."""
         self.url = url
         self.base = f"{key_prefix}:{group_id}"
         self.ttl_ms = max(1, ttl_ms)
@@ -131,6 +133,7 @@ class RedisState:
             socket_timeout=30.0,
             health_check_interval=10,
             retry=Retry(NoBackoff(), 0),
+            **(client_kwargs or {}),
         )
         self.epochs: dict[int, int] = {}  # partitions we own -> the fencing token we took
         self._sha = hashlib.sha1(CHECKPOINT_LUA.encode()).hexdigest()  # loaded on first NOSCRIPT

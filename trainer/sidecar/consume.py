@@ -20,6 +20,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from schemas import Codec
+from schemas.deadletter import deadletter_headers
 from trainer.samples import BadRecord, Sample, decode_sample
 from trainer.sidecar.config import SidecarConfig
 from trainer.sidecar.errors import SidecarError, Unavailable
@@ -29,16 +30,6 @@ log = logging.getLogger("trainer.sidecar")
 # librdkafka's own log lines (connection refused while the broker restarts, ...) stay at debug.
 _RDKAFKA = logging.getLogger("trainer.sidecar.rdkafka")
 _RDKAFKA.setLevel(logging.ERROR)
-
-
-def deadletter_headers(reason: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
-    """The dead-letter headers of the wire format (the join writes the same ones)."""
-    return [
-        ("error", reason.encode("utf-8", "replace")),
-        ("source_topic", topic.encode()),
-        ("source_partition", str(partition).encode()),
-        ("source_offset", str(offset).encode()),
-    ]
 
 
 @dataclass

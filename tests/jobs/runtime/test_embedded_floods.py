@@ -113,7 +113,10 @@ def test_flood_keeps_redis_state_bounded(
     assert figures["peak_state_keys_in_redis"] < distinct_requests // 2, line
     assert figures["state_keys_after_end"] == 0, line
     assert ttls and all(t > 0 or t == -2 for t in ttls) and max(ttls) > 0, f"state keys need a TTL; {line}"
-    assert figures["impressions_dropped"] == 2_000 - CAP and figures["labels_not_buffered"] == 1_000 - CAP, line
+    assert figures["impressions_dropped"] == 2_000 - CAP, line
+    # the early labels beyond the cap; and the storm's too when its labels are read before its impression
+    # (another topic): then CAP of them wait for it and the rest are unmatched at once, the same total
+    assert figures["labels_not_buffered"] in (1_000 - CAP, (1_000 - CAP) + (3_000 - CAP)), line
     # nothing else is lost: one sample per kept impression, every label accounted for
     assert summary.samples_out == 6_000 + CAP + 1, line
     assert summary.unmatched == 3_000 + (3_000 - 1) + 1_000, line  # orphans, storm duplicates, early labels

@@ -1,0 +1,252 @@
+"""`make bench` (`python -m infra.bench`): every benchmark in one run, one table, `bench-results.json`.
+
+Each benchmark runs in its own virtualenv (PyFlink and TensorFlow cannot share one) and writes JSON;
+each figure is printed beside the baseline it is measured against in that same run, with the target
+from docs/performance.md. The registry below is the list: a benchmark not named here is not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / ".bench"
+VENVS = {"jobs": ROOT / ".venv" / "jobs" / "bin" / "python", "trainer": ROOT / ".venv" / "trainer" / "bin" / "python"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One figure beside its baseline, measured in the same run."""
+
+    figure: str
+    value: float | None
+    unit: str
+    baseline: str = ""
+    baseline_value: float | None = None
+    target: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.value is None or not self.baseline_value:
+            return None
+        return self.value / self.baseline_value
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "ratio": self.ratio}
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    venv: str
+    argv: tuple[str, ...]  # "{out}" stands for the JSON file it writes; without it, JSON comes on stdout
+    quick: tuple[str, ...]  # extra arguments of a quick run (smoke test of the whole chain)
+    rows: Callable[[Any], list[Row]]
+
+
+def _stdout_json(text: str) -> Any:
+    """The JSON a benchmark printed: one object, or one object per line."""
+    lines = [line for line in text.splitlines() if line.strip().startswith(("{", "["))]
+    if len(lines) == 1:
+        return json.loads(lines[0])
+    return [json.loads(line) for line in lines]
+
+
+def codec_rows(records: list[dict[str, Any]]) -> list[Row]:
+    rows = []
+    for r in records:
+        if r["record"] not in ("Sample", "Impression"):
+            continue
+        name = r["record"]
+        rows += [
+            Row(f"codec: {name} Avro encode", r["avro_encode_per_s"], "records/s", "orjson encode",
+                r["json_encode_per_s"]),
+            Row(f"codec: {name} Avro decode", r["avro_decode_per_s"], "records/s", "orjson decode",
+                r["json_decode_per_s"]),
+            Row(f"codec: {name} Avro size", r["avro_bytes"], "bytes", "JSON size", r["json_bytes"]),
+        ]
+    return rows
+
+
+def replay_rows(data: dict[str, Any]) -> list[Row]:
+    by_name = {r["name"]: r for r in data["results"] if not r.get("skipped")}
+    peer = by_name.get("flink-sql", {}).get("events_per_second")
+    targets = {"local": ">= 0.5 x peer", "flink": "reported (Python in Flink, per slot)"}
+    return [
+        Row(f"replay --engine {name}", by_name[name]["events_per_second"], "events/s",
+            "Flink SQL interval join (peer)", peer, targets[name])
+        for name in ("local", "flink")
+        if name in by_name
+    ]
+
+
+def embedded_rows(data: dict[str, Any]) -> list[Row]:
+    rows = [
+        Row("embedded runtime (Kafka + Avro + Redis)", data["embedded"]["events_per_s"], "events/s",
+            "decode -> encode -> produce passthrough", data["passthrough"]["events_per_s"], ">= 0.6"),
+        Row("state per pending impression", data["embedded"].get("state_bytes_per_pending_impression"), "bytes"),
+    ]
+    fresh = data.get("freshness") or {}
+    if fresh.get("p99_s") is not None:
+        rows.append(Row("freshness: label -> sample, p99", fresh["p99_s"], "s", target="< 1 s"))
+    return rows
+
+
+def kafka_rows(data: dict[str, Any]) -> list[Row]:
+    peer = data.get("peer", {}).get("events_per_s")
+    rows = []
+    for key, label in (("flink", "Flink job on Kafka, per slot"), ("embedded", "embedded runtime on Kafka")):
+        if data.get(key, {}).get("events_per_s") is not None:
+            rows.append(Row(label, data[key]["events_per_s"], "events/s", "Flink SQL interval join on Kafka", peer,
+                            "reported"))
+    return rows
+
+
+def sidecar_rows(data: dict[str, Any]) -> list[Row]:
+    return [Row("trainer from Kafka", data["kafka_samples_per_s"], "samples/s", "same model, in-memory tensors",
+                data["memory_samples_per_s"], ">= 0.8")]
+
+
+def _r_nll(seed: dict[str, Any], setting: str, loss: str) -> float | None:
+    res = seed.get(setting) or {}
+    naive, oracle, got = res.get("naive"), res.get("oracle"), res.get(loss)
+    if not (naive and oracle and got) or naive["logloss"] == oracle["logloss"]:
+        return None
+    return float((naive["logloss"] - got["logloss"]) / (naive["logloss"] - oracle["logloss"]))
+
+
+def delayed_feedback_rows(per_seed: list[dict[str, Any]]) -> list[Row]:
+    rows = []
+    for setting, target in (("online", ">= 0.5 (aim 0.8)"), ("offline", ">= 0.9")):
+        values = [v for seed in per_seed if (v := _r_nll(seed, setting, "pu")) is not None]
+        if values:
+            rows.append(Row(f"PU {setting}: R-NLL (share of naive->oracle gap)", statistics.fmean(values), "",
+                            target=target))
+    online = [seed["online"] for seed in per_seed if "online" in seed]
+    if online and all("pu" in s and "naive" in s for s in online):
+        rows += [
+            Row("PU online: prediction bias", statistics.fmean(s["pu"]["prediction_bias"] for s in online), "",
+                "naive", statistics.fmean(s["naive"]["prediction_bias"] for s in online), "0.9 .. 1.1"),
+            Row("PU online: AUC", statistics.fmean(s["pu"]["auc"] for s in online), "", "naive",
+                statistics.fmean(s["naive"]["auc"] for s in online), ">= naive - 0.002"),
+        ]
+    return rows
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark("codec", "jobs", ("-m", "schemas.bench", "--json"), ("--n", "2000", "--repeat", "1"), codec_rows),
+    Benchmark("replay", "jobs", ("-m", "jobs.bench", "replay", "--json"), ("--events-count", "20000"), replay_rows),
+    Benchmark("embedded", "jobs", ("-m", "jobs.bench_embedded", "--skip-peer", "--json", "{out}"),
+              ("--impressions", "5000", "--repeat", "1", "--skip-freshness"), embedded_rows),
+    Benchmark("kafka", "jobs", ("-m", "jobs.bench_kafka", "--json", "{out}"), ("--quick",), kafka_rows),
+    Benchmark("trainer-kafka", "trainer", ("-m", "trainer.bench_sidecar", "--json", "{out}"),
+              ("--samples", "3000", "--rounds", "1"), sidecar_rows),
+    Benchmark("delayed-feedback", "trainer",
+              ("-m", "trainer.bench", "--workdir", "{dir}", "--out", "{dir}/BENCHMARK.md"),
+              ("--quick", "--no-stability"), delayed_feedback_rows),
+)
+
+
+def run_one(bench: Benchmark, quick: bool, log: Callable[[str], None]) -> tuple[list[Row], dict[str, Any]]:
+    out = BENCH_DIR / f"{bench.name}.json"
+    workdir = BENCH_DIR / bench.name
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [a.replace("{out}", str(out)).replace("{dir}", str(workdir)) for a in bench.argv]
+    if quick:
+        argv += bench.quick
+    python = VENVS[bench.venv]
+    log(f"bench: {bench.name}: {python.parent.parent.name} python {' '.join(argv)}")
+    started = time.monotonic()
+    done = subprocess.run([str(python), *argv], cwd=ROOT, capture_output=True, text=True, check=False)
+    seconds = round(time.monotonic() - started, 1)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return [], {"name": bench.name, "error": f"exit {done.returncode}: {tail}", "seconds": seconds}
+    if "{out}" in " ".join(bench.argv):
+        data = json.loads(out.read_text())
+    elif bench.name == "delayed-feedback":
+        data = json.loads((workdir / "results.json").read_text())
+    else:
+        data = _stdout_json(done.stdout)
+    rows = bench.rows(data)
+    return rows, {"name": bench.name, "seconds": seconds, "raw": data}
+
+
+def table(results: list[tuple[str, list[Row]]]) -> str:
+    def num(x: float | None) -> str:
+        if x is None:
+            return "-"
+        return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3f}"
+
+    head = ["benchmark", "figure", "value", "baseline (same run)", "baseline value", "ratio", "target"]
+    body = [
+        [name, r.figure, f"{num(r.value)} {r.unit}".strip(), r.baseline, num(r.baseline_value),
+         "-" if r.ratio is None else f"{r.ratio:.2f}", r.target]
+        for name, rows in results
+        for r in rows
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, load {load:.1f} at start"
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = [b.name for b in BENCHMARKS]
+    parser = argparse.ArgumentParser(prog="python -m infra.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=names, help="run only these (default: all)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks the chain, not for quoting")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results.json", help="default: bench-results.json")
+    args = parser.parse_args(argv)
+    for venv, python in VENVS.items():
+        if not python.exists():
+            print(f"bench: {python} is missing; run 'make setup' first ({venv} venv)", file=sys.stderr)
+            return 1
+    BENCH_DIR.mkdir(exist_ok=True)
+    on_machine = machine()
+    results: list[tuple[str, list[Row]]] = []
+    records = []
+    for bench in BENCHMARKS:
+        if args.only and bench.name not in args.only:
+            continue
+        rows, record = run_one(bench, args.quick, lambda line: print(line, file=sys.stderr, flush=True))
+        if "error" in record:
+            print(f"bench: {bench.name} failed: {record['error']}", file=sys.stderr)
+        results.append((bench.name, rows))
+        records.append({**record, "rows": [r.to_json() for r in rows]})
+    text = table(results)
+    print(f"\nmachine: {on_machine}{' (quick run)' if args.quick else ''}\n\n{text}")
+    from infra.output import AtomicFile
+
+    with AtomicFile(args.out) as out:
+        out.file.write(json.dumps({"machine": on_machine, "quick": args.quick, "benchmarks": records}, indent=1,
+                                  default=str).encode())
+        out.commit()
+    failed = [r["name"] for r in records if "error" in r]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
