@@ -4,7 +4,7 @@ JOBS_PY    := .venv/jobs/bin/python
 TRAINER_PY := .venv/trainer/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo up down status test test-jobs test-trainer lint bench clean
+.PHONY: help setup demo up down status flink-up flink-down flink-submit test test-jobs test-trainer lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,15 @@ down:  ## stop the local stack
 status:  ## show the local stack's addresses and health
 	$(JOBS_PY) -m infra.local status
 
+flink-up: setup  ## start the local Flink session cluster (JobManager + TaskManager, web UI on 127.0.0.1:8081)
+	$(JOBS_PY) -m infra.local flink-up
+
+flink-down:  ## stop the local Flink session cluster
+	$(JOBS_PY) -m infra.local flink-down
+
+flink-submit:  ## flink run the sample join on the session cluster (CONFIG=..., FROM=checkpoint to resume)
+	$(JOBS_PY) -m infra.local flink-submit $(if $(CONFIG),--job-config $(CONFIG)) $(if $(FROM),--from-checkpoint $(FROM))
+
 test: setup  ## every suite, each in its own venv; fails if any fails
 	@bash infra/run_tests.sh $(PYTEST_ARGS)
 
@@ -38,11 +47,12 @@ lint:  ## ruff and mypy on the packages
 	$(JOBS_PY) -m mypy schemas jobs infra
 	$(TRAINER_PY) -m mypy trainer
 
-bench: setup  ## benchmarks (DESIGN.md section 10): codec, replay engines vs the Flink SQL peer, embedded runtime, losses
+bench: setup  ## benchmarks (DESIGN.md section 10): codec, replay engines vs the Flink SQL peer, embedded runtime, on Kafka, losses
 	@mkdir -p .bench
 	$(JOBS_PY) -m schemas.bench
 	$(JOBS_PY) -m jobs.bench replay
 	$(JOBS_PY) -m jobs.bench_embedded --skip-peer --json .bench/embedded.json
+	$(JOBS_PY) -m jobs.bench_kafka --json .bench/kafka.json
 	$(TRAINER_PY) -m trainer.bench
 
 clean:  ## remove caches and local state (keeps the venvs)
