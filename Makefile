@@ -4,7 +4,7 @@ JOBS_PY    := .venv/jobs/bin/python
 TRAINER_PY := .venv/trainer/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo up down status test test-jobs test-trainer lint bench soak clean
+.PHONY: help setup demo up down status flink-up flink-down flink-submit test test-jobs test-trainer lint bench soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,15 @@ down:  ## stop the local stack
 
 status:  ## show the local stack's addresses and health
 	$(JOBS_PY) -m infra.local status
+
+flink-up: setup  ## start the local Flink session cluster (JobManager + TaskManager, web UI on 127.0.0.1:8081)
+	$(JOBS_PY) -m infra.local flink-up
+
+flink-down:  ## stop the local Flink session cluster
+	$(JOBS_PY) -m infra.local flink-down
+
+flink-submit:  ## flink run the sample join on the session cluster (CONFIG=..., FROM=checkpoint to resume)
+	$(JOBS_PY) -m infra.local flink-submit $(if $(CONFIG),--job-config $(CONFIG)) $(if $(FROM),--from-checkpoint $(FROM))
 
 test: setup  ## every suite, each in its own venv; fails if any fails
 	@bash infra/run_tests.sh $(PYTEST_ARGS)

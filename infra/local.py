@@ -35,6 +35,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_TOPICS_FILE = PACKAGE_DIR / "topics.yaml"
 DEFAULT_STATE_DIR = Path(".state")
 STATE_FILE_NAME = "local-stack.json"
+FLINK_COMMANDS = ("flink-up", "flink-down", "flink-submit")
 
 
 class TopicSettings(StrictConfig):
@@ -147,11 +148,11 @@ class ManagedProcess:
             raise InfraError(f"{self.name} (pid {self.pid}) did not stop")
 
 
-def _spawn(name: str, argv: list[str], log: Path) -> int:
+def _spawn(name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
     return proc.pid
 
 
@@ -322,16 +323,22 @@ class LocalStack:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m infra.local",
-        description="Start, inspect or stop the local Apache Kafka broker and redis-server. "
+        description="Start, inspect or stop the local Apache Kafka broker and redis-server (up, down, status, "
+                    "topics), or the local Flink session cluster (flink-up, flink-down, flink-submit). "
                     "KAFKA_BOOTSTRAP_SERVERS / REDIS_URL select external services instead.",
     )
-    parser.add_argument("command", choices=["up", "down", "status", "topics"])
+    parser.add_argument("command", choices=["up", "down", "status", "topics", *FLINK_COMMANDS])
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                         help="where the state file and logs live (default: %(default)s)")
     parser.add_argument("--kafka-port", type=int, default=LOCAL_KAFKA_PORT, help="default: %(default)s")
     parser.add_argument("--redis-port", type=int, default=LOCAL_REDIS_PORT, help="default: %(default)s")
     parser.add_argument("--topics", type=Path, default=DEFAULT_TOPICS_FILE, help="topics config (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="status: print one JSON object")
+    flink = parser.add_argument_group("Flink session cluster")
+    flink.add_argument("--flink-rest-port", type=int, default=8081, help="REST and web UI port (default: %(default)s)")
+    flink.add_argument("--job-config", type=Path, default=PACKAGE_DIR / "flink" / "local" / "sample-join.yaml",
+                       help="flink-submit: the sample-join config (default: infra/flink/local/sample-join.yaml)")
+    flink.add_argument("--from-checkpoint", metavar="PATH", help="flink-submit: resume from this checkpoint/savepoint")
     return parser
 
 
@@ -339,6 +346,11 @@ def main(argv: Iterable[str] | None = None) -> int:
     args = _parser().parse_args(list(argv) if argv is not None else None)
     stack = LocalStack(args.state_dir, args.kafka_port, args.redis_port, args.topics)
     try:
+        if args.command in FLINK_COMMANDS:
+            from infra.flink_cluster import run_command
+
+            return run_command(args.command, args.state_dir, args.flink_rest_port, args.job_config,
+                               args.from_checkpoint)
         if args.command == "up":
             started = stack.up()
             print(f"KAFKA_BOOTSTRAP_SERVERS={started.kafka_bootstrap_servers}")

@@ -86,9 +86,6 @@ def make_environment(
     if not submitted_by_flink_cli():
         merged.update(local_python_options())
     merged.update(options or {})
-    jar_urls = [Path(j).resolve().as_uri() for j in jars]
-    if jar_urls:
-        merged["pipeline.jars"] = ";".join(jar_urls)
     conf = Configuration()
     for key, value in merged.items():
         conf.set_string(key, value)
@@ -98,6 +95,9 @@ def make_environment(
         env = StreamExecutionEnvironment.get_execution_environment(conf)
     except Exception as exc:  # the JVM gateway could not start
         raise FlinkUnavailable(f"cannot start Flink: {one_line(exc)}") from None
+    jar_urls = [Path(j).resolve().as_uri() for j in jars]
+    if jar_urls:  # appended to pipeline.jars: under `flink run` it already holds the job's own jar
+        env.add_jars(*jar_urls)
     env.set_runtime_mode(RuntimeExecutionMode.STREAMING)
     env.set_parallelism(parallelism)
     return env

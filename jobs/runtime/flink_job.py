@@ -54,6 +54,7 @@ CONNECTOR_URL = (
 JVM_DIR = Path(__file__).resolve().parents[2] / ".jvm"
 DEFAULT_CONNECTOR_JAR = JVM_DIR / "flink" / CONNECTOR_JAR  # fetched by `make setup`
 UDF_JAR = JVM_DIR / "udf" / "odl-flink-udf-1.jar"  # built by `make setup` from infra/jvm/udf
+UDF_ENV = "ODL_FLINK_UDF_JAR"  # where an installed copy (e.g. the Flink image) has it instead
 CHECKPOINT_DIR_ENV = "FLINK_CHECKPOINT_DIR"
 
 
@@ -83,9 +84,10 @@ def connector_jar(config: SampleJoinConfig, environ: dict[str, str] | None = Non
 
 def job_jars(config: SampleJoinConfig) -> list[Path]:
     """``pipeline.jars`` of the Kafka job: the connector and the project's SQL function."""
-    if not UDF_JAR.is_file():
-        raise ConnectorJarMissing(f"{UDF_JAR} (the job's SQL function) is not there; run 'make setup'")
-    return [connector_jar(config), UDF_JAR]
+    udf = Path(os.environ.get(UDF_ENV) or UDF_JAR)
+    if not udf.is_file():
+        raise ConnectorJarMissing(f"{udf} (the job's SQL function, infra/jvm/udf) is not there; run 'make setup'")
+    return [connector_jar(config), udf.resolve()]
 
 
 def streaming_options(config: SampleJoinConfig) -> dict[str, str]:

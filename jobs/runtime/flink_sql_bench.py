@@ -82,6 +82,11 @@ def run_peer(
     *ddl, insert = peer_statements(events, window_ms, out_of_orderness_ms, label_type)
     for statement in ddl:
         t_env.execute_sql(statement)
+    return timed_insert(t_env, insert)
+
+
+def timed_insert(t_env: Any, insert: str) -> tuple[float, float]:
+    """Run an INSERT to its end: (the job's net run time, wall time from submission) in seconds."""
     started = time.perf_counter()
     result = t_env.execute_sql(insert)
     result.wait()

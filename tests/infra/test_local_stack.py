@@ -180,3 +180,16 @@ def test_list_offsets_answers_the_true_high_watermark(kafka_bootstrap: str, uniq
         consumer.close()
     assert sum(high - low for low, high in marks.values()) == 157
     assert {p: high for p, (_, high) in marks.items() if high} == {p: max(o) + 1 for p, o in delivered.items()}
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("flink-submit", "infra.local: the Flink cluster is not running; start it with 'make flink-up'"),
+    ("flink-down", None),
+])
+def test_flink_commands_without_a_cluster(tmp_path: Path, command: str, expected: str | None) -> None:
+    result = subprocess.run([sys.executable, "-m", "infra.local", command, "--state-dir", str(tmp_path)],
+                            capture_output=True, text=True, check=False, timeout=120)
+    if expected:
+        assert (result.returncode, result.stderr.strip()) == (1, expected)
+    else:
+        assert (result.returncode, result.stdout.strip()) == (0, "Flink cluster is not running")

@@ -14,7 +14,7 @@ import yaml
 
 from infra.config import parse_duration_ms
 from jobs.config import SampleJoinConfig
-from jobs.runtime.flink_job import CONNECTOR_ENV, CONNECTOR_JAR, CONNECTOR_URL, CONNECTOR_VERSION
+from jobs.runtime.flink_job import CONNECTOR_ENV, CONNECTOR_JAR, CONNECTOR_URL, CONNECTOR_VERSION, UDF_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 FLINK = ROOT / "infra" / "flink"
@@ -98,12 +98,19 @@ def test_dockerfile_copies_existing_paths_to_where_the_config_points() -> None:
     assert copies
     targets = {}
     for *sources, target in copies:
+        if sources[0] == "--from=udf":  # the SQL function jar, built in the image's first stage
+            assert sources[1:] == ["/build/.jvm/udf-build/odl-flink-udf-1.jar"]
+            targets["udf"] = target
+            continue
         for source in sources:
             assert not source.startswith("--")
             if any(ch in source for ch in "*?["):
                 continue  # optional (glob) sources
             assert (ROOT / source).exists(), f"COPY source {source} does not exist"
             targets[source] = target
+    assert targets["infra/jvm/udf"] == "/build/infra/jvm/udf"
+    envs = dict(shlex.split(a)[0].split("=", 1) for i, a in steps if i == "ENV" and "=" in a)
+    assert envs[UDF_ENV] == targets["udf"]
     assert targets["infra/flink/config.yaml"] == "/opt/flink/conf/config.yaml"
     assert targets["infra/flink/sample-join.yaml"] == "/opt/odl-loop/sample-join.yaml"
     for package in ("jobs", "schemas", "infra"):  # what `pip install /opt/odl-loop[jobs]` needs
