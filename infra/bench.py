@@ -103,12 +103,16 @@ def embedded_rows(data: dict[str, Any]) -> list[Row]:
 
 
 def kafka_rows(data: dict[str, Any]) -> list[Row]:
-    peer = data.get("peer", {}).get("events_per_s")
-    rows = []
-    for key, label in (("flink", "Flink job on Kafka, per slot"), ("embedded", "embedded runtime on Kafka")):
-        if data.get(key, {}).get("events_per_s") is not None:
-            rows.append(Row(label, data[key]["events_per_s"], "events/s", "Flink SQL interval join on Kafka", peer,
-                            "reported"))
+    peer = data["peer"]["events_per_s"]
+    rows = [
+        Row(f"Flink job on Kafka, parallelism {p}, per slot", data[f"flink_p{p}"]["events_per_s_per_slot"], "events/s",
+            "Flink SQL interval join on Kafka", peer, "reported")
+        for p in (1, 2)
+        if f"flink_p{p}" in data
+    ]
+    if data.get("embedded", {}).get("events_per_s") is not None:
+        rows.append(Row("embedded runtime on Kafka", data["embedded"]["events_per_s"], "events/s",
+                        "Flink SQL interval join on Kafka", peer, "reported"))
     return rows
 
 
@@ -148,7 +152,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("replay", "jobs", ("-m", "jobs.bench", "replay", "--json"), ("--events-count", "20000"), replay_rows),
     Benchmark("embedded", "jobs", ("-m", "jobs.bench_embedded", "--skip-peer", "--json", "{out}"),
               ("--impressions", "5000", "--repeat", "1", "--skip-freshness"), embedded_rows),
-    Benchmark("kafka", "jobs", ("-m", "jobs.bench_kafka", "--json", "{out}"), ("--quick",), kafka_rows),
+    Benchmark("kafka", "jobs", ("-m", "jobs.bench_kafka", "--json", "{out}"), ("--impressions", "3000"), kafka_rows),
     Benchmark("trainer-kafka", "trainer", ("-m", "trainer.bench_sidecar", "--json", "{out}"),
               ("--samples", "3000", "--rounds", "1"), sidecar_rows),
     Benchmark("delayed-feedback", "trainer",
