@@ -56,6 +56,7 @@ DEFAULT_CONNECTOR_JAR = JVM_DIR / "flink" / CONNECTOR_JAR  # fetched by `make se
 UDF_JAR = JVM_DIR / "udf" / "odl-flink-udf-1.jar"  # built by `make setup` from infra/jvm/udf
 UDF_ENV = "ODL_FLINK_UDF_JAR"  # where an installed copy (e.g. the Flink image) has it instead
 CHECKPOINT_DIR_ENV = "FLINK_CHECKPOINT_DIR"
+DEFAULT_CHECKPOINT_DIR = Path(".state") / "flink-checkpoints"  # of `run --engine flink` (MiniCluster)
 
 
 class ConnectorJarMissing(JobError):
@@ -92,6 +93,8 @@ def job_jars(config: SampleJoinConfig) -> list[Path]:
 
 def streaming_options(config: SampleJoinConfig) -> dict[str, str]:
     """Flink settings of the streaming job (checkpointing, state backend, watermarks)."""
+    from jobs.runtime.flink_env import submitted_by_flink_cli
+
     options = {
         "pipeline.name": "sample-join",
         "execution.checkpointing.interval": f"{config.flink.checkpoint_interval} ms",
@@ -104,6 +107,8 @@ def streaming_options(config: SampleJoinConfig) -> dict[str, str]:
     checkpoint_dir = os.environ.get(CHECKPOINT_DIR_ENV)
     if checkpoint_dir:
         options["execution.checkpointing.dir"] = checkpoint_dir
+    elif not submitted_by_flink_cli():  # a cluster has its own; the JobManager's memory holds 5 MB only
+        options["execution.checkpointing.dir"] = DEFAULT_CHECKPOINT_DIR.resolve().as_uri()
     return options
 
 
