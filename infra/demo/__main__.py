@@ -75,8 +75,9 @@ class Demo:
         self._wait_for_endpoints([("trainer", self.trainer_port), ("trainer-naive", self.naive_port)])
         self.children.start("generator", [
             JOBS_PY, "-m", "jobs.generate", "--bootstrap-servers", self.bootstrap, "--impressions", str(p.impressions),
-            "--rate", f"{p.rate:.6f}", "--ctr", str(p.ctr), "--window", f"{p.window_ms}ms", "--horizon",
-            f"{p.horizon_ms}ms", "--late-fraction", str(p.late_fraction), "--speedup", f"{p.speedup:.3f}",
+            "--rate", f"{p.rate:.6f}", "--ctr", str(p.ctr), "--users", str(p.users), "--items", str(p.items),
+            "--window", f"{p.window_ms}ms", "--horizon", f"{p.horizon_ms}ms", "--late-fraction",
+            str(p.late_fraction), "--speedup", f"{p.speedup:.3f}",
             "--truth", str(self.out / "truth.jsonl"), "--seed", str(p.seed), "--start", str(START_MS), "--quiet",
         ])
         self.children.start("join", [
@@ -118,7 +119,7 @@ class Demo:
             after = self.view.refresh().join_watermark_ms()
             self.seen_until_ms = int(after if after is not None else watermark)
             for name in trainers:
-                self.children.started[name].stop(timeout_s=30.0)
+                self.children.started[name].wait_or_kill(timeout_s=30.0)
                 self._check_alive([name])
             self.view.phase = "held-out hours: join only"
         self._check_alive(["generator", "join", *trainers])

@@ -21,6 +21,8 @@ class DemoPlan:
     horizon_ms: int = 2 * HOUR_MS
     late_fraction: float = 0.45
     ctr: float = 0.1
+    users: int = 200  # few enough that a few thousand impressions teach the model each one
+    items: int = 100
     export_interval_s: int = 15
     seed: int = 7
 

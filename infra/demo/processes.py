@@ -26,6 +26,15 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
 
+    def wait_or_kill(self, timeout_s: float) -> int | None:
+        """After a signal already sent: wait for the exit, SIGKILL the group after ``timeout_s``."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout_s)
+        if self.running():
+            self.signal(signal.SIGKILL)
+            self.proc.wait(5.0)
+        return self.proc.poll()
+
     def stop(self, timeout_s: float = 15.0) -> int | None:
         """SIGTERM the child's whole process group, then SIGKILL what is left after ``timeout_s``."""
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
