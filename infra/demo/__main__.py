@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 JOBS_PY = str(ROOT / ".venv" / "jobs" / "bin" / "python")
 TRAINER_PY = str(ROOT / ".venv" / "trainer" / "bin" / "python")
 TASK = "click"
+DEMO_TRAINER_CONFIG = Path(__file__).resolve().parent / "trainer.yaml"
 
 
 class DemoError(InfraError):
@@ -59,9 +60,10 @@ class Demo:
 
     def _start_trainer(self, name: str, loss: str, db: int, metrics_port: int) -> None:
         self.children.start(name, [
-            TRAINER_PY, "-m", "trainer", "run", "--bootstrap-servers", self.bootstrap, "--redis-url",
-            self._redis_db(db), "--group-id", f"demo-{name}", "--task", TASK, "--loss", loss,
-            "--model-dir", str(self.out / "models" / loss), "--export-interval", f"{self.plan.export_interval_s}s",
+            TRAINER_PY, "-m", "trainer", "run", "--config", str(DEMO_TRAINER_CONFIG),
+            "--bootstrap-servers", self.bootstrap, "--redis-url", self._redis_db(db), "--group-id", f"demo-{name}",
+            "--task", TASK, "--loss", loss,
+            "--model-dir", str(self.out / "models" / loss),
             "--metrics-port", str(metrics_port),
         ])
 

@@ -19,11 +19,10 @@ class DemoPlan:
     holdout_share: float = 0.25
     window_ms: int = 10 * 60_000
     horizon_ms: int = 2 * HOUR_MS
-    late_fraction: float = 0.45
-    ctr: float = 0.1
+    late_fraction: float = 0.5
+    ctr: float = 0.3
     users: int = 200  # few enough that a few thousand impressions teach the model each one
     items: int = 100
-    export_interval_s: int = 15
     seed: int = 7
 
     @classmethod

@@ -125,7 +125,7 @@ class SidecarConfig(StrictConfig):
     metrics_port: int | None = Field(default=9109, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"  # loopback by default; 0.0.0.0 inside a container whose port is published
     tensorboard: bool = True  # summaries under <model_dir>/tensorboard
-    summary_every_steps: int = Field(default=100, ge=1)
+    summary_every_steps: int = Field(default=10, ge=1)  # progressive metrics and summaries this often
     exit_when_idle: DurationMs | None = None  # bounded mode: stop once drained and idle this long
     retry_for: DurationMs = 120_000  # Kafka/Redis unreachable longer than this: give up with an error
 
