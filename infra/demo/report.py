@@ -147,7 +147,7 @@ def plot(series: list[dict[str, Any]], versions: list[dict[str, Any]], path: Pat
     import matplotlib.pyplot as plt
 
     fig, (ax_auc, ax_bias) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    points = [p for p in series if p["progressive_auc"] is not None]
+    points = [p for p in series if p["progressive_auc"] and p["samples_trained"]]  # gauges start at 0
     xs = [p["wall_s"] for p in points]
     ax_auc.plot(xs, [p["progressive_auc"] for p in points], color="tab:blue")
     ax_auc.set_ylabel("progressive AUC")
