@@ -126,7 +126,7 @@ def parse_sample(record: Any) -> Sample:
     attribution_name = record.get("attribution")
     if attribution_name is None:
         attribution = POSITIVE if label else NEGATIVE
-    elif attribution_name in ATTRIBUTIONS:
+    elif isinstance(attribution_name, str) and attribution_name in ATTRIBUTIONS:
         attribution = ATTRIBUTIONS[attribution_name]
     else:
         raise BadRecord(f"field 'attribution' must be one of {sorted(ATTRIBUTIONS)}, got {attribution_name!r:.40}")
