@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.config import format_duration_ms, parse_duration_ms
@@ -120,8 +120,16 @@ class Offsets:
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False})
         self.inputs = [TopicPartition(t, p) for t in INPUTS for p in range(partitions)]
 
-    def high(self, parts: list[TopicPartition]) -> int:
-        return sum(self.consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1] for tp in parts)
+    def high(self, parts: list[TopicPartition], retry_for_s: float = 30.0) -> int:
+        """Records written to ``parts``; retried while a partition has no leader yet (a fresh broker)."""
+        deadline = time.monotonic() + retry_for_s
+        while True:
+            try:
+                return sum(self.consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1] for tp in parts)
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def lag(self, written: int) -> int:
         committed = self.consumer.committed(self.inputs, timeout=10)

@@ -33,7 +33,7 @@ def test_short_demo_publishes_and_its_report_agrees_with_the_truth(tmp_path: Pat
     out = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
     done = subprocess.run(
-        [sys.executable, "-m", "infra.demo", "--minutes", "2", "--dir", str(out)],
+        [sys.executable, "-m", "infra.demo", "--minutes", "3", "--dir", str(out)],
         cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=900, check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
