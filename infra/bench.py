@@ -94,8 +94,10 @@ def embedded_rows(data: dict[str, Any]) -> list[Row]:
     rows = [
         Row("embedded runtime (Kafka + Avro + Redis)", data["embedded"]["events_per_s"], "events/s",
             "decode -> encode -> produce passthrough", data["passthrough"]["events_per_s"], ">= 0.6"),
-        Row("state per pending impression", data["embedded"].get("state_bytes_per_pending_impression"), "bytes"),
     ]
+    state_bytes = data["embedded"].get("state_bytes_per_pending_impression")
+    if state_bytes is not None:  # None when the last checkpoint held no pending impression
+        rows.append(Row("state per pending impression", state_bytes, "bytes"))
     fresh = data.get("freshness") or {}
     if fresh.get("p99_s") is not None:
         rows.append(Row("freshness: label -> sample, p99", fresh["p99_s"], "s", target="< 1 s"))
