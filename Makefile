@@ -36,15 +36,15 @@ flink-submit:  ## flink run the sample join on the session cluster (CONFIG=..., 
 test: setup  ## every suite, each in its own venv; fails if any fails
 	@bash infra/run_tests.sh $(PYTEST_ARGS)
 
-test-jobs:  ## schemas, jobs, infra, end-to-end and docs suites (.venv/jobs)
-	$(JOBS_PY) -m pytest tests/schemas tests/jobs tests/infra tests/e2e tests/test_docs.py $(PYTEST_ARGS)
+test-jobs:  ## schemas, jobs, infra, end-to-end, docs and layout suites (.venv/jobs)
+	$(JOBS_PY) -m pytest tests/schemas tests/jobs tests/infra tests/e2e tests/test_docs.py tests/test_layout.py $(PYTEST_ARGS)
 
 test-trainer:  ## trainer suite (.venv/trainer)
 	$(TRAINER_PY) -m pytest tests/trainer $(PYTEST_ARGS)
 
 lint:  ## ruff and mypy on the packages
-	$(JOBS_PY) -m ruff check schemas jobs infra trainer tests
-	$(JOBS_PY) -m mypy schemas jobs infra
+	$(JOBS_PY) -m ruff check schemas common jobs infra trainer tests
+	$(JOBS_PY) -m mypy schemas common jobs infra
 	$(TRAINER_PY) -m mypy trainer
 
 bench: setup  ## every benchmark in one run (docs/performance.md): one table, bench-results.json; BENCH_ARGS='--only codec'

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         records.append({**record, "rows": [r.to_json() for r in rows]})
     text = table(results)
     print(f"\nmachine: {on_machine}{' (quick run)' if args.quick else ''}\n\n{text}")
-    from infra.output import AtomicFile
+    from common.output import AtomicFile
 
     with AtomicFile(args.out) as out:
         out.file.write(json.dumps({"machine": on_machine, "quick": args.quick, "benchmarks": records}, indent=1,

@@ -15,9 +15,9 @@ from typing import IO, Any
 
 import orjson
 
-from infra.defaults import kafka_bootstrap_servers
+from common.defaults import kafka_bootstrap_servers
+from common.output import AtomicFile
 from infra.errors import InfraError
-from infra.output import AtomicFile
 
 
 def read_topics(

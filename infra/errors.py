@@ -1,9 +1,7 @@
-"""Root exception of the `infra` package."""
+"""Root exception of the `infra` package, the developer stack (local services, `cat`, Docker)."""
+
+from common.errors import CommonError
 
 
-class InfraError(Exception):
-    """Raised for local-stack and configuration problems; the message says what was received."""
-
-
-class ConfigError(InfraError):
-    """A configuration file or value is missing, unreadable or invalid."""
+class InfraError(CommonError):
+    """Raised when a local service cannot be started, reached or stopped; the message says what was received."""

@@ -22,13 +22,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
+from common.config import DurationMs, StrictConfig, load_config
+from common.defaults import LOCAL_KAFKA_PORT, LOCAL_REDIS_PORT
+from common.errors import CommonError
+from common.topics import create_topics
 from infra import kafka_broker
-from infra.config import DurationMs, StrictConfig, load_config
-from infra.defaults import LOCAL_KAFKA_PORT, LOCAL_REDIS_PORT
 from infra.errors import InfraError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -191,36 +192,6 @@ def start_redis(port: int, log: Path, timeout_s: float = 15.0) -> ManagedProcess
     return proc
 
 
-def create_topics(
-    bootstrap: str, topics: dict[str, tuple[int, int]], timeout_s: float = 15.0, client: dict[str, Any] | None = None
-) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created. Existing ones are left as they are.
-    ``client``: more admin-client settings (security: SASL/SSL)."""
-    from confluent_kafka import KafkaError
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(client or {})})
-    try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-    except Exception as exc:
-        raise InfraError(f"cannot reach Kafka at {bootstrap} to create topics: {exc}") from exc
-    wanted = [
-        NewTopic(name, num_partitions=partitions, replication_factor=1,
-                 config={"retention.ms": str(retention)} if retention else {})
-        for name, (partitions, retention) in topics.items() if name not in existing
-    ]
-    created = []
-    for name, future in admin.create_topics(wanted, request_timeout=timeout_s).items() if wanted else []:
-        try:
-            future.result(timeout_s)
-            created.append(name)
-        except Exception as exc:
-            error = exc.args[0] if exc.args else None
-            if getattr(error, "code", lambda: None)() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise InfraError(f"cannot create topic {name} on {bootstrap}: {exc}") from exc
-    return created
-
-
 @dataclass
 class StackState:
     """What `up` started, recorded in the state file so that `status` and `down` find it."""
@@ -377,7 +348,7 @@ def main(argv: Iterable[str] | None = None) -> int:
             print(f"kafka  {state.kafka_bootstrap_servers}  {'ok' if health['kafka'] else 'DOWN'}")
             print(f"redis  {state.redis_url}  {'ok' if health['redis'] else 'DOWN'}")
         return 0 if healthy else 1
-    except InfraError as exc:
+    except CommonError as exc:
         print(f"infra.local: {exc}", file=sys.stderr)
         return 1
 

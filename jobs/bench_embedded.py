@@ -123,7 +123,7 @@ def passthrough(bootstrap: str, topics: Topics, expected: int) -> dict[str, Any]
     """decode -> encode -> produce of every input record, with the runtime's client settings and codec."""
     from confluent_kafka import Consumer, KafkaError, Producer
 
-    from infra.local import create_topics
+    from common.topics import create_topics
     from schemas.codec import Codec
 
     out = f"bench.passthrough.{topics.tag}"
@@ -211,7 +211,7 @@ def freshness(
     """Label handed to the producer -> its POSITIVE sample readable on the samples topic, live."""
     from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
-    from infra.local import create_topics
+    from common.topics import create_topics
     from jobs.generate import Generator
     from jobs.runtime.kafka_io import WireFormat
 
@@ -381,7 +381,7 @@ def replay_peers(events_file: Path) -> dict[str, Any]:
 
 
 def _ms(text: str) -> int:
-    from infra.config import parse_duration_ms
+    from common.config import parse_duration_ms
 
     return parse_duration_ms(text)
 
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = p.parse_args(argv)
 
-    from infra.local import create_topics
+    from common.topics import create_topics
 
     results: dict[str, Any] = {"impressions": args.impressions, "partitions": args.partitions}
     with (

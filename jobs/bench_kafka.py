@@ -93,8 +93,8 @@ LEFT JOIN (SELECT * FROM peer_in WHERE `topic` = '{topics["labels"]}') AS l
 
 
 def main(argv: list[str] | None = None) -> int:
-    from infra.config import parse_duration_ms
-    from infra.local import create_topics
+    from common.config import parse_duration_ms
+    from common.topics import create_topics
 
     p = argparse.ArgumentParser(prog="python -m jobs.bench_kafka", description=__doc__.split("\n")[0])
     p.add_argument("--impressions", type=int, default=30_000)
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:
-        from infra.output import AtomicFile
+        from common.output import AtomicFile
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         with AtomicFile(args.json) as out:

@@ -12,8 +12,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from infra.config import DurationMs, StrictConfig, apply_overrides, load_config, validate_config
-from infra.defaults import kafka_bootstrap_servers, redis_url
+from common.config import DurationMs, StrictConfig, apply_overrides, load_config, validate_config
+from common.defaults import kafka_bootstrap_servers, redis_url
 from jobs.core.spec import (
     DEFAULT_HORIZON_MS,
     DEFAULT_IDLENESS_MS,

@@ -37,8 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.config import parse_duration_ms
-from infra.output import AtomicFile
+from common.config import parse_duration_ms
+from common.output import AtomicFile
 from jobs.synthetic import DEFAULT_START_MS, GenerateError, Generator, GeneratorConfig, Stats
 
 __all__ = ["GenerateError", "Generator", "GeneratorConfig", "KafkaSink", "KafkaTarget", "Stats", "main", "run"]

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from infra.config import format_duration_ms, parse_duration_ms, validate_config
-from infra.errors import ConfigError, InfraError
+from common.config import format_duration_ms, parse_duration_ms, validate_config
+from common.errors import CommonError
 from jobs.config import JoinConfig, SampleJoinConfig
 from jobs.errors import JobError
 
@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except (ConfigError, InfraError) as exc:
+    except CommonError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except JobError as exc:

@@ -27,10 +27,11 @@ import yaml
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.config import format_duration_ms, parse_duration_ms
-from infra.errors import InfraError
-from infra.local import ManagedProcess, create_topics, free_port, start_broker, start_redis
-from infra.output import AtomicFile
+from common.config import format_duration_ms, parse_duration_ms
+from common.errors import CommonError
+from common.output import AtomicFile
+from common.topics import create_topics
+from infra.local import ManagedProcess, free_port, start_broker, start_redis
 from jobs.config import JoinConfig
 from jobs.core import SampleJoin, event_from_json
 from jobs.core.local import LocalJoinRunner
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
             report = soak(duration_ms, args.rate, every_s, args.partitions, workdir)
-    except (JobError, InfraError, OSError) as exc:
+    except (JobError, CommonError, OSError) as exc:
         print(f"python -m jobs.soak: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     print(report.format_human())

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
 
-from infra.errors import InfraError
+from common.errors import CommonError
 from trainer.config import LOSS_NAMES, TrainerConfig
 from trainer.errors import TrainerError
 from trainer.quiet import import_tensorflow
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_evaluate(args)
         command = {"run": sidecar_cli.run, "versions": sidecar_cli.versions, "rollback": sidecar_cli.rollback}
         return command[args.command](args)
-    except (TrainerError, InfraError) as exc:
+    except (TrainerError, CommonError) as exc:
         print(f"trainer {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

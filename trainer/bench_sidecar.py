@@ -89,7 +89,7 @@ def _services(stack: ExitStack, workdir: Path) -> tuple[str, str]:
 def bench_kafka(records: list[dict[str, Any]], config: Any, bootstrap: str, redis_url: str, workdir: Path) -> float:
     from confluent_kafka import Producer
 
-    from infra.local import create_topics
+    from common.topics import create_topics
     from schemas import Codec
     from trainer.sidecar.loop import Sidecar
 

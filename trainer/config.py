@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from infra.config import StrictConfig, apply_overrides, load_config, validate_config
+from common.config import StrictConfig, apply_overrides, load_config, validate_config
 from trainer.losses import LOSS_NAMES as LOSS_NAMES  # re-exported for the CLI
 from trainer.losses import LossName
 from trainer.sidecar.config import SidecarConfig

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from infra.output import AtomicFile
+from common.output import AtomicFile
 from trainer.config import TrainerConfig
 from trainer.errors import ModelDirError
 from trainer.features import EncodedBatch, FeatureEncoder, FeatureSpec, PreparedTable

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from common.errors import CommonError
 from infra.demo import report
 from infra.demo.live import LiveView
 from infra.demo.plan import START_MS, DemoPlan
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = Demo(plan, args.dir, console).run()
-    except (InfraError, KeyboardInterrupt) as exc:
+    except (CommonError, KeyboardInterrupt) as exc:
         print(f"infra.demo: {exc}", file=sys.stderr)
         return 1
     print_report(console, result, args.dir)

@@ -131,7 +131,7 @@ def holdout_rows(dump: StreamDump, truth: list[dict[str, Any]], seen_until_ms: i
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    from infra.output import AtomicFile
+    from common.output import AtomicFile
 
     with AtomicFile(path) as out:
         for row in rows:

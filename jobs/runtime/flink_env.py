@@ -213,7 +213,7 @@ def part_files(directory: Path) -> list[Path]:
 
 def collect_parts(directory: Path, target: Path) -> None:
     """Concatenate the part files of ``directory`` into ``target`` atomically (temp + rename)."""
-    from infra.output import AtomicFile
+    from common.output import AtomicFile
 
     parts = part_files(directory)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from infra.output import AtomicFile
+from common.output import AtomicFile
 from jobs.core import _json
 from jobs.core.events import (
     BadEvent,

@@ -182,16 +182,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--exit-when-idle", metavar="DURATION",
                         help="bounded: read up to the end offsets at start, resolve everything and finish")
     args = parser.parse_args(argv)
-    from infra.errors import InfraError
+    from common.errors import CommonError
 
     try:
         config = SampleJoinConfig.load(
             args.config, {"flink.parallelism": args.parallelism, "local.exit_when_idle": args.exit_when_idle}
         )
         run(config)
-    except (JobError, InfraError) as exc:
+    except (JobError, CommonError) as exc:
         print(f"jobs.runtime.flink_job: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConnectorJarMissing | InfraError) else 1
+        return 2 if isinstance(exc, ConnectorJarMissing | CommonError) else 1
     return 0
 
 

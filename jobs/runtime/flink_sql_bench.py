@@ -107,7 +107,7 @@ def bench_flink_sql(ctx: BenchContext) -> BenchResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from infra.config import parse_duration_ms
+    from common.config import parse_duration_ms
 
     parser = argparse.ArgumentParser(
         prog="python -m jobs.runtime.flink_sql_bench", description=__doc__.split("\n\n")[0]

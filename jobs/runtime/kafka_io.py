@@ -155,7 +155,7 @@ def ensure_topics(
     bootstrap: str, topics: list[str], partitions: int, client: dict[str, Any] | None = None
 ) -> list[str]:
     """Create the missing ones of ``topics`` with ``partitions`` partitions; returns the names created."""
-    from infra.local import create_topics
+    from common.topics import create_topics
 
     return create_topics(bootstrap, {t: (partitions, 0) for t in topics}, client=client)
 

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
 from prometheus_client import Counter as PromCounter
 
-from infra.logs import JsonFormatter
+from common.logs import JsonFormatter
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from infra.output import AtomicFile, commit_all
+from common.output import AtomicFile, commit_all
 from jobs.config import JoinConfig
 from jobs.core import _json
 from jobs.core.events import BadEvent, Event

@@ -1,4 +1,4 @@
-"""Durations, env expansion, overrides and the one-error-naming-the-file rule of infra.config."""
+"""Durations, env expansion, overrides and the one-error-naming-the-file rule of common.config."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.config import (
+from common.config import (
     DurationMs,
     StrictConfig,
     apply_overrides,
@@ -17,7 +17,7 @@ from infra.config import (
     load_config,
     parse_duration_ms,
 )
-from infra.errors import ConfigError
+from common.errors import ConfigError
 
 
 @pytest.mark.parametrize(

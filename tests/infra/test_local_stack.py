@@ -13,7 +13,7 @@ import pytest
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from infra.errors import ConfigError
+from common.errors import ConfigError
 from infra.local import LocalStack, StackState, free_port, load_topics
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.errors import ConfigError
+from common.errors import ConfigError
 from jobs.config import JoinConfig, SampleJoinConfig, TaskConfig
 
 

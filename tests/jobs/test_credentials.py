@@ -15,9 +15,10 @@ import pytest
 import redis
 import yaml
 
-from infra.config import validate_config
-from infra.errors import ConfigError
-from infra.local import ManagedProcess, create_topics, free_port, redis_binary
+from common.config import validate_config
+from common.errors import ConfigError
+from common.topics import create_topics
+from infra.local import ManagedProcess, free_port, redis_binary
 from jobs.config import KafkaConfig, RedisConfig, SampleJoinConfig
 from jobs.runtime.metrics import RuntimeMetrics
 

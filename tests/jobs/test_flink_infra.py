@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.config import parse_duration_ms
+from common.config import parse_duration_ms
 from jobs.config import SampleJoinConfig
 from jobs.runtime.flink_job import CONNECTOR_ENV, CONNECTOR_JAR, CONNECTOR_URL, CONNECTOR_VERSION, UDF_ENV
 

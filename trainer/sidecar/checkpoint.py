@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from infra.output import AtomicFile
+from common.output import AtomicFile
 from trainer.sidecar.dedup import Dedup
 from trainer.sidecar.errors import SidecarError
 from trainer.sidecar.scores import ScoreWindow

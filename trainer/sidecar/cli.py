@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from infra.config import parse_duration_ms
+from common.config import parse_duration_ms
 from trainer.config import LOSS_NAMES, TrainerConfig
 
 

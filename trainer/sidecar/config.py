@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from infra.config import DurationMs, StrictConfig
+from common.config import DurationMs, StrictConfig
 
 
 class KafkaConfig(StrictConfig):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from infra.output import AtomicFile
+from common.output import AtomicFile
 
 
 class Dedup:

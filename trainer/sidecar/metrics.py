@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from infra.logs import JsonFormatter
+from common.logs import JsonFormatter
 
 
 def configure_json_logging(quiet: bool) -> None:

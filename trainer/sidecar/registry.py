@@ -31,7 +31,7 @@ TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 
 
 def write_registry_file(model_dir: Path, prefix: str) -> None:
-    from infra.output import AtomicFile
+    from common.output import AtomicFile
 
     with AtomicFile(model_dir / REGISTRY_FILE) as out:
         out.write(json.dumps({"redis_key_prefix": prefix}).encode())

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from infra.config import validate_config
-from infra.errors import ConfigError
+from common.config import validate_config
+from common.errors import ConfigError
 from jobs.config import JoinConfig
 from jobs.core import Event, Impression, Label, SampleJoin
 from jobs.core.join import IMPRESSIONS_DROPPED, LABELS_NOT_BUFFERED

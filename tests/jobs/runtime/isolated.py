@@ -8,7 +8,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from infra.local import create_topics
+from common.topics import create_topics
 from jobs.config import SampleJoinConfig
 
 

@@ -27,7 +27,8 @@ import redis
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from infra.local import create_topics, free_port
+from common.topics import create_topics
+from infra.local import free_port
 from jobs.config import SampleJoinConfig
 from jobs.core.events import event_from_json
 from jobs.core.join import SampleJoin

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from infra.local import create_topics
+from common.topics import create_topics
 from schemas import Codec
 
 ROOT = Path(__file__).resolve().parents[3]

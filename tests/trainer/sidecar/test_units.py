@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infra.errors import ConfigError
+from common.errors import ConfigError
 from trainer.config import TrainerConfig
 from trainer.samples import Sample
 from trainer.sidecar.batching import Batcher

@@ -3,7 +3,7 @@
 Every deployable (the sample join, the trainer sidecar, the local stack) has one config model
 derived from :class:`StrictConfig` and loads it with :func:`load_config`, so all of them accept the
 same duration syntax, expand ``${VAR}`` / ``${VAR:-default}`` the same way and report validation
-errors as one :class:`~infra.errors.ConfigError` that names the file.
+errors as one :class:`~common.errors.ConfigError` that names the file.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from infra.errors import ConfigError
+from common.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}

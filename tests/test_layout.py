@@ -1,0 +1,73 @@
+"""Package boundaries: the product never reaches into the developer stack, the shared library into nothing.
+
+`infra` is the developer stack (local services, `cat`, Docker, `make bench`); `common` is the shared
+library every deployable imports (docs/architecture.md, layout). The checks read the imports with
+`ast`, nested ones included, so a lazy import inside a function counts too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCT_PACKAGES = ("schemas", "jobs", "trainer", "common")
+
+# Developer tools inside the product packages that genuinely start local services (a broker and a
+# redis-server on free ports) for their own run; they may import `infra.local` and nothing else of infra.
+STARTS_THE_DEVELOPER_STACK = {
+    "jobs/soak.py": "the soak test runs on its own broker and Redis",
+    "jobs/bench_embedded.py": "the benchmark runs on its own broker and Redis",
+    "trainer/bench_sidecar.py": "the benchmark runs on its own broker and Redis",
+}
+STACK_MODULE = "infra.local"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module that `path` imports, at any depth (absolute imports; the project uses no relative ones)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _in_package(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def product_modules(packages: tuple[str, ...] = PRODUCT_PACKAGES) -> list[Path]:
+    return sorted(path for package in packages for path in (ROOT / package).rglob("*.py"))
+
+
+def test_the_walk_sees_the_product() -> None:
+    names = {p.relative_to(ROOT).as_posix() for p in product_modules()}
+    assert {"jobs/sample_join.py", "trainer/__main__.py", "schemas/__init__.py", "common/config.py"} <= names
+    assert set(STARTS_THE_DEVELOPER_STACK) <= names, "an allow-listed module is gone: drop it from the list"
+    assert {"common.config", "common.config.StrictConfig"} <= imported_modules(ROOT / "jobs" / "config.py")
+
+
+def test_product_modules_do_not_import_the_developer_stack() -> None:
+    offenders = []
+    for path in product_modules():
+        name = path.relative_to(ROOT).as_posix()
+        infra = {m for m in imported_modules(path) if _in_package(m, "infra")}
+        allowed = {STACK_MODULE} | {m for m in infra if _in_package(m, STACK_MODULE)}
+        if name in STARTS_THE_DEVELOPER_STACK:
+            infra -= allowed
+        if infra:
+            offenders.append(f"{name}: {sorted(infra)}")
+    assert not offenders, "product code imports infra (use common):\n" + "\n".join(offenders)
+
+
+def test_the_shared_library_imports_no_deployable() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT).as_posix()}: {module}"
+        for path in product_modules(("common",))
+        for module in imported_modules(path)
+        if any(_in_package(module, package) for package in ("jobs", "trainer", "infra"))
+    ]
+    assert not offenders, "common must not depend on a deployable:\n" + "\n".join(offenders)
