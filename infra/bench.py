@@ -150,15 +150,16 @@ def delayed_feedback_rows(per_seed: list[dict[str, Any]]) -> list[Row]:
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark("codec", "jobs", ("-m", "schemas.bench", "--json"), ("--n", "2000", "--repeat", "1"), codec_rows),
-    Benchmark("replay", "jobs", ("-m", "jobs.bench", "replay", "--json"), ("--events-count", "20000"), replay_rows),
-    Benchmark("embedded", "jobs", ("-m", "jobs.bench_embedded", "--skip-peer", "--json", "{out}"),
+    Benchmark("codec", "jobs", ("-m", "schemas.bench.codec", "--json"), ("--n", "2000", "--repeat", "1"), codec_rows),
+    Benchmark("replay", "jobs", ("-m", "jobs.bench.replay", "replay", "--json"), ("--events-count", "20000"),
+              replay_rows),
+    Benchmark("embedded", "jobs", ("-m", "jobs.bench.embedded", "--skip-peer", "--json", "{out}"),
               ("--impressions", "5000", "--repeat", "1", "--skip-freshness"), embedded_rows),
-    Benchmark("kafka", "jobs", ("-m", "jobs.bench_kafka", "--json", "{out}"), ("--impressions", "3000"), kafka_rows),
-    Benchmark("trainer-kafka", "trainer", ("-m", "trainer.bench_sidecar", "--json", "{out}"),
+    Benchmark("kafka", "jobs", ("-m", "jobs.bench.kafka", "--json", "{out}"), ("--impressions", "3000"), kafka_rows),
+    Benchmark("trainer-kafka", "trainer", ("-m", "trainer.bench.sidecar", "--json", "{out}"),
               ("--samples", "3000", "--rounds", "1"), sidecar_rows),
     Benchmark("delayed-feedback", "trainer",
-              ("-m", "trainer.bench", "--workdir", "{dir}", "--out", "{dir}/BENCHMARK.md"),
+              ("-m", "trainer.bench.delayed_feedback", "--workdir", "{dir}", "--out", "{dir}/BENCHMARK.md"),
               ("--quick", "--no-stability"), delayed_feedback_rows),
 )
 

@@ -17,21 +17,24 @@ PRODUCT_PACKAGES = ("schemas", "jobs", "trainer", "common")
 # redis-server on free ports) for their own run; they may import `infra.local` and nothing else of infra.
 STARTS_THE_DEVELOPER_STACK = {
     "jobs/soak.py": "the soak test runs on its own broker and Redis",
-    "jobs/bench_embedded.py": "the benchmark runs on its own broker and Redis",
-    "trainer/bench_sidecar.py": "the benchmark runs on its own broker and Redis",
+    "jobs/bench/embedded.py": "the benchmark runs on its own broker and Redis",
+    "trainer/bench/sidecar.py": "the benchmark runs on its own broker and Redis",
 }
 STACK_MODULE = "infra.local"
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Every module that `path` imports, at any depth (absolute imports; the project uses no relative ones)."""
+    """Every module (and imported name) that `path` imports, at any depth; relative imports resolved."""
+    package = path.relative_to(ROOT).parent.parts
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else ()
+            module = ".".join((*base, *([node.module] if node.module else [])))
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
     return found
 
 
@@ -48,6 +51,7 @@ def test_the_walk_sees_the_product() -> None:
     assert {"jobs/sample_join.py", "trainer/__main__.py", "schemas/__init__.py", "common/config.py"} <= names
     assert set(STARTS_THE_DEVELOPER_STACK) <= names, "an allow-listed module is gone: drop it from the list"
     assert {"common.config", "common.config.StrictConfig"} <= imported_modules(ROOT / "jobs" / "config.py")
+    assert {"schemas.errors", "schemas.codec.Codec"} <= imported_modules(ROOT / "schemas" / "__init__.py")
 
 
 def test_product_modules_do_not_import_the_developer_stack() -> None:

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.bench import synth_events
+from jobs.bench.replay import synth_events
 from jobs.config import JoinConfig
 from jobs.core.events import BadEvent, Event, event_from_json
 from jobs.runtime.kafka_io import WireFormat

@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from jobs.bench import synth_events
+from jobs.bench.replay import synth_events
 from jobs.core import FeatureSnapshot, Impression, Label, RequestState, SampleJoin, event_from_json, event_to_json
 from jobs.core.join import ATTRIBUTIONS, UNMATCHED_REASONS
 from jobs.core.local import LocalJoinRunner

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from jobs.bench import synth_events
+from jobs.bench.replay import synth_events
 from jobs.config import JoinConfig, TaskConfig
 from jobs.core import SampleJoin, event_from_json
 from jobs.core.local import LocalJoinRunner

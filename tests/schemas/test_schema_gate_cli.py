@@ -264,8 +264,8 @@ def _stem(record: str) -> str:
 
 
 def test_benchmark_runs() -> None:
-    """`python -m schemas.bench` (wired into `make bench`) runs; tiny sizes here, timings are not tested."""
-    result = subprocess.run([sys.executable, "-m", "schemas.bench", "--n", "200", "--repeat", "1", "--json"],
+    """`python -m schemas.bench.codec` (wired into `make bench`) runs; tiny sizes here, timings are not tested."""
+    result = subprocess.run([sys.executable, "-m", "schemas.bench.codec", "--n", "200", "--repeat", "1", "--json"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]

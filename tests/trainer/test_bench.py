@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from synth import make_samples, write_jsonl
 
-from trainer import bench
+from trainer.bench import delayed_feedback as bench
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS_PYTHON = ROOT / ".venv" / "jobs" / "bin" / "python"

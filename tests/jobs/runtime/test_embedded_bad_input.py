@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from jobs.bench import synth_events
+from jobs.bench.replay import synth_events
 from jobs.core import SampleJoin, event_from_json
 from jobs.core.local import LocalJoinRunner
 from jobs.runtime.embedded import EmbeddedRuntime

@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from jobs.bench_embedded import Topics, embedded, runtime_config, services
+from jobs.bench.embedded import Topics, embedded, runtime_config, services
 from jobs.config import SampleJoinConfig
 from jobs.generate import GeneratorConfig, KafkaTarget
 from jobs.generate import run as generate
@@ -59,10 +59,10 @@ def peer(config: dict[str, Any], window_ms: int, out_of_orderness_ms: int) -> di
     """The Flink SQL interval join on the same topics, Kafka in and out, parallelism 1."""
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
+    from jobs.bench.flink_sql import timed_insert
     from jobs.runtime.flink_env import sql_interval
     from jobs.runtime.flink_job import job_jars
     from jobs.runtime.flink_kafka import EVENT_TIME_CLASS, EVENT_TIME_FUNCTION, event_time_spec
-    from jobs.runtime.flink_sql_bench import timed_insert
 
     kafka, topics = config["kafka"], config["kafka"]["topics"]
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())

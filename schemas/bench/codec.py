@@ -28,9 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .codec import Codec
-from .json_forms import to_avro
-from .registry import PACKAGE_DIR
+from schemas.codec import Codec
+from schemas.json_forms import to_avro
+from schemas.registry import PACKAGE_DIR
 
 try:  # orjson ships with the jobs venv; fall back to the standard library elsewhere
     import orjson

@@ -4,15 +4,15 @@ Contenders run one after another on the same file and are reported side by side,
 ratio to the reference contender (``--reference``, by default the Flink SQL peer when registered,
 else the first one run). Adding a contender is a registration::
 
-    from jobs.bench import BenchContext, BenchResult, register
+    from jobs.bench.replay import BenchContext, BenchResult, register
 
     @register("flink-sql", description="Flink SQL LEFT JOIN ... BETWEEN interval join, p1")
     def flink_sql(ctx: BenchContext) -> BenchResult:
         ...  # run on ctx.events, return BenchResult(name="flink-sql", events=..., seconds=...)
 
-Every ``jobs/runtime/*_bench.py`` module (and any module named in ``CONTENDER_MODULES``) is imported
-before the run, so that its ``@register`` calls take effect; one that cannot be imported is listed
-as unavailable, and a contender that raises is reported as skipped.
+Every module named in ``CONTENDER_MODULES`` is imported before the run, so that its ``@register``
+calls take effect; one that cannot be imported is listed as unavailable, and a contender that raises
+is reported as skipped.
 
 Without ``--events`` a deterministic synthetic file (``--events-count``, ``--seed``) is written to
 ``.bench/`` (a built-in generator, so the benchmark does not depend on ``jobs.generate``).
@@ -41,8 +41,8 @@ from jobs.core.events import FeatureSnapshot, Impression, Label, event_to_json
 T0 = 1_700_000_000_000
 BENCH_DIR = Path(".bench")
 
-# Further modules that register contenders when imported (besides jobs/runtime/*_bench.py).
-CONTENDER_MODULES: tuple[str, ...] = ()
+# The modules that register further contenders when imported (the list is explicit: nothing is scanned).
+CONTENDER_MODULES: tuple[str, ...] = ("jobs.bench.flink", "jobs.bench.flink_sql")
 
 
 @dataclass(slots=True)
@@ -244,13 +244,8 @@ def bench_core(ctx: BenchContext) -> BenchResult:
 
 # -- command line --------------------------------------------------------------------------------
 def _load_contender_modules() -> dict[str, str]:
-    import pkgutil
-
-    import jobs.runtime
-
-    found = [f"jobs.runtime.{m.name}" for m in pkgutil.iter_modules(jobs.runtime.__path__) if m.name.endswith("_bench")]
     missing: dict[str, str] = {}
-    for module in (*found, *CONTENDER_MODULES):
+    for module in CONTENDER_MODULES:
         try:
             importlib.import_module(module)
         except ImportError as exc:
@@ -368,5 +363,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not this script copy's: contenders register into jobs.bench.
-    sys.exit(importlib.import_module("jobs.bench").main())
+    # Run the imported module's main, not this script copy's: contenders register into jobs.bench.replay.
+    sys.exit(importlib.import_module("jobs.bench.replay").main())

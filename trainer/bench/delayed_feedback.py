@@ -41,7 +41,7 @@ from trainer.errors import TrainerError
 from trainer.losses import LOSS_NAMES
 
 log = logging.getLogger("trainer.bench")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ORACLE = "oracle"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from jobs.bench import BenchContext, BenchResult, register
+from jobs.bench.replay import BenchContext, BenchResult, register
 
 
 @register(

@@ -44,7 +44,7 @@ from jobs.generate import run as generate
 from jobs.runtime.embedded import POLL_BATCH, POLL_TIMEOUT_S, EmbeddedRuntime
 from jobs.runtime.kafka_io import consumer_settings, producer_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -351,7 +351,7 @@ def replay_peers(events_file: Path) -> dict[str, Any]:
         [
             sys.executable,
             "-m",
-            "jobs.bench",
+            "jobs.bench.replay",
             "replay",
             "--events",
             str(events_file),

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.bench import BenchContext, BenchResult, register
+from jobs.bench.replay import BenchContext, BenchResult, register
 from jobs.runtime.flink_env import sql_interval
 
 SOURCE = "peer_events"
