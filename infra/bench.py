@@ -151,7 +151,7 @@ def delayed_feedback_rows(per_seed: list[dict[str, Any]]) -> list[Row]:
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("codec", "jobs", ("-m", "schemas.bench.codec", "--json"), ("--n", "2000", "--repeat", "1"), codec_rows),
-    Benchmark("replay", "jobs", ("-m", "jobs.bench.replay", "replay", "--json"), ("--events-count", "20000"),
+    Benchmark("replay", "jobs", ("-m", "jobs.bench.replay", "--json"), ("--events-count", "20000"),
               replay_rows),
     Benchmark("embedded", "jobs", ("-m", "jobs.bench.embedded", "--skip-peer", "--json", "{out}"),
               ("--impressions", "5000", "--repeat", "1", "--skip-freshness"), embedded_rows),

@@ -17,7 +17,7 @@ PRODUCT_PACKAGES = ("schemas", "jobs", "trainer", "common")
 # redis-server on free ports) for their own run; they may import `infra.local` and nothing else of infra.
 STARTS_THE_DEVELOPER_STACK = {
     "jobs/soak.py": "the soak test runs on its own broker and Redis",
-    "jobs/bench/embedded.py": "the benchmark runs on its own broker and Redis",
+    "jobs/bench/stack.py": "the Kafka benchmarks run on their own broker and Redis",
     "trainer/bench/sidecar.py": "the benchmark runs on its own broker and Redis",
 }
 STACK_MODULE = "infra.local"

@@ -21,23 +21,20 @@ An Apache Kafka broker and a redis-server are started on free loopback ports unl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from common.config import parse_duration_ms
+from common.output import AtomicFile
+from common.topics import create_topics
+from jobs.bench.freshness import freshness
+from jobs.bench.stack import Topics, runtime_config, services
 from jobs.config import SampleJoinConfig
 from jobs.generate import GeneratorConfig, KafkaTarget
 from jobs.generate import run as generate
@@ -47,83 +44,10 @@ from jobs.runtime.kafka_io import consumer_settings, producer_settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class Topics:
-    tag: str
-    partitions: int
-
-    @property
-    def impressions(self) -> str:
-        return f"bench.impressions.{self.tag}"
-
-    @property
-    def snapshots(self) -> str:
-        return f"bench.feature_snapshots.{self.tag}"
-
-    @property
-    def labels(self) -> str:
-        return f"bench.labels.{self.tag}"
-
-    @property
-    def inputs(self) -> list[str]:
-        return [self.impressions, self.snapshots, self.labels]
-
-    @property
-    def samples_prefix(self) -> str:
-        return f"bench.samples.{self.tag}."
-
-
-@contextlib.contextmanager
-def services(log_dir: Path) -> Iterator[tuple[str, str]]:
-    """(bootstrap, redis url): the environment's, or a broker and a redis-server started here."""
-    from infra.local import free_port, start_broker, start_redis
-
-    started = []
-    try:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if not bootstrap:
-            broker = start_broker(free_port(), log_dir / "broker.log")
-            started.append(broker)
-            bootstrap = broker.address
-        url = os.environ.get("REDIS_URL")
-        if not url:
-            server = start_redis(free_port(), log_dir / "redis.log")
-            started.append(server)
-            url = server.address
-        yield bootstrap, url
-    finally:
-        for proc in reversed(started):
-            proc.stop()
-
-
-def runtime_config(
-    bootstrap: str, redis_url: str, topics: Topics, window: str, horizon: str, interval: str, **local: Any
-) -> dict[str, Any]:
-    return {
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "group_id": f"bench-embedded-{uuid.uuid4().hex[:8]}",
-            "topics": {
-                "impressions": topics.impressions,
-                "feature_snapshots": topics.snapshots,
-                "labels": topics.labels,
-                "samples_prefix": topics.samples_prefix,
-                "unmatched": f"bench.unmatched.{topics.tag}",
-                "deadletter": f"bench.deadletter.{topics.tag}",
-            },
-        },
-        "redis": {"url": redis_url, "key_prefix": f"bench-{topics.tag}"},
-        "join": {"tasks": [{"name": "click", "window": window, "horizon": horizon}]},
-        "checkpoint": {"interval": interval},
-        "local": local,
-    }
-
-
 def passthrough(bootstrap: str, topics: Topics, expected: int) -> dict[str, Any]:
     """decode -> encode -> produce of every input record, with the runtime's client settings and codec."""
     from confluent_kafka import Consumer, KafkaError, Producer
 
-    from common.topics import create_topics
     from schemas.codec import Codec
 
     out = f"bench.passthrough.{topics.tag}"
@@ -205,146 +129,8 @@ def embedded(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def freshness(
-    bootstrap: str, redis_url: str, tmp: Path, window: str, horizon: str, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Label handed to the producer -> its POSITIVE sample readable on the samples topic, live."""
-    from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
-
-    from common.topics import create_topics
-    from jobs.generate import Generator
-    from jobs.runtime.kafka_io import WireFormat
-
-    topics = Topics(uuid.uuid4().hex[:8], args.partitions)
-    create_topics(bootstrap, {t: (topics.partitions, 0) for t in topics.inputs})
-    samples_topic = f"{topics.samples_prefix}click"
-    create_topics(bootstrap, {samples_topic: (topics.partitions, 0)})
-    config = runtime_config(bootstrap, redis_url, topics, window, horizon, args.checkpoint_interval)
-    path = tmp / "freshness.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log_path = Path(args.runtime_log)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_file = log_path.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.sample_join", "run", "--engine", "local", "--config", str(path)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=log_file,
-        text=True,
-    )
-    seen: dict[str, float] = {}
-    label_seen: dict[str, float] = {}
-    stop = threading.Event()
-
-    def read_samples() -> None:
-        from schemas.codec import Codec
-
-        codec = Codec.default()
-        consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-fresh-{topics.tag}",
-                "fetch.wait.max.ms": 5,
-                "enable.auto.commit": False,
-            }
-        )
-        consumer.assign(
-            [TopicPartition(t, p, OFFSET_END) for t in (samples_topic, topics.labels) for p in range(topics.partitions)]
-        )
-        while not stop.is_set():
-            for msg in consumer.consume(1000, 0.005):
-                if msg.error() is None:
-                    now = time.time()
-                    if msg.topic() == topics.labels:  # when the label itself became readable
-                        label = codec.decode(msg.value() or b"", "Label")
-                        if label["label_type"] == "click":
-                            label_seen.setdefault(label["impression_id"], now)
-                        continue
-                    sample = codec.decode(msg.value() or b"", "Sample")
-                    if sample["attribution"] == "POSITIVE":
-                        seen.setdefault(sample["impression_id"], now)
-        consumer.close()
-
-    reader = threading.Thread(target=read_samples, daemon=True)
-    try:
-        # wait until the runtime owns its partitions (its log says so)
-        deadline = time.monotonic() + 60
-        while "partitions assigned" not in log_path.read_text() and time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the runtime exited: {log_path.read_text()[-2000:]}")
-            time.sleep(0.1)
-        reader.start()
-        time.sleep(1.0)
-        cfg = GeneratorConfig(
-            impressions=args.freshness_impressions,
-            seed=args.seed + 1,
-            rate=args.rate,
-            window_ms=_ms(window),
-            horizon_ms=_ms(horizon),
-            snapshot_missing=0.0,
-            late_fraction=0.0,
-            beyond_horizon_fraction=0.0,
-            delay_mean_ms=_ms(window) // 10,
-            start_ms=int(time.time() * 1000),
-        )
-        wire = WireFormat()
-        producer = Producer(producer_settings(bootstrap, {"partitioner": "murmur2_random"}))
-        sent: dict[str, float] = {}
-        names = {"impression": topics.impressions, "feature_snapshot": topics.snapshots, "label": topics.labels}
-        wall0 = time.monotonic()
-        first_arrival = None
-        for arrival, event in Generator(cfg).events():
-            if first_arrival is None:
-                first_arrival = arrival
-            due = wall0 + (arrival - first_arrival) / 1000.0 / args.speedup
-            delay = due - time.monotonic()
-            if delay > 0.001:
-                time.sleep(delay)
-            value = wire.encode_event_json(event)
-            producer.produce(names[event["type"]], value, event["request_id"].encode())
-            producer.poll(0)
-            if event["type"] == "label" and event["label_type"] == "click":
-                sent.setdefault(event["impression_id"], time.time())
-        producer.flush(30)
-        time.sleep(3.0)
-    finally:
-        stop.set()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log_file.close()
-        reader.join(5)
-    latencies = sorted(seen[i] - t for i, t in sent.items() if i in seen)
-    if not latencies:
-        return {"labels": len(sent), "positives_seen": 0}
-    # the same, split: producer -> label readable on its topic, and label readable -> sample readable
-    to_label = sorted(label_seen[i] - t for i, t in sent.items() if i in label_seen)
-    in_join = sorted(seen[i] - label_seen[i] for i in seen if i in label_seen)
-
-    def pct(q: float, values: list[float] | None = None) -> float:
-        v = latencies if values is None else values
-        return round(v[min(len(v) - 1, int(q * len(v)))], 4) if v else float("nan")
-
-    return {
-        "labels": len(sent),
-        "positives_seen": len(latencies),
-        "p50_s": pct(0.50),
-        "p90_s": pct(0.90),
-        "p95_s": pct(0.95),
-        "p99_s": pct(0.99),
-        "max_s": round(latencies[-1], 4),
-        "label_visible_p50_s": pct(0.5, to_label),
-        "label_visible_p99_s": pct(0.99, to_label),
-        "label_to_sample_p50_s": pct(0.5, in_join),
-        "label_to_sample_p99_s": pct(0.99, in_join),
-        "speedup": args.speedup,
-    }
-
-
 def replay_peers(events_file: Path) -> dict[str, Any]:
-    """``python -m jobs.bench replay`` (the replay benchmark's Flink SQL peer and local replay) on the
+    """``python -m jobs.bench.replay`` (the replay benchmark's Flink SQL peer and local replay) on the
     same events, as JSON lines: events/s beside the runtime's (file in, no Kafka, so not a like-for-like
     ratio; docs/performance.md reports the runtime against the passthrough)."""
     proc = subprocess.run(
@@ -352,7 +138,6 @@ def replay_peers(events_file: Path) -> dict[str, Any]:
             sys.executable,
             "-m",
             "jobs.bench.replay",
-            "replay",
             "--events",
             str(events_file),
             "--contender",
@@ -371,19 +156,13 @@ def replay_peers(events_file: Path) -> dict[str, Any]:
     try:
         data = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        return {"skipped": "no JSON from jobs.bench"}
+        return {"skipped": "no JSON from jobs.bench.replay"}
     return {
         r["name"]: (
             {"skipped": r["skipped"]} if r.get("skipped") else {"events_per_s": round(r["events_per_second"], 1)}
         )
         for r in data.get("results", [])
     }
-
-
-def _ms(text: str) -> int:
-    from common.config import parse_duration_ms
-
-    return parse_duration_ms(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -407,9 +186,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = p.parse_args(argv)
-
-    from common.topics import create_topics
-
     results: dict[str, Any] = {"impressions": args.impressions, "partitions": args.partitions}
     with (
         tempfile.TemporaryDirectory(prefix="bench-embedded-") as tmp_name,
@@ -426,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             impressions=args.impressions,
             seed=args.seed,
             rate=args.rate,
-            window_ms=_ms(args.window),
-            horizon_ms=_ms(args.horizon),
-            delay_mean_ms=_ms(args.window) // 6,
+            window_ms=parse_duration_ms(args.window),
+            horizon_ms=parse_duration_ms(args.horizon),
+            delay_mean_ms=parse_duration_ms(args.window) // 6,
         )
         events_file = tmp / "events.jsonl"
         stats = generate(
@@ -460,23 +236,33 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_freshness:
             print("bench_embedded: freshness (live, accelerated clock) ...", file=sys.stderr)
             results["freshness"] = freshness(bootstrap, redis_url, tmp, args.window, args.horizon, args)
+    print(report(results, args.impressions, args.partitions, args.repeat))
+    if args.json:
+        with AtomicFile(args.json) as out:
+            out.write(json.dumps(results, indent=2, sort_keys=True).encode())
+            out.commit()
+    return 0
 
+
+def report(results: dict[str, Any], impressions: int, partitions: int, repeat: int) -> str:
+    """The human summary: each contender's events/s, the ratio and its target, the peers and freshness."""
     pt, em = results["passthrough"], results["embedded"]
     lines = [
-        f"events: {results['events']} ({args.impressions} impressions, {args.partitions} partitions)",
+        f"events: {results['events']} ({impressions} impressions, {partitions} partitions)",
         f"{'passthrough':<12} {pt['events_per_s']:>12,.0f} events/s  ({pt['seconds']} s; "
         f"{pt['events_per_cpu_s']:,.0f} events per CPU-second)",
         f"{'embedded':<12} {em['events_per_s']:>12,.0f} events/s  ({em['seconds']} s, {em['checkpoints']} checkpoints; "
         f"{em['events_per_cpu_s']:,.0f} events per CPU-second)",
         f"ratio embedded/passthrough: {results['ratio_embedded_to_passthrough']} by wall time (target >= 0.6), "
-        f"{results['cpu_ratio_embedded_to_passthrough']} by CPU time; best of {args.repeat} each",
+        f"{results['cpu_ratio_embedded_to_passthrough']} by CPU time; best of {repeat} each",
         f"state bytes per pending impression: {em['state_bytes_per_pending_impression']}",
     ]
     peers = results.get("replay_peers") or {}
     for name, r in peers.items():
         if isinstance(r, dict) and r.get("events_per_s"):
             lines.append(
-                f"{'replay ' + name:<12} {r['events_per_s']:>12,.0f} events/s  (same events, file in; jobs.bench)"
+                f"{'replay ' + name:<12} {r['events_per_s']:>12,.0f} events/s  "
+                f"(same events, file in; jobs.bench.replay)"
             )
     fr = results.get("freshness")
     if fr and fr.get("positives_seen"):
@@ -484,11 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             f"freshness label -> POSITIVE sample: p50 {fr['p50_s']} s, p99 {fr['p99_s']} s, max {fr['max_s']} s "
             f"over {fr['positives_seen']} positives (target p99 < 1 s)"
         )
-    print("\n".join(lines))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, sort_keys=True))
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

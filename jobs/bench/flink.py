@@ -1,4 +1,4 @@
-"""The ``flink`` contender of ``python -m jobs.bench replay``: ``replay --engine flink`` on the file.
+"""The ``flink`` contender of ``python -m jobs.bench.replay``: ``replay --engine flink`` on the file.
 
 Timing: the Flink job's net run time (Flink's JobExecutionResult: from the job's start to its end,
 without the MiniCluster's start-up and the job submission), as for the ``flink-sql`` peer, so that

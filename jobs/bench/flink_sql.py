@@ -6,9 +6,9 @@ impression's and the impression's + W, both read from the same events file (JSON
 into a ``blackhole`` sink. It is the price list for the Python engines: what Flink itself does with
 the same file on one slot.
 
-    python -m jobs.runtime.flink_sql_bench EVENTS.jsonl [--window 10m]      # prints events/s
+    python -m jobs.bench.flink_sql EVENTS.jsonl [--window 10m]      # prints events/s
 
-Registered as the ``flink-sql`` contender of ``python -m jobs.bench replay`` (and its reference).
+Registered as the ``flink-sql`` contender of ``python -m jobs.bench.replay`` (and its reference).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from common.config import parse_duration_ms
 
     parser = argparse.ArgumentParser(
-        prog="python -m jobs.runtime.flink_sql_bench", description=__doc__.split("\n\n")[0]
+        prog="python -m jobs.bench.flink_sql", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("events", type=Path)
     parser.add_argument("--window", default="10m")

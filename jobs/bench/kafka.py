@@ -14,7 +14,7 @@ from the start and writing its own output topics on the same broker:
   event time is read by the project's ``ODL_EVENT_TIME_MS``) and reads impressions and labels only;
   its events/s count the records it read.
 
-    python -m jobs.bench_kafka [--impressions 30000] [--json .bench/kafka.json]
+    python -m jobs.bench.kafka [--impressions 30000] [--json .bench/kafka.json]
 
 A broker and a redis-server are started on free loopback ports unless ``KAFKA_BOOTSTRAP_SERVERS`` /
 ``REDIS_URL`` point elsewhere.
@@ -31,7 +31,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from jobs.bench.embedded import Topics, embedded, runtime_config, services
+from jobs.bench.embedded import embedded
+from jobs.bench.stack import Topics, runtime_config, services
 from jobs.config import SampleJoinConfig
 from jobs.generate import GeneratorConfig, KafkaTarget
 from jobs.generate import run as generate
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from common.config import parse_duration_ms
     from common.topics import create_topics
 
-    p = argparse.ArgumentParser(prog="python -m jobs.bench_kafka", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m jobs.bench.kafka", description=__doc__.split("\n")[0])
     p.add_argument("--impressions", type=int, default=30_000)
     p.add_argument("--partitions", type=int, default=2)
     p.add_argument("--window", default="1m")
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         topics = Topics(uuid.uuid4().hex[:8], args.partitions)
         create_topics(bootstrap, {t: (topics.partitions, 0) for t in topics.inputs})
-        print(f"bench_kafka: writing {args.impressions} impressions to {bootstrap} ...", file=sys.stderr)
+        print(f"jobs.bench.kafka: writing {args.impressions} impressions to {bootstrap} ...", file=sys.stderr)
         gen = GeneratorConfig(impressions=args.impressions, seed=args.seed, window_ms=window_ms,
                               horizon_ms=parse_duration_ms(args.horizon), delay_mean_ms=window_ms // 6)
         stats = generate(gen, out=str(tmp / "events.jsonl"),
@@ -121,16 +122,16 @@ def main(argv: list[str] | None = None) -> int:
         results.update(events=events, event_mix=stats.by_type)
         config = runtime_config(bootstrap, url, topics, args.window, args.horizon, "5s", exit_when_idle="1s")
 
-        print("bench_kafka: Flink SQL interval-join peer ...", file=sys.stderr)
+        print("jobs.bench.kafka: Flink SQL interval-join peer ...", file=sys.stderr)
         results["peer"] = peer(config, window_ms, SampleJoinConfig().join.out_of_orderness)
         results["peer"]["events_per_s"] = round(peer_events / results["peer"]["net_seconds"], 1)
         for parallelism in (1, 2):
-            print(f"bench_kafka: Flink job, parallelism {parallelism} ...", file=sys.stderr)
+            print(f"jobs.bench.kafka: Flink job, parallelism {parallelism} ...", file=sys.stderr)
             run = flink_job(config, parallelism)
             run["events_per_s"] = round(events / run["net_seconds"], 1)
             run["events_per_s_per_slot"] = round(run["events_per_s"] / parallelism, 1)
             results[f"flink_p{parallelism}"] = run
-        print("bench_kafka: embedded runtime ...", file=sys.stderr)
+        print("jobs.bench.kafka: embedded runtime ...", file=sys.stderr)
         emb = embedded(config)
         results["embedded"] = {k: emb[k] for k in ("events", "seconds", "events_per_s", "samples_out")}
 

@@ -1,4 +1,4 @@
-"""``python -m jobs.bench replay``: events/s of the replay engines on one events file (docs/performance.md).
+"""``python -m jobs.bench.replay``: events/s of the replay engines on one events file (docs/performance.md).
 
 Contenders run one after another on the same file and are reported side by side, with each one's
 ratio to the reference contender (``--reference``, by default the Flink SQL peer when registered,
@@ -293,9 +293,7 @@ def format_results(results: list[BenchResult], reference: str | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.bench", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    rp = sub.add_parser("replay", help="events/s of the replay engines on one events file")
+    rp = argparse.ArgumentParser(prog="python -m jobs.bench.replay", description=__doc__.split("\n\n")[0])
     rp.add_argument("--events", type=Path, help="events file (default: a synthetic one in .bench/)")
     rp.add_argument("--events-count", type=int, default=200_000, help="size of the synthetic file")
     rp.add_argument("--seed", type=int, default=7)
@@ -304,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rp.add_argument("--repeat", type=int, default=1, help="best of N runs per contender")
     rp.add_argument("--parallelism", type=int, default=1)
     rp.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args(argv)
+    args = rp.parse_args(argv)
 
     missing = _load_contender_modules()
     if args.contender == ["list"]:
@@ -314,13 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = args.contender or [c.name for c in CONTENDERS.values() if c.default]
     unknown = [n for n in names if n not in CONTENDERS]
     if unknown:
-        print(f"jobs.bench: error: unknown contender(s) {unknown}; known: {sorted(CONTENDERS)}", file=sys.stderr)
+        print(f"jobs.bench.replay: error: unknown contender(s) {unknown}; known: {sorted(CONTENDERS)}", file=sys.stderr)
         return 2
     join = JoinConfig(tasks=(TaskConfig(name="click"),))
     if args.events:
         events = args.events
         if not events.is_file():
-            print(f"jobs.bench: error: events file {events} does not exist", file=sys.stderr)
+            print(f"jobs.bench.replay: error: events file {events} does not exist", file=sys.stderr)
             return 2
         with open(events, "rb") as f:
             count = sum(1 for _ in f)

@@ -1,6 +1,6 @@
 """Codec benchmark: encode and decode records/s, and bytes per record against JSON.
 
-    python -m schemas.bench [--n 50000] [--repeat 3] [--records Sample ...] [--json]
+    python -m schemas.bench.codec [--n 50000] [--repeat 3] [--records Sample ...] [--json]
 
 For each record type it encodes and decodes a pool of 1,000 distinct, realistic records (the sizes
 of the synthetic events: a few context keys, 20 sparse and 20 dense features on snapshots and
@@ -93,7 +93,7 @@ def make_records(name: str, n: int = POOL, seed: int = 7) -> list[dict[str, Any]
                 "sparse": sparse, "dense": dense, "has_snapshot": True,
             })
         else:
-            raise SystemExit(f"python -m schemas.bench: error: no generator for record {name!r}")
+            raise SystemExit(f"python -m schemas.bench.codec: error: no generator for record {name!r}")
     return out
 
 
@@ -158,7 +158,7 @@ def bench_record(
 
 def main(argv: list[str] | None = None) -> int:
     codec = Codec.default()
-    parser = argparse.ArgumentParser(prog="python -m schemas.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m schemas.bench.codec", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=50_000, help="records per timed run (default 50000)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement, best kept (default 3)")
