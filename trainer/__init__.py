@@ -4,8 +4,8 @@
     python -m trainer evaluate --model DIR --samples SAMPLES.jsonl --json
     python -m trainer run --config TRAINER.yaml [--exit-when-idle 5s]     # the streaming sidecar
     python -m trainer versions | rollback --redis-url URL --model-dir DIR
-    python -m trainer.bench          # the delayed-feedback benchmark (trainer/BENCHMARK.md)
-    python -m trainer.bench_sidecar  # sidecar throughput from Kafka vs from memory
+    python -m trainer.bench.delayed_feedback  # the delayed-feedback benchmark (trainer/BENCHMARK.md)
+    python -m trainer.bench.sidecar           # sidecar throughput from Kafka vs from memory
 
 Modules: :mod:`~trainer.samples` (reading JSONL/Avro samples), :mod:`~trainer.vocab` (dynamic
 vocabularies), :mod:`~trainer.features` (samples -> model inputs, training and serving paths),

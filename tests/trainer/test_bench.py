@@ -1,4 +1,4 @@
-"""The delayed-feedback benchmark's plumbing (the full run is `python -m trainer.bench`)."""
+"""The delayed-feedback benchmark's plumbing (the full run is `python -m trainer.bench.delayed_feedback`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from synth import make_samples, write_jsonl
 
-from trainer.bench import delayed_feedback as bench
+from trainer.bench import data, delayed_feedback, report
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS_PYTHON = ROOT / ".venv" / "jobs" / "bin" / "python"
@@ -22,7 +22,7 @@ def test_split_attaches_true_labels_and_cuts_the_online_stream(tmp_path: Path) -
         tmp_path / "truth.jsonl",
         [{"impression_id": i, "clicked": bool(c), "impression_time_ms": times[i]} for i, c in truth.items()],
     )
-    split = bench.split_samples(samples_path, truth_path, 0.25, tmp_path)
+    split = data.split_samples(samples_path, truth_path, 0.25, tmp_path)
     read = {
         name: [json.loads(line) for line in path.read_text().splitlines()]
         for name, path in (
@@ -51,7 +51,7 @@ def test_split_attaches_true_labels_and_cuts_the_online_stream(tmp_path: Path) -
 
 def test_drop_negatives_keeps_every_positive() -> None:
     samples, _ = make_samples(300, seed=2)
-    kept = bench.drop_negatives(samples, 0.9, seed=0)
+    kept = data.drop_negatives(samples, 0.9, seed=0)
     assert [s for s in kept if s["label"]] == [s for s in samples if s["label"]]
     negatives = sum(1 for s in samples if s["attribution"] == "NEGATIVE")
     assert 0 < sum(1 for s in kept if s["attribution"] == "NEGATIVE") < 0.2 * negatives
@@ -63,23 +63,24 @@ def test_relative_gap_closed_and_the_issue_check() -> None:
         "oracle": {"auc": 0.72, "logloss": 0.36, "prediction_bias": 1.00},
         "pu": {"auc": 0.71, "logloss": 0.37, "prediction_bias": 0.95},
     }
-    r_auc, r_nll = bench.relative(results, "pu")
+    r_auc, r_nll = report.relative(results, "pu")
     assert r_auc == pytest.approx(0.5) and r_nll == pytest.approx(0.75)
-    assert bench.online_check(results) == {
+    assert report.online_check(results) == {
         "closes_half_the_nll_gap": True,
         "bias_within_0.9_1.1": True,
         "auc_within_0.002_of_naive": True,
     }
     results["pu"]["prediction_bias"] = 0.85
-    assert not bench.online_check(results)["bias_within_0.9_1.1"]
+    assert not report.online_check(results)["bias_within_0.9_1.1"]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not JOBS_PYTHON.exists(), reason="needs the jobs venv (make setup)")
 def test_benchmark_end_to_end_small(tmp_path: Path, capsys) -> None:
     out = tmp_path / "BENCH.md"
-    code = bench.main(["--quick", "--impressions", "3000", "--workdir", str(tmp_path / "work"), "--out", str(out)])
+    argv = ["--quick", "--impressions", "3000", "--workdir", str(tmp_path / "work"), "--out", str(out)]
+    code = delayed_feedback.main(argv)
     assert code == 0
-    report = out.read_text()
-    assert "## Online (headline)" in report and "| naive |" in report and "| pu |" in report
-    assert "oracle" in report and "R-NLL" in report
+    text = out.read_text()
+    assert "## Online (headline)" in text and "| naive |" in text and "| pu |" in text
+    assert "oracle" in text and "R-NLL" in text

@@ -1,6 +1,6 @@
 """Benchmark: the sidecar's training throughput from Kafka beside the same model fed from memory.
 
-    python -m trainer.bench_sidecar [--samples 20000] [--batch-size 256] [--json OUT]
+    python -m trainer.bench.sidecar [--samples 20000] [--batch-size 256] [--json OUT]
 
 Both sides train the same model config on the same samples, one pass, in one run:
 
@@ -144,7 +144,7 @@ def bench_memory(records: list[dict[str, Any]], config: Any) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.bench_sidecar", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trainer.bench.sidecar", description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each side; the best counts")
