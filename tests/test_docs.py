@@ -89,3 +89,20 @@ def test_makefile_and_test_script_name_existing_test_paths() -> None:
         assert paths, name
         missing = sorted(p for p in paths if not (ROOT / p).exists())
         assert not missing, f"{name} names {missing}"
+
+
+PROJECT_PACKAGES = ("schemas", "jobs", "trainer", "infra", "common")
+MODULE_COMMAND = re.compile(r"python -m ((?:" + "|".join(PROJECT_PACKAGES) + r")(?:\.\w+)*)")
+
+
+def _runnable(module: str) -> bool:
+    path = ROOT.joinpath(*module.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__main__.py").is_file()
+
+
+def test_documented_commands_name_runnable_modules() -> None:
+    texts = [ROOT / "README.md", ROOT / "Makefile", *(ROOT / "docs").glob("*.md"), *ROOT.glob("*/*.md")]
+    named = {(path.relative_to(ROOT).as_posix(), m) for path in texts for m in MODULE_COMMAND.findall(path.read_text())}
+    assert ("docs/cli.md", "jobs.sample_join") in named
+    missing = sorted(f"{doc}: python -m {module}" for doc, module in named if not _runnable(module))
+    assert not missing, "documented commands that do not exist:\n" + "\n".join(missing)
