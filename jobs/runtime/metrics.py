@@ -55,23 +55,14 @@ class Totals:
     deadletter: int = 0
     ignored: int = 0
     checkpoints: int = 0
-    checkpoint_seconds: float = 0.0
+    checkpoint_seconds: float = 0.0  # spent checkpointing (flush + state + Redis), all together
     by_attribution: Counter[str] = field(default_factory=Counter)
-    by_reason: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
-class RunSummary:
-    """What the embedded runtime did, returned by its run and logged when it stops."""
+class RunSummary(Totals):
+    """What the embedded runtime did, returned by its run and logged when it stops: its totals, then timing."""
 
-    events_in: int = 0
-    samples_out: int = 0
-    unmatched: int = 0
-    deadletter: int = 0
-    ignored: int = 0
-    checkpoints: int = 0
-    checkpoint_seconds: float = 0.0  # spent checkpointing (flush + state + Redis), all together
-    by_attribution: dict[str, int] = field(default_factory=dict)
     state_bytes_per_pending_impression: float | None = None
     seconds: float = 0.0
     active_seconds: float = 0.0  # from the first input record to the last one processed
@@ -80,22 +71,14 @@ class RunSummary:
     over_cap: dict[str, int] = field(default_factory=dict)  # what the per-request state caps turned away
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
+        return {**self.__dict__, "by_attribution": dict(self.by_attribution)}
 
     @classmethod
     def of(cls, t: Totals, **timing: Any) -> RunSummary:
-        """The summary of a run from its totals, plus its timing and state figures."""
-        return cls(
-            events_in=t.events_in,
-            samples_out=t.samples_out,
-            unmatched=t.unmatched,
-            deadletter=t.deadletter,
-            ignored=t.ignored,
-            checkpoints=t.checkpoints,
-            checkpoint_seconds=round(t.checkpoint_seconds, 3),
-            by_attribution=dict(t.by_attribution),
-            **timing,
-        )
+        """The summary of a run from a copy of its totals, plus its timing and state figures."""
+        counts = {**vars(t), "checkpoint_seconds": round(t.checkpoint_seconds, 3),
+                  "by_attribution": Counter(t.by_attribution)}
+        return cls(**counts, **timing)
 
 
 class RuntimeMetrics:
@@ -162,7 +145,6 @@ class RuntimeMetrics:
         for reason, n in c.unmatched.items():
             self.unmatched.labels(reason).inc(n)
             t.unmatched += n
-            t.by_reason[reason] += n
         for topic, n in c.deadletter.items():
             self.deadletter.labels(topic).inc(n)
             t.deadletter += n
