@@ -46,3 +46,11 @@ def test_quick_codec_run_prints_the_table_and_writes_the_json(tmp_path: Path, ca
     data = json.loads(out.read_text())
     (record,) = data["benchmarks"]
     assert record["name"] == "codec" and record["rows"][0]["value"] > 0 and record["rows"][0]["ratio"] > 0
+
+
+def test_every_registered_benchmark_names_a_runnable_module_in_a_bench_subpackage() -> None:
+    root = Path(bench.ROOT)
+    for entry in bench.BENCHMARKS:
+        module = entry.argv[entry.argv.index("-m") + 1]
+        assert ".bench." in module, f"{entry.name}: {module} is not in a bench subpackage"
+        assert root.joinpath(*module.split(".")).with_suffix(".py").is_file(), f"{entry.name}: no module {module}"
