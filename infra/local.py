@@ -28,6 +28,7 @@ from pydantic import Field
 from common.config import DurationMs, StrictConfig, load_config
 from common.defaults import LOCAL_KAFKA_PORT, LOCAL_REDIS_PORT
 from common.errors import CommonError
+from common.output import AtomicFile
 from common.topics import create_topics
 from infra import kafka_broker
 from infra.errors import InfraError
@@ -201,10 +202,9 @@ class StackState:
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(path)
+        with AtomicFile(path) as out:
+            out.write(json.dumps(asdict(self), indent=2).encode())
+            out.commit()
 
     @classmethod
     def load(cls, path: Path) -> StackState | None:

@@ -25,7 +25,6 @@ import gc
 import heapq
 import importlib
 import json
-import os
 import random
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.output import AtomicFile
 from jobs.config import JoinConfig, TaskConfig
 from jobs.core.events import FeatureSnapshot, Impression, Label, event_to_json
 
@@ -181,19 +181,12 @@ def synth_events(
 
 def write_synth_events(path: Path, count: int, seed: int = 7, **kwargs: Any) -> int:
     """Write :func:`synth_events` to ``path`` (atomically); returns the number of lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for event in synth_events(count, seed, **kwargs):
-                f.write(json.dumps(event, separators=(",", ":")))
-                f.write("\n")
-                lines += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with AtomicFile(path) as out:
+        for event in synth_events(count, seed, **kwargs):
+            out.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+            lines += 1
+        out.commit()
     return lines
 
 
