@@ -10,9 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 STACKS = {
-    "jobs": ["pyflink", "confluent_kafka", "fastavro", "avro", "pydantic", "redis", "orjson", "schemas", "jobs",
-             "jobs.runtime.flink_env", "jobs.runtime.embedded"],
-    "trainer": ["tensorflow", "confluent_kafka", "fastavro", "avro", "pydantic", "redis", "orjson", "schemas",
+    "jobs": ["pyflink", "confluent_kafka", "fastavro", "avro", "pydantic", "redis", "orjson", "schemas", "common",
+             "jobs", "jobs.runtime.flink_env", "jobs.runtime.embedded"],
+    "trainer": ["tensorflow", "confluent_kafka", "fastavro", "avro", "pydantic", "redis", "orjson", "schemas", "common",
                 "trainer", "trainer.fit"],
 }
 
