@@ -58,13 +58,12 @@ def test_short_demo_publishes_and_its_report_agrees_with_the_truth(tmp_path: Pat
     assert holdout["positives"] == sum(1 for i in held if truth_of[i]["clicked"])
     corrected, naive = holdout["corrected_pu"], holdout["naive"]
     assert corrected["count"] == naive["count"] == holdout["impressions"]
-    # Both published models predict at a sane level on impressions they never saw. Whether the PU
-    # model's bias is nearer 1 than naive's is printed, not asserted: with ~12k samples seen once and a
-    # version every 10 s, which versions the gate published moves either bias by +-0.15 from run to
-    # run (PU was nearer 1 in most runs here, not all).
-    for scores in (corrected, naive):
-        assert 0.5 < scores["prediction_bias"] < 2.0 and 0.5 < scores["auc"] < 1.0, (corrected, naive)
+    # Both published models predict at a sane level on impressions they never saw, and the PU model's
+    # level is nearer the truth than the naive one's (which counts every late click's fake negative).
     print(f"\n[demo] held-out bias: PU {corrected['prediction_bias']:.3f}, naive {naive['prediction_bias']:.3f}; "
           f"AUC: PU {corrected['auc']:.4f}, naive {naive['auc']:.4f}")
+    for scores in (corrected, naive):
+        assert 0.5 < scores["prediction_bias"] < 2.0 and 0.6 < scores["auc"] < 1.0, (corrected, naive)
+    assert abs(corrected["prediction_bias"] - 1.0) < abs(naive["prediction_bias"] - 1.0), (corrected, naive)
     assert (out / "report.png").stat().st_size > 0
 

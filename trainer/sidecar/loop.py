@@ -231,9 +231,13 @@ class Sidecar:
     def _train_samples(self, batch: Batch) -> None:
         table = SampleTable(batch.samples)
         if self.state is None:
+            from trainer.features import FeatureSpec
             from trainer.state import TrainerState
 
-            self.state = TrainerState.create(self.config, table)
+            # Features laid out from the first batch, but not the starting bias: a cold stream's first
+            # batch holds POSITIVEs only (NEGATIVEs come out a window later), and a bias at its rate
+            # (logit ~9) saturates the model for thousands of steps. The bias starts at logit 0.
+            self.state = TrainerState(self.config, FeatureSpec.from_table(table, self.config.features))
             log.info("model laid out from the first batch", extra={"spec": self.state.spec.to_json()})
         state = self.state
         prepared = state.prepare(table)
