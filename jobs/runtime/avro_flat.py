@@ -84,11 +84,18 @@ def _map_writer(write_value: Callable[[Any], bytes]) -> Callable[[dict[str, Any]
         if m is seen[0]:
             return seen[1]
         parts = [long_bytes(len(m))]
-        append = parts.append
-        for k, v in m.items():
-            append(_str_bytes(k))
-            append(write_value(v))
-        append(b"\x00")
+        if write_value is _str_bytes:
+            try:  # strings inline; a long one (IndexError from the table) takes the general loop
+                for k, v in m.items():
+                    kb, vb = k.encode(), v.encode()
+                    parts += (_SMALL[len(kb)], kb, _SMALL[len(vb)], vb)
+            except IndexError:
+                del parts[1:]
+        if len(parts) == 1:
+            for k, v in m.items():
+                parts.append(_str_bytes(k))
+                parts.append(write_value(v))
+        parts.append(b"\x00")
         out = b"".join(parts)
         last = (m, out)
         return out
