@@ -36,6 +36,22 @@ def long_bytes(n: int) -> bytes:
     """Zigzag varint of an Avro int or long (what fastavro's ``write_long`` writes)."""
     if 0 <= n < 64:
         return _SMALL[n]
+    out = _recent_longs.get(n)
+    if out is None:
+        out = _varint(n)
+        if len(_recent_longs) >= _RECENT:
+            _recent_longs.clear()
+        _recent_longs[n] = out
+    return out
+
+
+# Big values repeat from one record to the next (the samples of one request share their impression
+# time and their emit time): the last few thousand are kept.
+_RECENT = 4096
+_recent_longs: dict[int, bytes] = {}
+
+
+def _varint(n: int) -> bytes:
     if not -(2**63) <= n < 2**63:
         raise OverflowError(f"{n} does not fit an Avro long")
     z = (n << 1) ^ (n >> 63)
@@ -52,9 +68,20 @@ def long_bytes(n: int) -> bytes:
 
 
 def _str_bytes(s: str) -> bytes:
+    """A string's length and UTF-8 bytes; short ones are kept (map keys and values repeat a lot)."""
     b = s.encode()
     n = len(b)
-    return (_SMALL[n] if n < 64 else long_bytes(n)) + b
+    if n >= 64:
+        return long_bytes(n) + b
+    out = _SMALL[n] + b
+    if len(_recent_strs) >= _RECENT_STRS:
+        _recent_strs.clear()
+    _recent_strs[s] = out
+    return out
+
+
+_RECENT_STRS = 65536
+_recent_strs: dict[str, bytes] = {}
 
 
 def _bool_bytes(v: bool) -> bytes:
@@ -84,17 +111,13 @@ def _map_writer(write_value: Callable[[Any], bytes]) -> Callable[[dict[str, Any]
         if m is seen[0]:
             return seen[1]
         parts = [long_bytes(len(m))]
+        known = _recent_strs.get
         if write_value is _str_bytes:
-            try:  # strings inline; a long one (IndexError from the table) takes the general loop
-                for k, v in m.items():
-                    kb, vb = k.encode(), v.encode()
-                    parts += (_SMALL[len(kb)], kb, _SMALL[len(vb)], vb)
-            except IndexError:
-                del parts[1:]
-        if len(parts) == 1:
             for k, v in m.items():
-                parts.append(_str_bytes(k))
-                parts.append(write_value(v))
+                parts += (known(k) or _str_bytes(k), known(v) or _str_bytes(v))
+        else:
+            for k, v in m.items():
+                parts += (known(k) or _str_bytes(k), write_value(v))
         parts.append(b"\x00")
         out = b"".join(parts)
         last = (m, out)
