@@ -37,18 +37,20 @@ def long_bytes(n: int) -> bytes:
     if 0 <= n < 64:
         return _SMALL[n]
     out = _recent_longs.get(n)
-    if out is None:
-        out = _varint(n)
-        if len(_recent_longs) >= _RECENT:
-            _recent_longs.clear()
-        _recent_longs[n] = out
-    return out
+    return _keep(_recent_longs, n, _varint(n), 4096) if out is None else out
 
 
-# Big values repeat from one record to the next (the samples of one request share their impression
-# time and their emit time): the last few thousand are kept.
-_RECENT = 4096
+# Encoded values that repeat from one record to the next: big longs (the samples of one request share
+# their impression and emit times) and short strings (map keys and values). Bounded: cleared when full.
 _recent_longs: dict[int, bytes] = {}
+_recent_strs: dict[str, bytes] = {}
+
+
+def _keep(recent: dict[Any, bytes], value: Any, encoded: bytes, limit: int) -> bytes:
+    if len(recent) >= limit:
+        recent.clear()
+    recent[value] = encoded
+    return encoded
 
 
 def _varint(n: int) -> bytes:
@@ -68,20 +70,10 @@ def _varint(n: int) -> bytes:
 
 
 def _str_bytes(s: str) -> bytes:
-    """A string's length and UTF-8 bytes; short ones are kept (map keys and values repeat a lot)."""
+    """A string's length and UTF-8 bytes; short ones are kept (see ``_recent_strs``)."""
     b = s.encode()
     n = len(b)
-    if n >= 64:
-        return long_bytes(n) + b
-    out = _SMALL[n] + b
-    if len(_recent_strs) >= _RECENT_STRS:
-        _recent_strs.clear()
-    _recent_strs[s] = out
-    return out
-
-
-_RECENT_STRS = 65536
-_recent_strs: dict[str, bytes] = {}
+    return long_bytes(n) + b if n >= 64 else _keep(_recent_strs, s, _SMALL[n] + b, 65536)
 
 
 def _bool_bytes(v: bool) -> bytes:
