@@ -191,15 +191,22 @@ def compile_encoder(schema: dict[str, Any], header: bytes) -> Callable[[Any], by
                 raise EncodeError(f"cannot encode {record}: field {name!r}: {type(exc).__name__}: {exc}") from exc
         return b"".join(parts)
 
-    # The common case in one expression: strings inline (their length prefix from a table, which
-    # raises IndexError for a long one), everything else through its writer; any exception sends
-    # the record through the general path, which encodes it or names the field at fault.
+    # The common case in one expression: strings, small numbers and booleans inline (a string's length
+    # prefix from a table, which raises IndexError for a long one), everything else through its
+    # writer; any exception sends the record through the general path, which encodes it or names the
+    # field at fault.
     scope: dict[str, Any] = {"header": header, "SMALL": _SMALL, "fieldwise": encode_fieldwise}
     lines, parts = [], ["header"]
     for i, (f, write) in enumerate(zip(fields, writers, strict=True)):
         if write is _str_bytes:
             lines.append(f"        b{i} = o.{f['name']}.encode()\n")
             parts += [f"SMALL[len(b{i})]", f"b{i}"]
+        elif write is long_bytes:
+            scope[f"w{i}"] = write
+            lines.append(f"        v{i} = o.{f['name']}\n")
+            parts.append(f"(SMALL[v{i}] if 0 <= v{i} < 64 else w{i}(v{i}))")
+        elif write is _bool_bytes:
+            parts.append(f"(b'\\x01' if o.{f['name']} else b'\\x00')")
         else:
             scope[f"w{i}"] = write
             parts.append(f"w{i}(o.{f['name']})")
@@ -215,27 +222,28 @@ def compile_encoder(schema: dict[str, Any], header: bytes) -> Callable[[Any], by
     return scope["encode"]  # type: ignore[no-any-return]
 
 
-def _varint_tail(data: bytes, p: int, first: int) -> tuple[int, int]:
-    """The rest of a varint whose first byte (``first``, >= 0x80) was read: (unsigned value, next position)."""
-    value, shift = first & 0x7F, 7
-    while True:
-        b = data[p]
-        p += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            if value >> 64:
-                raise OverflowError("varint beyond 64 bits")
-            return value, p
-        shift += 7
-        if shift > 63:
-            raise OverflowError("varint longer than 10 bytes")
-
-
 def _read_code(field_type: Any, target: str, where: str, depth: int = 0) -> list[str]:
     """Statements that read one value at ``data[p:]`` into ``target`` and advance ``p``; ``return
     None`` where the bytes are not what the codec would accept as they are (the caller falls back)."""
     n = f"n{depth}"
-    varint = [f"{n} = data[p]", "p += 1", f"if {n} > 127:", f"    {n}, p = tail(data, p, {n})"]
+    varint = [  # an unsigned varint into n: one byte, or the loop (at most 10 bytes, 64 bits)
+        f"{n} = data[p]",
+        "p += 1",
+        f"if {n} > 127:",
+        f"    {n} &= 127",
+        "    s = 7",
+        "    while True:",
+        "        b = data[p]",
+        "        p += 1",
+        f"        {n} |= (b & 127) << s",
+        "        if b < 128:",
+        "            break",
+        "        s += 7",
+        "        if s > 63:",
+        "            return None",
+        f"    if {n} >> 64:",
+        "        return None",
+    ]
     if isinstance(field_type, dict) and field_type.get("type") in ("map", *_SCALARS):
         if field_type.get("logicalType"):
             raise Unsupported(f"{where}: logical type {field_type['logicalType']!r}")
@@ -288,6 +296,6 @@ def compile_decoder(schema: dict[str, Any], build: Callable[..., T | None]) -> C
     code = "def decode(data):\n    p = 10\n    try:\n" + "".join(f"        {line}\n" for line in body) + (
         "    except Exception:\n        return None\n"
     )
-    scope: dict[str, Any] = {"tail": _varint_tail, "unpack_double": struct.Struct("<d").unpack_from, "build": build}
+    scope: dict[str, Any] = {"unpack_double": struct.Struct("<d").unpack_from, "build": build}
     exec(code, scope)
     return scope["decode"]  # type: ignore[no-any-return]
