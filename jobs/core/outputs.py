@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.core.events import Label, dict_former, label_to_json
+from jobs.core._codegen import dict_former
+from jobs.core.events import Label, label_to_json
 from jobs.core.state import RequestState
 from schemas import records
 

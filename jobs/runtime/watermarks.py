@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from jobs.core.state import WATERMARK_START
+from jobs.core.state import WATERMARK_END, WATERMARK_START
 
 Clock = Callable[[], float]  # seconds, monotonic
 
@@ -22,7 +22,7 @@ Clock = Callable[[], float]  # seconds, monotonic
 class PartitionWatermark:
     """The watermark of one partition number over its source topics."""
 
-    __slots__ = ("_active", "_clock", "_idle_s", "_lag", "current", "last_seen", "max_ts")
+    __slots__ = ("_active", "_clock", "_idle_s", "_lag", "_low", "current", "last_seen", "max_ts")
 
     def __init__(
         self,
@@ -42,15 +42,20 @@ class PartitionWatermark:
         self.last_seen: dict[str, float] = dict.fromkeys(self.max_ts, now)
         self._active: dict[str, bool] = dict.fromkeys(self.max_ts, True)
         self.current = floor
+        # the minimum over the active sources at the last recompute: a source above it that moves on
+        # cannot move the watermark (a source becoming active again can only be lower still)
+        self._low = WATERMARK_END
 
     def observe(self, source: str, event_time_ms: int) -> bool:
         """Record an event's time; returns True when the watermark advanced. (Activity for the
         idleness rule is recorded separately, once per batch: :meth:`touch`.)"""
         if not self._active[source]:
             self._active[source] = True
-        if event_time_ms > self.max_ts[source]:
-            self.max_ts[source] = event_time_ms
-            return self._recompute()
+        max_ts = self.max_ts
+        before = max_ts[source]
+        if event_time_ms > before:
+            max_ts[source] = event_time_ms
+            return before <= self._low and self._recompute()
         return False
 
     def touch(self, source: str, now: float | None = None) -> None:
@@ -80,6 +85,7 @@ class PartitionWatermark:
         for source, ts in self.max_ts.items():
             if self._active[source] and (low is None or ts < low):
                 low = ts
+        self._low = WATERMARK_END if low is None else low
         if low is None:  # every source idle: hold where we are
             return False
         wm = low - self._lag if low > WATERMARK_START + self._lag else WATERMARK_START

@@ -12,16 +12,18 @@ from common.topics import create_topics
 from jobs.config import SampleJoinConfig
 
 
-def isolated_config(bootstrap: str, redis_url: str, tag: str, **extra: Any) -> tuple[SampleJoinConfig, dict[str, str]]:
+def isolated_config(
+    bootstrap: str, redis_url: str, tag: str, consumer: dict[str, Any] | None = None, **extra: Any
+) -> tuple[SampleJoinConfig, dict[str, str]]:
     """A bounded-mode config on new topics named after ``tag``; returns it and the input topic of each
-    event type. ``extra`` sets top-level sections (``join``, ...)."""
+    event type. ``consumer``: extra consumer settings; ``extra`` sets top-level sections (``join``, ...)."""
     topics = {kind: f"events.{kind}.{tag}" for kind in ("impression", "feature_snapshot", "label")}
     create_topics(bootstrap, {t: (1, 0) for t in topics.values()})
     config = SampleJoinConfig.model_validate({
         "kafka": {"bootstrap_servers": bootstrap, "group_id": f"g-{tag}", "topics": {
             "impressions": topics["impression"], "feature_snapshots": topics["feature_snapshot"],
             "labels": topics["label"], "samples_prefix": f"samples.{tag}.", "unmatched": f"unmatched.{tag}",
-            "deadletter": f"deadletter.{tag}"}},
+            "deadletter": f"deadletter.{tag}"}, "consumer": consumer or {}},
         "redis": {"url": redis_url, "key_prefix": f"test-{tag}"},
         "checkpoint": {"interval": "300ms"},
         "local": {"exit_when_idle": "2s"},

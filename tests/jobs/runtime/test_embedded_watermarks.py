@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from jobs.runtime.watermarks import WATERMARK_START, PartitionWatermark
 
 SOURCES = ("imp", "snap", "lab")
@@ -77,3 +80,50 @@ def test_restore_from_a_checkpoint() -> None:
     assert wm.current == 44_000
     assert wm.observe("imp", 70_000)
     assert wm.current == 55_000 - 5_001
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("observe"), st.sampled_from(SOURCES), st.integers(0, 1_000)),
+        st.tuples(st.just("idle"), st.sampled_from(SOURCES), st.floats(0, 40)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS)
+def test_it_is_always_the_minimum_over_the_active_sources_never_going_back(ops: list[tuple[str, str, float]]) -> None:
+    """Against the plain rule, recomputed whenever a source moves on or goes idle."""
+    clock = FakeClock()
+    wm = make(clock, max_ts={"imp": 300_000, "snap": 200_000, "lab": 100_000})  # e.g. restored
+    max_ts = dict.fromkeys(SOURCES, 0) | {"imp": 300_000, "snap": 200_000, "lab": 100_000}
+    active = dict.fromkeys(SOURCES, True)
+    silent_since = dict.fromkeys(SOURCES, clock.now)
+    expected = WATERMARK_START
+    for op, source, value in ops:
+        if op == "observe":
+            t = 1_000 * int(value)
+            before = wm.current
+            advanced = wm.observe(source, t)
+            active[source] = True
+            moved = t > max_ts[source]
+            max_ts[source] = max(max_ts[source], t)
+        else:  # `value` seconds pass; every other source speaks, this one stays silent since it last did
+            clock.now += value
+            for other in SOURCES:
+                if other != source:
+                    wm.touch(other)
+                    active[other] = True
+                    silent_since[other] = clock.now
+            before = wm.current
+            advanced = wm.check_idle()
+            silent = clock.now - silent_since[source] >= 30
+            moved = silent and active[source]
+            if silent:
+                active[source] = False
+        lows = [max_ts[s] for s in SOURCES if active[s]]
+        if moved and lows:
+            expected = max(expected, min(lows) - 5_001)
+        assert wm.current == expected
+        assert advanced == (wm.current > before)
