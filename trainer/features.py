@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +159,21 @@ class PreparedTable:
     tracked: list[np.ndarray]  # string columns of the tracked fields
     hashed: np.ndarray  # int32 [n, hashed + crosses]
     dense: np.ndarray  # float32 [n, dense]
+    spec: FeatureSpec  # the layout it was prepared for
+
+    @classmethod
+    def join(cls, table: SampleTable, parts: Sequence[tuple[PreparedTable, int, int]]) -> PreparedTable:
+        """``table``'s prepared rows, gathered from row ranges ``[start, end)`` of tables prepared
+        earlier (with one spec) that hold ``table``'s samples in order."""
+        spec = parts[0][0].spec
+        tracked = [np.concatenate([p.tracked[i][a:b] for p, a, b in parts]) for i in range(len(spec.tracked))]
+        return cls(
+            table=table,
+            tracked=tracked,
+            hashed=np.concatenate([p.hashed[a:b] for p, a, b in parts]),
+            dense=np.concatenate([p.dense[a:b] for p, a, b in parts]),
+            spec=spec,
+        )
 
 
 @dataclass
@@ -193,6 +209,7 @@ class FeatureEncoder:
                 if spec.dense
                 else np.zeros((n_rows, 0), np.float32)
             ),
+            spec=spec,
         )
 
     def encode(self, prepared: PreparedTable, rows: np.ndarray, step: int) -> EncodedBatch:
