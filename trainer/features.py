@@ -196,9 +196,16 @@ class FeatureEncoder:
 
     def prepare(self, table: SampleTable) -> PreparedTable:
         spec = self.spec
-        hashed = [hash_ids(table.column(f).tolist(), n).numpy() for f, n in spec.hashed]
+        strings: dict[str, tf.Tensor] = {}  # each hashed or crossed column made a tensor once
+
+        def text(field: str) -> tf.Tensor:
+            if field not in strings:
+                strings[field] = tf.constant(table.column(field).tolist(), tf.string)
+            return strings[field]
+
+        hashed = [hash_ids(text(f), n).numpy() for f, n in spec.hashed]
         for a, b, n in spec.crosses:
-            hashed.append(hash_ids(cross_strings(table.column(a).tolist(), table.column(b).tolist()), n).numpy())
+            hashed.append(hash_ids(cross_strings(text(a), text(b)), n).numpy())
         n_rows = len(table)
         return PreparedTable(
             table=table,
