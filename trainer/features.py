@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +159,21 @@ class PreparedTable:
     tracked: list[np.ndarray]  # string columns of the tracked fields
     hashed: np.ndarray  # int32 [n, hashed + crosses]
     dense: np.ndarray  # float32 [n, dense]
+    spec: FeatureSpec  # the layout it was prepared for
+
+    @classmethod
+    def join(cls, table: SampleTable, parts: Sequence[tuple[PreparedTable, int, int]]) -> PreparedTable:
+        """``table``'s prepared rows, gathered from row ranges ``[start, end)`` of tables prepared
+        earlier (with one spec) that hold ``table``'s samples in order."""
+        spec = parts[0][0].spec
+        tracked = [np.concatenate([p.tracked[i][a:b] for p, a, b in parts]) for i in range(len(spec.tracked))]
+        return cls(
+            table=table,
+            tracked=tracked,
+            hashed=np.concatenate([p.hashed[a:b] for p, a, b in parts]),
+            dense=np.concatenate([p.dense[a:b] for p, a, b in parts]),
+            spec=spec,
+        )
 
 
 @dataclass
@@ -180,9 +196,16 @@ class FeatureEncoder:
 
     def prepare(self, table: SampleTable) -> PreparedTable:
         spec = self.spec
-        hashed = [hash_ids(table.column(f).tolist(), n).numpy() for f, n in spec.hashed]
+        strings: dict[str, tf.Tensor] = {}  # each hashed or crossed column made a tensor once
+
+        def text(field: str) -> tf.Tensor:
+            if field not in strings:
+                strings[field] = tf.constant(table.column(field).tolist(), tf.string)
+            return strings[field]
+
+        hashed = [hash_ids(text(f), n).numpy() for f, n in spec.hashed]
         for a, b, n in spec.crosses:
-            hashed.append(hash_ids(cross_strings(table.column(a).tolist(), table.column(b).tolist()), n).numpy())
+            hashed.append(hash_ids(cross_strings(text(a), text(b)), n).numpy())
         n_rows = len(table)
         return PreparedTable(
             table=table,
@@ -193,6 +216,7 @@ class FeatureEncoder:
                 if spec.dense
                 else np.zeros((n_rows, 0), np.float32)
             ),
+            spec=spec,
         )
 
     def encode(self, prepared: PreparedTable, rows: np.ndarray, step: int) -> EncodedBatch:

@@ -160,6 +160,13 @@ class TrainerState:
         still to come, the samples' ``impression_time_ms``, ``emit_time_ms`` and ``delay_ms`` (-1 where
         missing; without them every sample weighs 1).
         """
+        return self.train_and_score(batch, targets)[0]
+
+    def train_and_score(
+        self, batch: EncodedBatch, targets: dict[str, np.ndarray]
+    ) -> tuple[dict[str, float], np.ndarray]:
+        """:meth:`train_on_batch`, and the batch's logits before the update (what :meth:`logits` gave
+        just before): progressive scoring from the step's own forward pass, not a second one."""
         if batch.resets.size:
             self.model.reset_rows(batch.resets, self.step)
         step_targets: dict[str, Any] = {key: targets[key] for key in ("label", "attribution", "teacher")}
@@ -170,7 +177,8 @@ class TrainerState:
         step_targets["step_scale"] = np.float32(step_scale)
         result = self._train_step((batch.inputs(), step_targets))
         self.step_var.assign_add(1)
-        return {k: float(v) for k, v in result.items()}
+        logits = result.pop("logit").numpy()
+        return {k: float(v) for k, v in result.items()}, logits
 
     def late_weights(self, targets: dict[str, np.ndarray]) -> np.ndarray:
         """Each sample's ``late_weight`` (:mod:`trainer.losses.pending`), updating the estimate."""

@@ -67,13 +67,17 @@ class DynamicVocab:
         """
         self._maybe_sweep(step)
         slot_of = self._slot_of
-        out = np.zeros(len(keys), np.int32)
+        known = [slot_of.get(key) for key in keys]
         reused: list[int] = []
-        for i, key in enumerate(keys):
-            slot = slot_of.get(key)
-            if slot is None:
-                slot = self._sighting(key, step, reused) if sightings is None or sightings[i] else 0
-            out[i] = slot
+        if None not in known:  # the common case: no sighting, so nothing admitted or evicted
+            out = np.array(known, np.int32)
+        else:  # in order: an admission may evict a key that comes later in ``keys``
+            out = np.zeros(len(keys), np.int32)
+            for i, key in enumerate(keys):
+                slot = slot_of.get(key)
+                if slot is None:
+                    slot = self._sighting(key, step, reused) if sightings is None or sightings[i] else 0
+                out[i] = slot
         self._last_seen[out[out > 0]] = step
         return out, reused
 

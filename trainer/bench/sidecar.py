@@ -8,8 +8,12 @@ Both sides train the same model config on the same samples, one pass, in one run
   codec, contract validation, dedup, batching, feature encoding, progressive scoring, the train
   step), with exports and checkpoints pushed out of the measured span; samples/s from the end of
   the first batch (which traces the train step) to the end of the last.
-* **memory**: the same batches, encoded beforehand, fed to ``TrainerState.train_on_batch`` (the
+* **memory**: the same batches, encoded beforehand, with the same targets (fit's, event times
+  included, which feed the delayed-feedback estimate), fed to ``TrainerState.train_on_batch`` (the
   first one, which traces the step, not measured).
+
+``--samples`` is rounded down to whole batches: a last, partial batch would close only after the
+sidecar's ``batch.max_wait`` with nothing more to read, a wait for data that is no training cost.
 
 Each side runs ``--rounds`` times, alternating, and the best run of each counts (the machines these
 run on are shared). The ratio kafka / memory is reported against the target 0.8. A broker and a redis-server are started
@@ -120,6 +124,7 @@ def bench_kafka(records: list[dict[str, Any]], config: Any, bootstrap: str, redi
 def bench_memory(records: list[dict[str, Any]], config: Any) -> float:
     import numpy as np
 
+    from trainer.fit import targets
     from trainer.samples import SampleTable, parse_sample
     from trainer.sidecar.loop import sidecar_config
     from trainer.state import TrainerState
@@ -132,14 +137,12 @@ def bench_memory(records: list[dict[str, Any]], config: Any) -> float:
     batches = []
     for step, table in enumerate(tables):
         prepared = state.encoder.prepare(table)
-        encoded = state.encoder.encode(prepared, np.arange(len(table)), step)
-        teacher = np.zeros(len(table), np.float32)
-        targets = {"label": table.labels, "attribution": table.attributions, "teacher": teacher}
-        batches.append((encoded, targets))
+        rows = np.arange(len(table))
+        batches.append((state.encoder.encode(prepared, rows, step), targets(table, rows, None)))
     state.train_on_batch(*batches[0])  # trace the step outside the measurement
     started = time.perf_counter()
-    for encoded, targets in batches[1:]:
-        state.train_on_batch(encoded, targets)
+    for encoded, batch_targets in batches[1:]:
+        state.train_on_batch(encoded, batch_targets)
     return sum(len(t["label"]) for _, t in batches[1:]) / (time.perf_counter() - started)
 
 
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             "sidecar.tensorboard": False,
         },
     )
-    records = synthetic_samples(args.samples)
+    records = synthetic_samples(args.samples - args.samples % args.batch_size)
     kafka_runs: list[float] = []
     memory_runs: list[float] = []
     with ExitStack() as stack:
@@ -181,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             kafka_runs.append(bench_kafka(records, config, bootstrap, redis_url, workdir / str(round_)))
     kafka, memory = max(kafka_runs), max(memory_runs)
     result = {
-        "samples": args.samples,
+        "samples": len(records),
         "batch_size": args.batch_size,
         "rounds": args.rounds,
         "kafka_runs": [round(x) for x in kafka_runs],

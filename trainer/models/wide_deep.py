@@ -182,10 +182,14 @@ class WideDeepModel(keras.Model):
     def train_step(self, data: Any) -> dict[str, Any]:
         """One step on ``(inputs, targets)``; targets: ``label``, ``attribution``, ``late_weight``,
         ``step_scale`` and, when distilling, ``teacher`` (the reference model's probability). FTRL updates the wide
-        variables and Adam the deep ones from the same gradient computation."""
+        variables and Adam the deep ones from the same gradient computation.
+
+        Besides the losses it returns ``logit``: the batch's inference-mode logits before the update
+        (progressive validation). Without dropout they are the training forward pass's own."""
         inputs, targets = data
         assert self.loss_fn is not None, "call compile_training() first"
         wide_vars, deep_vars = self.wide_variables, self.deep_variables
+        scored = self(inputs, training=False)["logit"] if self.dropout else None
         with tf.GradientTape() as tape:
             outputs = self(inputs, training=True)
             parts = self.loss_fn(targets, outputs)
@@ -201,7 +205,13 @@ class WideDeepModel(keras.Model):
         gradients = tape.gradient(total, wide_vars + deep_vars)
         self.wide_optimizer.apply(gradients[: len(wide_vars)], wide_vars)
         self.deep_optimizer.apply(gradients[len(wide_vars) :], deep_vars)
-        return {**parts, "total_loss": total, "mean_probability": tf.reduce_mean(tf.sigmoid(outputs["logit"]))}
+        logit = outputs["logit"] if scored is None else scored
+        return {
+            **parts,
+            "total_loss": total,
+            "mean_probability": tf.reduce_mean(tf.sigmoid(outputs["logit"])),
+            "logit": tf.stop_gradient(logit),
+        }
 
     def reset_rows(self, rows: np.ndarray, step: int) -> None:
         """Re-initialise base-table rows (reused vocabulary slots) in every per-id table and its

@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from schemas import Codec
 from schemas.deadletter import deadletter_headers
-from trainer.samples import BadRecord, Sample, decode_sample
+from trainer.samples import BadRecord, Sample, SampleTable, decode_sample
 from trainer.sidecar.config import SidecarConfig
 from trainer.sidecar.errors import SidecarError, Unavailable
+
+if TYPE_CHECKING:
+    from trainer.features import PreparedTable
 
 log = logging.getLogger("trainer.sidecar")
 
@@ -40,6 +44,7 @@ class Decoded:
     offset: int
     sample: Sample | None
     error: str | None
+    prepared: tuple[PreparedTable, int] | None = None  # the table and row of its prepared features
 
 
 class SampleSource:
@@ -201,15 +206,20 @@ def _text(exc: BaseException) -> str:
 
 class Prefetcher:
     """Polls and decodes on a thread of its own while the main thread trains (TensorFlow releases the
-    GIL during a step, so decoding overlaps it). Only decoding happens here: dedup, batching and
-    the offsets a checkpoint records stay with the trainer, so prefetched messages that were never
-    trained are simply read again after a restart.
+    GIL during a step, so decoding overlaps it). Once the trainer has said how (:meth:`prepare_with`),
+    it also prepares each poll's features (what does not depend on the vocabularies: hashing, the
+    dense columns). Only that happens here: dedup, batching, the vocabularies and the offsets a
+    checkpoint records stay with the trainer, so prefetched messages that were never trained are
+    simply read again after a restart.
 
     Every other call on the consumer is made from this thread too (the client blocks a commit or a
     watermark query made beside a running ``consume()``): the trainer hands over the offsets to
     commit, and reads the lag measured here."""
 
     LAG_EVERY_S = 1.0
+    # The trainer's thread gives up the GIL at every TensorFlow call; with Python's default 5 ms switch
+    # interval it would then wait up to 5 ms to get it back from a decoding poller, several times a batch.
+    SWITCH_INTERVAL_S = 0.0005
 
     def __init__(self, source: SampleSource, max_messages: int, poll_s: float, depth: int = 4):
         self.source = source
@@ -219,12 +229,21 @@ class Prefetcher:
         self._error: BaseException | None = None
         self._to_commit: dict[int, int] | None = None
         self._lock = threading.Lock()
+        self._switch_interval: float | None = None  # the interpreter's, restored by stop()
+        self._prepare: Callable[[SampleTable], PreparedTable] | None = None
         self._thread = threading.Thread(
             target=self._run, args=(max_messages, poll_s), name="sample-prefetch", daemon=True
         )
 
     def start(self) -> None:
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, self.SWITCH_INTERVAL_S))
         self._thread.start()
+
+    def prepare_with(self, prepare: Callable[[SampleTable], PreparedTable]) -> None:
+        """Prepare the samples of the next polls with ``prepare`` (a feature encoder's, which reads
+        only its spec: safe beside training)."""
+        self._prepare = prepare
 
     def commit(self, offsets: dict[int, int]) -> None:
         """Commit ``offsets`` to Kafka from the polling thread (soon, without waiting)."""
@@ -243,6 +262,9 @@ class Prefetcher:
                     next_lag = time.monotonic() + self.LAG_EVERY_S
                     self.lag = self.source.lag()
                 decoded = self.source.poll(max_messages, poll_s)
+                prepare = self._prepare
+                if prepare is not None:
+                    self._prepare_rows(decoded, prepare)
                 while decoded and not self._stop.is_set():
                     try:
                         self._queue.put(decoded, timeout=0.1)
@@ -251,6 +273,14 @@ class Prefetcher:
                         continue
         except BaseException as exc:  # handed to the trainer's thread by get()
             self._error = exc
+
+    @staticmethod
+    def _prepare_rows(decoded: list[Decoded], prepare: Callable[[SampleTable], PreparedTable]) -> None:
+        good = [(d, d.sample) for d in decoded if d.sample is not None]
+        if good:
+            prepared = prepare(SampleTable([sample for _, sample in good]))
+            for row, (d, _) in enumerate(good):
+                d.prepared = (prepared, row)
 
     def get(self, timeout_s: float) -> list[Decoded]:
         """The next polled messages, or [] after ``timeout_s``; re-raises the poller's error."""
@@ -273,3 +303,6 @@ class Prefetcher:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(10.0)
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None

@@ -1,4 +1,4 @@
-"""The sidecar's run loop: consume -> dedup -> batch -> score -> train -> checkpoint -> export.
+"""The sidecar's run loop: consume -> dedup -> batch -> score+train (one pass) -> checkpoint -> export.
 
 Order of effects, which is what makes restarts exact: a batch is trained, then (every N steps or
 seconds, always with no sample consumed-but-untrained) the checkpoint records the state, the dedup
@@ -182,7 +182,7 @@ class Sidecar:
                         self.metrics.dedup_drops.inc()
                         self.summary.dedup_drops += 1
                         sample = None
-                    batcher.add(sample, decoded.partition, decoded.offset, now)
+                    batcher.add(sample, decoded.partition, decoded.offset, now, decoded.prepared)
                     if batcher.ready(now):
                         self._train(batcher.take())
                 if messages:
@@ -240,14 +240,18 @@ class Sidecar:
             self.state = TrainerState(self.config, FeatureSpec.from_table(table, self.config.features))
             log.info("model laid out from the first batch", extra={"spec": self.state.spec.to_json()})
         state = self.state
-        prepared = state.prepare(table)
+        if self._prefetch is not None:
+            self._prefetch.prepare_with(state.encoder.prepare)  # the current state's, after a warm start too
+        prepared = batch.prepared(table, state.spec) or state.prepare(table)
         encoded = state.encode(prepared, np.arange(len(table)))
-        probability = 1.0 / (1.0 + np.exp(-state.logits(encoded)))
-        progressive = calibrate(probability, state.loss.calibration, self.config.loss.fnc_max_probability)
-        self.publisher.window.add(table.labels, progressive, self.publisher.score_current(table))
+        current = self.publisher.score_current(table)
         teacher = self.teacher.predict(table) if self.teacher is not None else None
         # the same targets as fit's, times included: the delayed-feedback correction reads them
-        result = state.train_on_batch(encoded, fit_targets(table, np.arange(len(table)), teacher))
+        result, logits = state.train_and_score(encoded, fit_targets(table, np.arange(len(table)), teacher))
+        # progressive validation: the step's predictions were made before it trained on the batch
+        probability = 1.0 / (1.0 + np.exp(-logits))
+        progressive = calibrate(probability, state.loss.calibration, self.config.loss.fnc_max_probability)
+        self.publisher.window.add(table.labels, progressive, current)
         self.position.samples_trained += len(table)
         self.summary.samples_trained = self.position.samples_trained
         self.summary.steps += 1

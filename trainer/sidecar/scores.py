@@ -2,8 +2,9 @@
 of the rollback check.
 
 Every batch is scored before it is trained on, by the training state (progressive validation: each
-prediction is made on a sample the model has not seen yet) and by the current published version;
-the window keeps the last ``capacity`` of them.
+prediction is made on a sample the model has not seen yet; the train step's own forward pass, before
+its update, gives them) and by the current published version; the window keeps the last ``capacity``
+of them.
 """
 
 from __future__ import annotations

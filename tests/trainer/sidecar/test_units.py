@@ -128,3 +128,38 @@ def test_bad_sidecar_config_is_one_error_naming_the_file(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=str(path)) as info:
         TrainerConfig.load(path)
     assert "batch.size" in str(info.value) and "export_interval" in str(info.value)
+
+
+def test_a_batch_gathers_the_features_prepared_ahead_across_polls() -> None:
+    from synth import make_samples
+
+    from trainer.features import FeatureEncoder, FeatureSpec
+    from trainer.samples import SampleTable, parse_sample
+
+    samples = [parse_sample(r) for r in make_samples(30, users=10, items=8, seed=2)[0][:24]]
+    config = TrainerConfig.load(None, {"features.vocab.capacity": 64})
+    spec = FeatureSpec.from_table(SampleTable(samples), config.features)
+    encoder = FeatureEncoder(spec, spec.new_vocabs(1, None))
+    polls = [encoder.prepare(SampleTable(samples[:12])), encoder.prepare(SampleTable(samples[12:]))]
+    batcher = Batcher(size=100, max_wait_s=1.0)
+    kept = []
+    for n, s in enumerate(samples):
+        if n in (3, 4, 20):  # repeats the trainer drops: they split the runs of rows
+            batcher.add(None, 0, n, now=0.0)
+            continue
+        kept.append(s)
+        batcher.add(s, 0, n, now=0.0, prepared=(polls[n // 12], n % 12))
+    batch = batcher.take()
+    assert [(r.start, r.end) for r in batch.runs] == [(0, 3), (5, 12), (0, 8), (9, 12)]
+    table = SampleTable(kept)
+    gathered, direct = batch.prepared(table, spec), encoder.prepare(table)
+    assert gathered is not None and gathered.table is table
+    for got, want in zip(gathered.tracked, direct.tracked, strict=True):
+        assert got.tolist() == want.tolist()
+    np.testing.assert_array_equal(gathered.hashed, direct.hashed)
+    np.testing.assert_array_equal(gathered.dense, direct.dense)
+    other = FeatureSpec.from_table(table, config.features.model_copy(update={"hash_buckets": 7}))
+    assert batch.prepared(table, other) is None  # prepared for another layout (a warm start)
+    batcher.add(samples[0], 0, 40, now=0.0)
+    batcher.add(samples[1], 0, 41, now=0.0, prepared=(polls[0], 1))
+    assert batcher.take().prepared(SampleTable(samples[:2]), spec) is None  # one was not prepared ahead

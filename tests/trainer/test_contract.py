@@ -1,0 +1,120 @@
+"""The fast Sample contract check: it accepts only what the pydantic model accepts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from synth import make_samples
+
+from schemas import Codec
+from schemas.models import Sample as SampleRecord
+from trainer.contract import UnsupportedRule, contract_check
+from trainer.samples import BadRecord, decode_sample, parse_sample
+
+CODEC = Codec.default()
+CHECK = contract_check(SampleRecord)
+GOOD, _ = make_samples(40, seed=7)
+
+
+def model_accepts(record: Any) -> bool:
+    try:
+        SampleRecord.model_validate(record)
+    except ValidationError:
+        return False
+    return True
+
+
+def test_valid_samples_pass_and_decode_as_parse_sample_reads_them() -> None:
+    assert {r["attribution"] for r in GOOD} == {"POSITIVE", "NEGATIVE", "LATE_POSITIVE"}
+    for record in GOOD:
+        assert CHECK(record)
+        assert decode_sample(CODEC.encode("Sample", record), CODEC) == parse_sample(record)
+    negative = next(r for r in GOOD if r["attribution"] == "NEGATIVE")
+    assert CHECK({k: v for k, v in negative.items() if k not in ("label_time_ms", "delay_ms")})  # defaults
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"label": 2},
+        {"label": True},
+        {"position": -1},
+        {"position": 2**31},
+        {"position": 1.0},
+        {"emit_time_ms": 2**63},
+        {"attribution": "MAYBE"},
+        {"user_id": 7},
+        {"context": {"page": 1}},
+        {"dense": {"x": math.nan}},
+        {"dense": {"x": math.inf}},
+        {"dense": {"x": "0.5"}},
+        {"has_snapshot": 1},
+        {"extra": "field"},
+        {"sample_id": "not:the:right:id"},
+    ],
+)
+def test_records_the_model_refuses_are_refused(change: dict[str, Any]) -> None:
+    record = {**GOOD[0], **change}
+    assert not model_accepts(record) and not CHECK(record)
+
+
+def test_a_missing_field_and_an_inconsistent_label_are_refused() -> None:
+    positive = next(r for r in GOOD if r["attribution"] == "POSITIVE")
+    assert not CHECK({k: v for k, v in positive.items() if k != "user_id"})
+    assert not CHECK({**positive, "delay_ms": positive["delay_ms"] + 1})  # the model's own validator
+    assert not CHECK({**positive, "label": 0})
+    assert not CHECK([positive])
+
+
+def test_a_refused_kafka_value_is_dead_lettered_with_the_models_reason() -> None:
+    record = {**GOOD[0], "dense": {"u_ctr_7d": math.nan}}
+    with pytest.raises(BadRecord, match=r"^invalid Sample: dense\.u_ctr_7d: Input should be a finite number$"):
+        decode_sample(CODEC.encode("Sample", record), CODEC)
+    negative = next(r for r in GOOD if r["attribution"] == "NEGATIVE")
+    with pytest.raises(BadRecord, match=r"^invalid Sample: record: Value error, label must be 0 on NEGATIVE, got 1$"):
+        decode_sample(CODEC.encode("Sample", {**negative, "label": 1}), CODEC)
+
+
+VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(GOOD), st.sampled_from([*sorted(GOOD[0]), "extra"]), VALUES)
+def test_the_check_agrees_with_the_model_on_any_field_value(good: dict[str, Any], field: str, value: Any) -> None:
+    record = {**good, field: value}
+    assert CHECK(record) == model_accepts(record)
+
+
+def test_a_rule_the_check_does_not_know_is_refused_when_the_check_is_built() -> None:
+    class Short(BaseModel):
+        model_config = ConfigDict(strict=True, extra="forbid")
+        name: str = Field(max_length=3)
+
+    class Before(BaseModel):
+        model_config = ConfigDict(strict=True, extra="forbid")
+        name: str
+
+        @model_validator(mode="before")
+        @classmethod
+        def _lower(cls, data: Any) -> Any:
+            return data
+
+    class Lax(BaseModel):
+        name: str
+
+    for model in (Short, Before, Lax):
+        with pytest.raises(UnsupportedRule):
+            contract_check(model)
