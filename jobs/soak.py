@@ -20,8 +20,10 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -114,6 +116,21 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+T = TypeVar("T")
+
+
+def _retried(query: Callable[[], T], retry_for_s: float = 30.0) -> T:
+    """``query()``, retried while a fresh broker has no partition leader or group coordinator yet."""
+    deadline = time.monotonic() + retry_for_s
+    while True:
+        try:
+            return query()
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 class Offsets:
     """High watermarks of the input topics and the runtime group's committed offsets, through one consumer."""
 
@@ -121,19 +138,13 @@ class Offsets:
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False})
         self.inputs = [TopicPartition(t, p) for t in INPUTS for p in range(partitions)]
 
-    def high(self, parts: list[TopicPartition], retry_for_s: float = 30.0) -> int:
-        """Records written to ``parts``; retried while a partition has no leader yet (a fresh broker)."""
-        deadline = time.monotonic() + retry_for_s
-        while True:
-            try:
-                return sum(self.consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1] for tp in parts)
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+    def high(self, parts: list[TopicPartition]) -> int:
+        """Records written to ``parts``."""
+        watermarks = self.consumer.get_watermark_offsets
+        return _retried(lambda: sum(watermarks(tp, timeout=5, cached=False)[1] for tp in parts))
 
     def lag(self, written: int) -> int:
-        committed = self.consumer.committed(self.inputs, timeout=10)
+        committed = _retried(lambda: self.consumer.committed(self.inputs, timeout=10))
         return max(0, written - sum(max(tp.offset, 0) for tp in committed))
 
     def close(self) -> None:
