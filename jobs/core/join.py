@@ -5,9 +5,8 @@ and calls :meth:`SampleJoin.on_event` for each event and :meth:`SampleJoin.on_ti
 watermark reaches a registered timer; both return a :class:`Step`.
 
 Decisions depend on event times only (not on when the watermark happens to advance), as long as
-the input's disorder is within the allowed out-of-orderness. The rules, and the choices they leave
-(snapshot freeze, labels before their impression, first-wins, which task reports an unmatched label,
-when state is dropped), are in docs/join.md: Rules and Choices where the rules leave room.
+the input's disorder is within the allowed out-of-orderness. The rules and the choices they leave
+(snapshot freeze, early labels, first-wins, reporting task, state drop) are in docs/join.md.
 """
 
 from __future__ import annotations
@@ -159,8 +158,12 @@ class SampleJoin:
                             pending[k] = None
                             status[k] = CLOSED
                             step.samples.append(self._sample(state, imp, k, POSITIVE, label))
-                    elif t_i + windows[k] <= ts:  # OPEN or LATE_WAIT
-                        self._emit_negative(state, step, imp, k)
+                    elif t_i + windows[k] <= ts:
+                        if st == OPEN:  # the common case, inline: no label came
+                            status[k] = NEG
+                            step.samples.append(self._sample(state, imp, k, NEGATIVE, None))
+                        else:
+                            self._resolve_late_wait(state, step, imp, k)
                 if t_i + drop_after <= ts:
                     if dropped is None:
                         dropped = [iid]
@@ -323,23 +326,19 @@ class SampleJoin:
             imp.pending[k] = label
             step.timers.append(freeze)
 
-    def _emit_negative(self, state: RequestState, step: Step, imp: ImpressionState, k: int) -> None:
-        st = imp.status[k]
-        if st == OPEN:
-            imp.status[k] = NEG
-            step.samples.append(self._sample(state, imp, k, NEGATIVE, None))
-        elif st == LATE_WAIT:
-            pending = imp.pending
-            assert pending is not None
-            label = pending[k]
-            assert label is not None
-            pending[k] = None
-            imp.status[k] = CLOSED
-            step.samples.append(self._sample(state, imp, k, NEGATIVE, None))
-            if label.event_time_ms - imp.impression.event_time_ms <= self.horizons[k]:
-                step.samples.append(self._sample(state, imp, k, LATE_POSITIVE, label))
-            elif k == self.tasks_by_type[label.label_type][0]:
-                step.unmatched.append(UnmatchedLabel(label, BEYOND_HORIZON, self.task_names[k]))
+    def _resolve_late_wait(self, state: RequestState, step: Step, imp: ImpressionState, k: int) -> None:
+        """t_i + W of a LATE_WAIT pair: the NEGATIVE, then its label's LATE_POSITIVE (or unmatched)."""
+        pending = imp.pending
+        assert pending is not None
+        label = pending[k]
+        assert label is not None
+        pending[k] = None
+        imp.status[k] = CLOSED
+        step.samples.append(self._sample(state, imp, k, NEGATIVE, None))
+        if label.event_time_ms - imp.impression.event_time_ms <= self.horizons[k]:
+            step.samples.append(self._sample(state, imp, k, LATE_POSITIVE, label))
+        elif k == self.tasks_by_type[label.label_type][0]:
+            step.unmatched.append(UnmatchedLabel(label, BEYOND_HORIZON, self.task_names[k]))
 
     def _sample(
         self, state: RequestState, imp: ImpressionState, k: int, attribution: str, label: Label | None
