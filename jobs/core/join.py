@@ -5,32 +5,14 @@ and calls :meth:`SampleJoin.on_event` for each event and :meth:`SampleJoin.on_ti
 watermark reaches a registered timer; both return a :class:`Step`.
 
 Decisions depend on event times only (not on when the watermark happens to advance), as long as
-the input's disorder is within the allowed out-of-orderness:
-
-* a label is classified by its delay ``d = t_l - t_i``: ``d <= W`` makes a POSITIVE; ``W < d <= H``
-  a NEGATIVE (at ``t_i + W``) and a LATE_POSITIVE; ``d > H`` goes to unmatched ``beyond_horizon``
-  (``no_impression`` once the impression's state was dropped at ``t_i + H``);
-* a label with ``d > W`` that arrives before the NEGATIVE is due waits for ``t_i + W`` (at most
-  the out-of-orderness longer): then the features are frozen, and the NEGATIVE and the
-  LATE_POSITIVE go out together;
-* the first feature snapshot of a request is joined to an impression when
-  ``t_i - H <= t_s <= t_i + S`` and it arrived before the watermark passed ``t_i + S``; a POSITIVE
-  whose snapshot has not arrived waits for it until the watermark passes ``t_i + S``;
-* a LATE_POSITIVE carries the same features as its NEGATIVE;
-* labels whose impression is unknown wait until the watermark passes ``t_l + W``, then go to
-  unmatched ``no_impression``;
-* the first impression with an ``impression_id`` wins, and the first label (in arrival order) of a
-  type for an impression wins (labels buffered before their impression count in their arrival
-  order): later ones are unmatched ``duplicate``. When several tasks share one label type,
-  the first of them (in config order) reports the label's unmatched records;
-* an impression is dropped when the watermark passes ``t_i + max H``; a request's state is cleared
-  when no impression and no waiting label is left (its snapshot goes with it; a snapshot that came
-  without impressions waits for them until the watermark passes ``t_s + max H``).
+the input's disorder is within the allowed out-of-orderness. The rules and the choices they leave
+(snapshot freeze, early labels, first-wins, reporting task, state drop) are in docs/join.md.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from jobs.core.events import Event, FeatureSnapshot, Impression, Label
@@ -119,6 +101,12 @@ class SampleJoin:
         self._none: list[Label | None] = [None] * self.n_tasks
         # sample_id = impression_id + ":{task}:{attribution}"
         self._id_suffix = [{a: f":{name}:{a}" for a in ATTRIBUTIONS} for name in self.task_names]
+        # event type -> its handler: event_into's dispatch, which the runners' hot paths look up directly
+        self.handlers: dict[type, Callable[[Step, Any, int], None]] = {
+            Impression: self._on_impression,
+            Label: self._on_label,
+            FeatureSnapshot: self._on_snapshot,
+        }
 
     # -- entry points --------------------------------------------------------------------------
     def on_event(self, state: RequestState | None, event: Event, watermark_ms: int) -> Step:
@@ -138,15 +126,10 @@ class SampleJoin:
     def event_into(self, step: Step, event: Event, watermark_ms: int) -> None:
         """Like :meth:`on_event` with ``step.state`` as the key's state: outputs are appended to
         ``step``'s lists and ``step.state`` is set to the new state."""
-        tp = type(event)
-        if tp is Impression:
-            self._on_impression(step, event, watermark_ms)  # type: ignore[arg-type]
-        elif tp is Label:
-            self._on_label(step, event, watermark_ms)  # type: ignore[arg-type]
-        elif tp is FeatureSnapshot:
-            self._on_snapshot(step, event, watermark_ms)  # type: ignore[arg-type]
-        else:
-            raise TypeError(f"not an event: {tp.__name__}")
+        handler = self.handlers.get(type(event))
+        if handler is None:
+            raise TypeError(f"not an event: {type(event).__name__}")
+        handler(step, event, watermark_ms)
 
     def timer_into(self, step: Step, timestamp_ms: int, watermark_ms: int) -> None:
         """Like :meth:`on_timer` with ``step.state`` (not None) as the key's state."""
@@ -175,8 +158,12 @@ class SampleJoin:
                             pending[k] = None
                             status[k] = CLOSED
                             step.samples.append(self._sample(state, imp, k, POSITIVE, label))
-                    elif t_i + windows[k] <= ts:  # OPEN or LATE_WAIT
-                        self._emit_negative(state, step, imp, k)
+                    elif t_i + windows[k] <= ts:
+                        if st == OPEN:  # the common case, inline: no label came
+                            status[k] = NEG
+                            step.samples.append(self._sample(state, imp, k, NEGATIVE, None))
+                        else:
+                            self._resolve_late_wait(state, step, imp, k)
                 if t_i + drop_after <= ts:
                     if dropped is None:
                         dropped = [iid]
@@ -339,23 +326,19 @@ class SampleJoin:
             imp.pending[k] = label
             step.timers.append(freeze)
 
-    def _emit_negative(self, state: RequestState, step: Step, imp: ImpressionState, k: int) -> None:
-        st = imp.status[k]
-        if st == OPEN:
-            imp.status[k] = NEG
-            step.samples.append(self._sample(state, imp, k, NEGATIVE, None))
-        elif st == LATE_WAIT:
-            pending = imp.pending
-            assert pending is not None
-            label = pending[k]
-            assert label is not None
-            pending[k] = None
-            imp.status[k] = CLOSED
-            step.samples.append(self._sample(state, imp, k, NEGATIVE, None))
-            if label.event_time_ms - imp.impression.event_time_ms <= self.horizons[k]:
-                step.samples.append(self._sample(state, imp, k, LATE_POSITIVE, label))
-            elif k == self.tasks_by_type[label.label_type][0]:
-                step.unmatched.append(UnmatchedLabel(label, BEYOND_HORIZON, self.task_names[k]))
+    def _resolve_late_wait(self, state: RequestState, step: Step, imp: ImpressionState, k: int) -> None:
+        """t_i + W of a LATE_WAIT pair: the NEGATIVE, then its label's LATE_POSITIVE (or unmatched)."""
+        pending = imp.pending
+        assert pending is not None
+        label = pending[k]
+        assert label is not None
+        pending[k] = None
+        imp.status[k] = CLOSED
+        step.samples.append(self._sample(state, imp, k, NEGATIVE, None))
+        if label.event_time_ms - imp.impression.event_time_ms <= self.horizons[k]:
+            step.samples.append(self._sample(state, imp, k, LATE_POSITIVE, label))
+        elif k == self.tasks_by_type[label.label_type][0]:
+            step.unmatched.append(UnmatchedLabel(label, BEYOND_HORIZON, self.task_names[k]))
 
     def _sample(
         self, state: RequestState, imp: ImpressionState, k: int, attribution: str, label: Label | None

@@ -130,13 +130,14 @@ class KeyedRunner:
         # bound once: these run for every event
         self.apply: Callable[[str, Step], None] = self._in_memory_apply() or self._apply
         self._get, self._event_into, self._timer_into = self.store.get, join.event_into, join.timer_into
+        self._handler_of = join.handlers.get  # event_into's dispatch without its call (None: not an event)
 
     def on_event(self, event: Event, watermark_ms: int) -> None:
         """Process one event of its key under the watermark."""
         key = event.request_id
         step = self._step
         step.state = self._get(key)
-        self._event_into(step, event, watermark_ms)
+        (self._handler_of(type(event)) or self._event_into)(step, event, watermark_ms)
         self.apply(key, step)
 
     def on_timer(self, key: str, timestamp_ms: int, watermark_ms: int) -> bool:

@@ -75,6 +75,7 @@ class LocalJoinRunner:
             return
         # KeyedRunner.on_event / fire, inlined over its DictStore and TimerQueue (the replay's hot path)
         event_into = self.join.event_into
+        handler_of = self.join.handlers.get
         timer_into = self.join.timer_into
         states = self.keyed.store
         assert isinstance(states, DictStore)
@@ -105,7 +106,7 @@ class LocalJoinRunner:
                 n += 1
                 key = event.request_id
                 old = step.state = get(key)
-                event_into(step, event, wm)
+                (handler_of(type(event)) or event_into)(step, event, wm)
                 state = step.state
                 if state is not old:
                     if state is None:
