@@ -150,7 +150,7 @@ def warm_start_from_export(directory: Path, config: TrainerConfig, state_cls: ty
     if restored == 0:
         raise ModelDirError(f"warm start: no variable of {directory} matches the model")
     sync_ftrl(state.model.wide_optimizer, state.model.wide_variables)
-    state.step_var.assign(int(meta.get("step", 0)))
+    state.set_step(int(meta.get("step", 0)))
     if "pending_clicks" in meta:
         state.pending.load_json(meta["pending_clicks"])
     log.info(

@@ -90,6 +90,7 @@ class TrainerState:
             spec, vocabs or spec.new_vocabs(vocab_cfg.admit_after, vocab_cfg.evict_after_steps)
         )
         self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self._step = 0  # step_var's value, read without an eager op (several a batch otherwise)
         self.pending = PendingClicks(config.loss.attribution_horizon_ms, config.loss.pending_max_weight)
         n_ids = len(spec.base_fields) + len(spec.crosses)
         signature = (
@@ -131,7 +132,7 @@ class TrainerState:
         if latest is None:
             raise ModelDirError(f"warm start: {directory} holds no checkpoint")
         try:
-            state.checkpoint().restore(latest).expect_partial()
+            state.restore_checkpoint(latest)
         except (tf.errors.OpError, ValueError, AssertionError) as exc:
             raise ModelDirError(f"warm start: cannot restore {latest}: {exc}") from exc
         log.info("warm start from checkpoint %s (step %d)", latest, state.step)
@@ -141,7 +142,11 @@ class TrainerState:
 
     @property
     def step(self) -> int:
-        return int(self.step_var.numpy())
+        return self._step
+
+    def set_step(self, step: int) -> None:
+        self._step = int(step)
+        self.step_var.assign(self._step)
 
     @property
     def vocabs(self) -> VocabSet:
@@ -177,6 +182,7 @@ class TrainerState:
         step_targets["step_scale"] = np.float32(step_scale)
         result = self._train_step((batch.inputs(), step_targets))
         self.step_var.assign_add(1)
+        self._step += 1
         logits = result.pop("logit").numpy()
         return {k: float(v) for k, v in result.items()}, logits
 
@@ -276,6 +282,11 @@ class TrainerState:
             step=self.step_var,
             pending_clicks=self.pending,
         )
+
+    def restore_checkpoint(self, prefix: str) -> None:
+        """Restore the checkpoint ``prefix`` (written by :meth:`save_checkpoint`) in place."""
+        self.checkpoint().restore(prefix).expect_partial()
+        self._step = int(self.step_var.numpy())
 
     def save_checkpoint(self, directory: str | os.PathLike[str], max_to_keep: int = 3) -> str:
         """Write ``trainer.json`` and a new checkpoint (model, optimizers, vocabularies, step)."""

@@ -15,7 +15,9 @@ largest well-exposed bin and the attribution horizon) are extrapolated at the lo
 observed factor of e**2. Once the stream is older than the horizon nothing is extrapolated and
 ``F(A) = 1``: plain PU.
 
-Everything lives in ``tf.Variable``s (saved with the checkpoint) and is fed by the samples' own times
+The state is a few Python floats and a numpy histogram, saved with the checkpoint as a Python-state
+dependency (eager ``tf.Variable`` reads and writes, ten a batch, each handing the GIL to the sidecar's
+poller, cost more than the estimate itself). It is fed by the samples' own times
 (``impression_time_ms``, ``emit_time_ms``, ``delay_ms``), so an offline ``fit --order stream`` and the
 streaming sidecar get the same weights through the same train step. A sample emitted well before the
 stream time (offline shuffled epochs, where NEGATIVE and LATE_POSITIVE share a batch) is not live: its
@@ -24,7 +26,9 @@ weight stays 1.
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -36,18 +40,17 @@ MIN_DELAY_MS = 60_000.0  # lower edge of the histogram (1 min); bins are log-spa
 TAIL_LOG_SPAN = 2.0  # the extrapolated log-density is the one of the last e**2 factor of observed delays
 
 
-class PendingClicks(tf.Module):
-    """Stream time, stream start and the late-delay histogram; :meth:`weights` per batch."""
+class PendingClicks(tf.train.experimental.PythonState):
+    """Stream time, stream start and the late-delay histogram; :meth:`observe` per batch."""
 
-    def __init__(self, horizon_ms: float, max_weight: float, name: str = "pending_clicks"):
-        super().__init__(name=name)
+    def __init__(self, horizon_ms: float, max_weight: float):
         self.horizon_ms = float(horizon_ms)
         self.max_weight = float(max_weight)
         self.edges = np.exp(np.linspace(math.log(MIN_DELAY_MS), math.log(self.horizon_ms), BINS + 1))
-        self.start_ms = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="start_ms")
-        self.stream_ms = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="stream_ms")
-        self.window_ms = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="window_ms")
-        self.late_counts = tf.Variable(tf.zeros(BINS, tf.float64), trainable=False, name="late_counts")
+        self.start_ms = math.inf
+        self.stream_ms = -math.inf
+        self.window_ms = math.inf
+        self.late_counts = np.zeros(BINS, np.float64)
 
     def observe(self, times: dict[str, np.ndarray], attributions: np.ndarray) -> np.ndarray:
         """Fold a batch into the estimate; returns each sample's weight (1 unless a live LATE_POSITIVE)."""
@@ -58,30 +61,30 @@ class PendingClicks(tf.Module):
         known = (impression != MISSING_TIME) & (emit != MISSING_TIME)
         if not known.any():
             return weights
-        previous = float(self.stream_ms.numpy())
-        self.start_ms.assign(min(float(self.start_ms.numpy()), float(impression[known].min())))
-        self.stream_ms.assign(max(previous, float(emit[known].max())))
+        previous = self.stream_ms
+        self.start_ms = min(self.start_ms, float(impression[known].min()))
+        self.stream_ms = max(previous, float(emit[known].max()))
         negatives = known & (attributions == NEGATIVE)
         if negatives.any():
-            self.window_ms.assign(min(float(self.window_ms.numpy()), float((emit - impression)[negatives].min())))
+            self.window_ms = min(self.window_ms, float((emit - impression)[negatives].min()))
         late = known & (attributions == LATE_POSITIVE) & (delay != MISSING_TIME)
         if late.any():
             bins = np.clip(np.searchsorted(self.edges, delay[late], side="right") - 1, 0, BINS - 1)
-            self.late_counts.assign_add(np.bincount(bins, minlength=BINS).astype(np.float64))
-            window = float(self.window_ms.numpy())
+            self.late_counts += np.bincount(bins, minlength=BINS)
+            window = self.window_ms
             live = late & (emit >= max(previous, float(emit[known].min())) - (window if math.isfinite(window) else 0.0))
             weights[live] = 1.0 / max(self.arrived_fraction(), 1.0 / self.max_weight)
         return weights
 
     def age_ms(self) -> float:
-        return float(self.stream_ms.numpy() - self.start_ms.numpy())
+        return self.stream_ms - self.start_ms
 
     def arrived_fraction(self) -> float:
         """F(A): the share of the late clicks (delay up to the horizon) with a delay below the stream's age."""
         age = self.age_ms()
         if not math.isfinite(age) or age >= self.horizon_ms:
             return 1.0
-        counts = self.late_counts.numpy()
+        counts = self.late_counts
         lower, upper = self.edges[:-1], self.edges[1:]
         # Bins whose delays every impression of the older half of the stream could have shown.
         usable = (upper <= age / 2.0) & (counts > 0)
@@ -102,14 +105,22 @@ class PendingClicks(tf.Module):
 
     def to_json(self) -> dict[str, object]:
         return {
-            "start_ms": float(self.start_ms.numpy()),
-            "stream_ms": float(self.stream_ms.numpy()),
-            "window_ms": float(self.window_ms.numpy()),
-            "late_counts": self.late_counts.numpy().tolist(),
+            "start_ms": self.start_ms,
+            "stream_ms": self.stream_ms,
+            "window_ms": self.window_ms,
+            "late_counts": self.late_counts.tolist(),
         }
 
     def load_json(self, data: dict[str, object]) -> None:
-        self.start_ms.assign(float(data["start_ms"]))  # type: ignore[arg-type]
-        self.stream_ms.assign(float(data["stream_ms"]))  # type: ignore[arg-type]
-        self.window_ms.assign(float(data["window_ms"]))  # type: ignore[arg-type]
-        self.late_counts.assign(np.asarray(data["late_counts"], np.float64))
+        self.start_ms = float(data["start_ms"])  # type: ignore[arg-type]
+        self.stream_ms = float(data["stream_ms"])  # type: ignore[arg-type]
+        self.window_ms = float(data["window_ms"])  # type: ignore[arg-type]
+        self.late_counts = np.asarray(data["late_counts"], np.float64).reshape(BINS)
+
+    # tf.train.Checkpoint hooks: the state as one JSON string.
+    def serialize(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+    def deserialize(self, string_value: Any) -> None:
+        text = string_value.decode() if isinstance(string_value, bytes) else str(string_value)
+        self.load_json(json.loads(text))

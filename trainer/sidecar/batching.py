@@ -8,13 +8,22 @@ the next checkpoint records. And, when the poller prepared its samples' features
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from trainer.samples import Sample, SampleTable
 
 if TYPE_CHECKING:
     from trainer.features import FeatureSpec, PreparedTable
+
+
+class Consumed(Protocol):
+    """A consumed message as the batcher reads it (:class:`trainer.sidecar.consume.Decoded`)."""
+
+    partition: int
+    offset: int
+    prepared: tuple[PreparedTable, int] | None  # the poller's table and row of its features, if prepared
 
 
 @dataclass(slots=True)
@@ -55,31 +64,36 @@ class Batcher:
         self._open = Batch()
         self._first_at: float | None = None
 
-    def add(
-        self,
-        sample: Sample | None,
-        partition: int,
-        offset: int,
-        now: float,
-        prepared: tuple[PreparedTable, int] | None = None,
-    ) -> None:
-        """Record a consumed message; ``sample`` is None for one that is not trained (bad, repeat).
-        ``prepared``: the table and row where its features were prepared ahead, if they were."""
+    def fill(self, messages: Sequence[Consumed], samples: Sequence[Sample | None], start: int, now: float) -> int:
+        """Record ``messages[start:]`` until the open batch holds ``size`` samples; returns the index of
+        the first message not taken. ``samples[i]`` is ``messages[i]``'s sample to train, or None for
+        one that is not trained (bad, repeat). One call per poll, not per message: this runs beside
+        the poller, whose Python waits for the GIL."""
         batch = self._open
-        batch.positions[partition] = offset + 1
-        if sample is not None:
+        positions, taken, runs = batch.positions, batch.samples, batch.runs
+        room = self.size - len(taken)
+        end = start
+        while end < len(messages) and room > 0:
+            message, sample = messages[end], samples[end]
+            end += 1
+            positions[message.partition] = message.offset + 1
+            if sample is None:
+                continue
+            room -= 1
             if self._first_at is None:
                 self._first_at = now
-            batch.samples.append(sample)
+            taken.append(sample)
+            prepared = message.prepared
             if prepared is None:
                 batch.all_prepared = False
             elif batch.all_prepared:
                 table, row = prepared
-                last = batch.runs[-1] if batch.runs else None
+                last = runs[-1] if runs else None
                 if last is not None and last.prepared is table and last.end == row:
                     last.end = row + 1
                 else:
-                    batch.runs.append(Run(table, row, row + 1))
+                    runs.append(Run(table, row, row + 1))
+        return end
 
     def ready(self, now: float) -> bool:
         if len(self._open) >= self.size:

@@ -129,7 +129,7 @@ class CheckpointStore:
         state = TrainerState(merge_architecture(config, meta), FeatureSpec.from_json(meta["spec"]))
         prefix = str(self.directory / str(position.checkpoint))
         try:
-            state.checkpoint().restore(prefix).expect_partial()
+            state.restore_checkpoint(prefix)
         except (tf.errors.OpError, ValueError, AssertionError) as exc:
             raise SidecarError(f"cannot restore checkpoint {prefix}: {exc}") from exc
         self._saved_step = state.step

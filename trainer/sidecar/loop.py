@@ -20,10 +20,10 @@ import numpy as np
 
 from trainer.config import TrainerConfig
 from trainer.fit import targets as fit_targets
-from trainer.samples import SampleTable
+from trainer.samples import Sample, SampleTable
 from trainer.sidecar.batching import Batch, Batcher
 from trainer.sidecar.checkpoint import CheckpointStore, Position
-from trainer.sidecar.consume import Prefetcher, SampleSource
+from trainer.sidecar.consume import Decoded, Prefetcher, SampleSource
 from trainer.sidecar.dedup import Dedup
 from trainer.sidecar.metrics import SidecarMetrics, Summaries
 from trainer.sidecar.publishing import Publisher
@@ -173,19 +173,13 @@ class Sidecar:
             while not self._stop.is_set():
                 messages = prefetch.get(POLL_S)
                 now = self.clock()
-                for decoded in messages:
-                    sample = decoded.sample
-                    if sample is None:
-                        self.metrics.deadletters.inc()
-                        self.summary.deadletters += 1
-                    elif sample.sample_id is not None and self.dedup.seen(sample.sample_id, sample.emit_time_ms):
-                        self.metrics.dedup_drops.inc()
-                        self.summary.dedup_drops += 1
-                        sample = None
-                    batcher.add(sample, decoded.partition, decoded.offset, now, decoded.prepared)
-                    if batcher.ready(now):
-                        self._train(batcher.take())
                 if messages:
+                    samples = self._admit(messages)
+                    taken = 0
+                    while taken < len(messages):
+                        taken = batcher.fill(messages, samples, taken, now)
+                        if batcher.ready(now):
+                            self._train(batcher.take())
                     last_message = now
                 if batcher.ready(now) or (batcher.pending == 0 and batcher.has_positions):
                     self._train(batcher.take())
@@ -222,6 +216,27 @@ class Sidecar:
             self.close()
         self.summary.versions = self.registry.versions()
         return self.summary
+
+    def _admit(self, messages: list[Decoded]) -> list[Sample | None]:
+        """Each message's sample to train: None for a dead letter or a repeat (both counted)."""
+        seen = self.dedup.seen
+        out: list[Sample | None] = []
+        deadletters = repeats = 0
+        for decoded in messages:
+            sample = decoded.sample
+            if sample is None:
+                deadletters += 1
+            elif sample.sample_id is not None and seen(sample.sample_id, sample.emit_time_ms):
+                repeats += 1
+                sample = None
+            out.append(sample)
+        if deadletters:
+            self.metrics.deadletters.inc(deadletters)
+            self.summary.deadletters += deadletters
+        if repeats:
+            self.metrics.dedup_drops.inc(repeats)
+            self.summary.dedup_drops += repeats
+        return out
 
     def _train(self, batch: Batch) -> None:
         if batch.samples:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from trainer.config import TrainerConfig
 from trainer.samples import Sample
 from trainer.sidecar.batching import Batcher
 from trainer.sidecar.config import Thresholds
+from trainer.sidecar.consume import Decoded
 from trainer.sidecar.dedup import Dedup
 from trainer.sidecar.errors import Unavailable
 from trainer.sidecar.gate import violations
@@ -46,14 +48,21 @@ def test_dedup_is_bounded() -> None:
 
 def test_batches_close_by_size_or_wait_and_carry_positions() -> None:
     batcher = Batcher(size=2, max_wait_s=1.0)
-    batcher.add(sample(0), 0, 10, now=0.0)
-    batcher.add(None, 1, 7, now=0.1)  # a dead letter: advances partition 1 only
+    assert add(batcher, [(sample(0), 0, 10)], now=0.0) == 1
+    assert add(batcher, [(None, 1, 7)], now=0.1) == 1  # a dead letter: advances partition 1 only
     assert not batcher.ready(0.5) and batcher.ready(1.0)
-    batcher.add(sample(1), 0, 11, now=0.2)
+    # a poll of three: the batch fills at the second; the rest is for the next one
+    assert add(batcher, [(None, 1, 8), (sample(1), 0, 11), (sample(2), 0, 12)], now=0.2) == 2
     assert batcher.ready(0.2)
     batch = batcher.take()
-    assert len(batch) == 2 and batch.positions == {0: 12, 1: 8}
+    assert len(batch) == 2 and batch.positions == {0: 12, 1: 9}
     assert batcher.pending == 0 and not batcher.has_positions and not batcher.ready(100.0)
+
+
+def add(batcher: Batcher, polled: list[tuple[Any, int, int]], now: float, prepared: list[Any] | None = None) -> int:
+    """Hand ``polled`` ((sample or None, partition, offset) each) to ``batcher`` as one poll."""
+    messages = [Decoded(p, o, s, None, prepared[i] if prepared else None) for i, (s, p, o) in enumerate(polled)]
+    return batcher.fill(messages, [s for s, _, _ in polled], 0, now)
 
 
 def test_gate_value_and_change_thresholds() -> None:
@@ -142,13 +151,11 @@ def test_a_batch_gathers_the_features_prepared_ahead_across_polls() -> None:
     encoder = FeatureEncoder(spec, spec.new_vocabs(1, None))
     polls = [encoder.prepare(SampleTable(samples[:12])), encoder.prepare(SampleTable(samples[12:]))]
     batcher = Batcher(size=100, max_wait_s=1.0)
-    kept = []
-    for n, s in enumerate(samples):
-        if n in (3, 4, 20):  # repeats the trainer drops: they split the runs of rows
-            batcher.add(None, 0, n, now=0.0)
-            continue
-        kept.append(s)
-        batcher.add(s, 0, n, now=0.0, prepared=(polls[n // 12], n % 12))
+    dropped = (3, 4, 20)  # repeats the trainer drops: they split the runs of rows
+    polled = [(None if n in dropped else s, 0, n) for n, s in enumerate(samples)]
+    kept = [s for n, s in enumerate(samples) if n not in dropped]
+    add(batcher, polled[:12], 0.0, [(polls[0], n) for n in range(12)])
+    add(batcher, polled[12:], 0.0, [(polls[1], n) for n in range(12)])
     batch = batcher.take()
     assert [(r.start, r.end) for r in batch.runs] == [(0, 3), (5, 12), (0, 8), (9, 12)]
     table = SampleTable(kept)
@@ -160,6 +167,5 @@ def test_a_batch_gathers_the_features_prepared_ahead_across_polls() -> None:
     np.testing.assert_array_equal(gathered.dense, direct.dense)
     other = FeatureSpec.from_table(table, config.features.model_copy(update={"hash_buckets": 7}))
     assert batch.prepared(table, other) is None  # prepared for another layout (a warm start)
-    batcher.add(samples[0], 0, 40, now=0.0)
-    batcher.add(samples[1], 0, 41, now=0.0, prepared=(polls[0], 1))
+    add(batcher, [(samples[0], 0, 40), (samples[1], 0, 41)], 0.0, [None, (polls[0], 1)])
     assert batcher.take().prepared(SampleTable(samples[:2]), spec) is None  # one was not prepared ahead
