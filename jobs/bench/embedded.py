@@ -4,7 +4,7 @@ On one generated event mix, written once to the three event topics (Avro, keyed 
 
 1. **passthrough** — the same consumer settings and producer settings as the runtime, doing only
    decode → encode → produce of every record with the runtime's own codec path: decoders and
-   encoders compiled from the schemas (``jobs/runtime/avro_flat.py``), the generic codec for what
+   encoders compiled from the schemas (``schemas/compiled.py``), the generic codec for what
    they do not take. This is the ceiling for any Kafka → Kafka job here, and the target's baseline;
 2. **passthrough (generic codec)** — the same, through the generic codec (``schemas.Codec``,
    fastavro) only: the baseline the target was first set against, before the runtime compiled its
@@ -46,10 +46,10 @@ from jobs.bench.stack import Topics, runtime_config, services
 from jobs.config import SampleJoinConfig
 from jobs.generate import GeneratorConfig, KafkaTarget
 from jobs.generate import run as generate
-from jobs.runtime.avro_flat import Unsupported, compile_decoder, compile_encoder
 from jobs.runtime.embedded import POLL_BATCH, POLL_TIMEOUT_S, EmbeddedRuntime
 from jobs.runtime.kafka_io import consumer_settings, producer_settings
 from schemas.codec import MAGIC, Codec
+from schemas.compiled import Unsupported, compile_decoder, compile_encoder
 from schemas.records import EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ from typing import Any
 from jobs.core.events import AVRO_BUILDERS, BadEvent, Event, event_from_avro
 from jobs.core.join import Sample, UnmatchedLabel
 from jobs.errors import JobError
-from jobs.runtime.avro_flat import Unsupported, compile_decoder, compile_encoder
 from schemas.codec import MAGIC, Codec
+from schemas.compiled import Unsupported, compile_decoder, compile_encoder
 from schemas.records import EVENT_TYPES as RECORD_OF_TYPE
 
 # Fast consumer-group joins (docs/architecture.md): the broker waits for the rebalance timeout otherwise.

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from jobs.core.events import Label, event_from_avro
 from jobs.core.outputs import ATTRIBUTIONS, Sample, UnmatchedLabel
-from jobs.runtime.avro_flat import Unsupported, compile_encoder, long_bytes
 from jobs.runtime.kafka_io import WireFormat
 from schemas.codec import MAGIC, Codec
+from schemas.compiled import Unsupported, compile_encoder, long_bytes
 from schemas.errors import EncodeError
 
 CODEC = Codec.default()

@@ -15,8 +15,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from jobs.errors import JobError
-from schemas.errors import EncodeError
+from schemas.errors import EncodeError, SchemaError
 
 __all__ = ["Unsupported", "compile_decoder", "compile_encoder", "long_bytes"]
 
@@ -28,7 +27,7 @@ _SMALL = [bytes(((n << 1),)) for n in range(64)]
 _double = struct.Struct("<d").pack
 
 
-class Unsupported(JobError):
+class Unsupported(SchemaError):
     """A schema this compiler does not handle (nested records, arrays, fixed, bytes, float...)."""
 
 
