@@ -267,8 +267,12 @@ def test_a_newer_offline_model_in_the_watched_directory_reinitialises_and_keeps_
     shutil.copytree(exported, watched / "7")  # a day-level model appears
     log = env.model_dir.parent / "sidecar.log"
     wait_for(lambda: "newer offline model" in log.read_text(), 60, "the re-initialisation")
+    distinct = len({s["sample_id"] for s in samples})
+    wait_for(  # the stream drained (a loaded machine may still be reading it when the model appears)
+        lambda: (p := position(env)) is not None and p["samples_trained"] >= distinct, 120, "the whole stream trained"
+    )
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
     after = position(env)
     assert after is not None and after["extra"]["warm_version"] == 7
-    assert after["samples_trained"] == len({s["sample_id"] for s in samples})  # the position was kept
+    assert after["samples_trained"] == distinct  # the position was kept
