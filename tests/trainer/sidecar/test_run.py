@@ -112,9 +112,9 @@ def committed_offsets(env: SidecarEnv, partitions: int = 1) -> dict[int, int]:
 @pytest.mark.slow
 def test_sigkill_mid_stream_and_restart_train_each_distinct_sample_once(sidecar_env, processes, tmp_path: Path) -> None:
     env: SidecarEnv = sidecar_env(
-        2, **{"sidecar.batch.size": 32, "sidecar.checkpoint.every_steps": 4, "sidecar.export_interval": "2s"}
+        2, **{"sidecar.batch.size": 32, "sidecar.checkpoint.every_steps": 4, "sidecar.export_interval": "1s"}
     )
-    samples = stream(2500, seed=4, users=20, items=10)
+    samples = stream(5000, seed=4, users=20, items=10)  # long enough for versions between the kills
     produce(env.bootstrap, env.topic, [*samples, *samples[100:300]])  # a replay's repeats
     total = distinct(samples)
     kills = 0
