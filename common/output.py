@@ -63,3 +63,10 @@ def commit_all(files: list[AtomicFile]) -> None:
         f.file.flush()
     for f in files:
         f.commit()
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """Write a whole small file (a report, a JSON result) so that it appears only when complete."""
+    with AtomicFile(path) as out:
+        out.write(data.encode() if isinstance(data, str) else data)
+        out.commit()

@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from common.errors import CommonError
+from common.output import write_atomic
 from infra.demo import report
 from infra.demo.live import LiveView
 from infra.demo.plan import START_MS, DemoPlan
@@ -188,7 +189,7 @@ class Demo:
                         "corrected_pu": corrected["holdout"], "naive": naive["holdout"]},
             "progress": self.view.series,
         }
-        (self.out / "report.json").write_text(json.dumps(result, indent=2))
+        write_atomic(self.out / "report.json", json.dumps(result, indent=2))
         report.plot(self.view.series, corrected["versions"].get("versions", []), self.out / "report.png")
         return result
 

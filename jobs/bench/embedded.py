@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import parse_duration_ms
-from common.output import AtomicFile
+from common.output import write_atomic
 from common.topics import create_topics
 from jobs.bench.freshness import freshness
 from jobs.bench.stack import Topics, runtime_config, services
@@ -281,9 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             results["freshness"] = freshness(bootstrap, redis_url, tmp, args.window, args.horizon, args)
     print(report(results, args.impressions, args.partitions, args.repeat))
     if args.json:
-        with AtomicFile(args.json) as out:
-            out.write(json.dumps(results, indent=2, sort_keys=True).encode())
-            out.commit()
+        write_atomic(args.json, json.dumps(results, indent=2, sort_keys=True))
     return 0
 
 

@@ -144,12 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:
-        from common.output import AtomicFile
+        from common.output import write_atomic
 
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        with AtomicFile(args.json) as out:
-            out.file.write(text.encode())
-            out.commit()
+        write_atomic(args.json, text)
     return 0
 
 

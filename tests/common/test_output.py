@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from common.output import AtomicFile, commit_all
+from common.output import AtomicFile, commit_all, write_atomic
 
 
 def test_the_file_appears_under_its_name_only_when_committed(tmp_path: Path) -> None:
@@ -36,3 +36,11 @@ def test_commit_all_renames_every_output(tmp_path: Path) -> None:
     commit_all(files)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.jsonl", "unmatched.jsonl"]
     assert (tmp_path / "unmatched.jsonl").read_bytes() == b"unmatched"
+
+
+def test_write_atomic_replaces_the_whole_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "report.json"
+    write_atomic(target, "first, and longer")
+    write_atomic(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["report.json"]

@@ -33,6 +33,7 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from common.output import write_atomic
 from trainer.bench.data import ROOT, drop_negatives, prepare_data, train_rate, write_jsonl
 from trainer.bench.report import (
     NOTES,
@@ -230,17 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     if args.out:
         command = "python -m trainer.bench.delayed_feedback " + " ".join(argv if argv is not None else sys.argv[1:])
-        args.out.write_text(
+        write_atomic(
+            args.out,
             "# Trainer: delayed-feedback benchmark\n\n"
             "Events with known truth from `jobs.generate`, joined into samples by `jobs.sample_join replay`; one "
             "model per `--loss`, plus an oracle (`naive` on the training impressions with their true labels), all "
             "evaluated on the impressions that follow with their true labels. R-AUC and R-NLL are the share of the "
             "naive-to-oracle gap a loss closes (ES-DFM, Yang et al. 2021, Table 1).\n\n"
             f"Produced by `.venv/trainer/bin/{command}` on {_machine()}.\n\n{report}\n\n{NOTES}",
-            encoding="utf-8",
         )
-    Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    (Path(args.workdir) / "results.json").write_text(json.dumps(per_seed, indent=1, default=str), encoding="utf-8")
+    write_atomic(Path(args.workdir) / "results.json", json.dumps(per_seed, indent=1, default=str))
     return 0
 
 

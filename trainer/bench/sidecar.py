@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['memory_samples_per_s']} from memory: ratio {result['ratio']} (target >= {TARGET})"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        from common.output import write_atomic
+
+        write_atomic(args.json, json.dumps(result, indent=2) + "\n")
     return 0
 
 
