@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from schemas import Codec, DecodeError
 from schemas.models import Sample as SampleRecord
-from trainer.contract import contract_check
+from trainer.contract import Check, UnsupportedRule, contract_check, decoded_contract_check
 from trainer.errors import InputError
 
 log = logging.getLogger("trainer")
@@ -158,26 +158,41 @@ def parse_sample(record: Any) -> Sample:
     )
 
 
-_follows_sample_contract = contract_check(SampleRecord)
+_contract_checks: dict[bytes, Check] = {}  # fingerprint of a codec's current Sample schema -> its check
+
+
+def _contract_check_of(codec: Codec) -> Check:
+    """The Sample contract check for records ``codec`` decodes: only what its Sample schema does not
+    already guarantee (:func:`decoded_contract_check`), or the whole check for a schema that does
+    not correspond to the model field by field."""
+    fingerprint = codec.fingerprint("Sample")
+    check = _contract_checks.get(fingerprint)
+    if check is None:
+        try:
+            check = decoded_contract_check(SampleRecord, codec.schema("Sample"))
+        except UnsupportedRule:
+            check = contract_check(SampleRecord)
+        _contract_checks[fingerprint] = check
+    return check
 
 
 def _contract_sample(record: dict[str, Any]) -> Sample:
-    """:func:`parse_sample`'s result for a record known to follow the Sample contract (nothing is left
-    to check or convert; tests hold the two equal)."""
+    """:func:`parse_sample`'s result for a decoded record known to follow the Sample contract (nothing
+    is left to check or convert; tests hold the two equal)."""
     return Sample(
-        sample_id=record["sample_id"],
-        impression_id=record["impression_id"],
-        user_id=record["user_id"],
-        item_id=record["item_id"],
-        position=record["position"],
-        context=record["context"],
-        sparse=record["sparse"],
-        dense=record["dense"],
-        label=record["label"],
-        attribution=ATTRIBUTIONS[record["attribution"]],
-        impression_time_ms=record["impression_time_ms"],
-        emit_time_ms=record["emit_time_ms"],
-        delay_ms=record.get("delay_ms"),  # optional in the contract
+        record["sample_id"],
+        record["impression_id"],
+        record["user_id"],
+        record["item_id"],
+        record["position"],
+        record["context"],
+        record["sparse"],
+        record["dense"],
+        record["label"],
+        ATTRIBUTIONS[record["attribution"]],
+        record["impression_time_ms"],
+        record["emit_time_ms"],
+        record["delay_ms"],
     )
 
 
@@ -186,9 +201,10 @@ def decode_sample(data: bytes | None, codec: Codec | None = None) -> Sample:
     reason for an undecodable value or a record that breaks the Sample contract."""
     if data is None:
         raise BadRecord("empty message (null value)")
+    codec = codec or Codec.default()
     try:
-        record = (codec or Codec.default()).decode(data, "Sample")
-        if _follows_sample_contract(record):
+        record = codec.decode(data, "Sample")
+        if _contract_check_of(codec)(record):
             return _contract_sample(record)
         SampleRecord.model_validate(record)  # refused by the fast check: the model's own reasons
     except DecodeError as exc:
