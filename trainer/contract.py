@@ -102,6 +102,15 @@ def _rules(model: type[BaseModel]) -> tuple[bool, list[Callable[[Any], Any]]]:
     return bool(config.get("allow_inf_nan", True)), after
 
 
+def _validators_pass(after: list[Callable[[Any], Any]], view: Any) -> bool:
+    try:
+        for validate in after:
+            validate(view)
+    except (ValueError, AssertionError):  # what pydantic turns into validation errors
+        return False
+    return True
+
+
 def contract_check(model: type[BaseModel]) -> Check:
     """A predicate true only for records (dicts) that ``model`` accepts."""
     allow_inf_nan, after = _rules(model)
@@ -122,15 +131,8 @@ def contract_check(model: type[BaseModel]) -> Check:
         for name, accepts in fields:
             if name in record and not accepts(record[name]):
                 return False
-        if after:
-            # the validators read attributes: the record's values, with the defaults of absent fields
-            view = types.SimpleNamespace(**{**defaults, **record})
-            try:
-                for validate in after:
-                    validate(view)
-            except (ValueError, AssertionError):  # what pydantic turns into validation errors
-                return False
-        return True
+        # the validators read attributes: the record's values, with the defaults of absent fields
+        return not after or _validators_pass(after, types.SimpleNamespace(**{**defaults, **record}))
 
     return check
 
@@ -212,13 +214,6 @@ def decoded_contract_check(model: type[BaseModel], schema: dict[str, Any]) -> Ch
         for name, accepts in fields:
             if not accepts(record[name]):
                 return False
-        if after:
-            view = _Attributes(record)
-            try:
-                for validate in after:
-                    validate(view)
-            except (ValueError, AssertionError):  # what pydantic turns into validation errors
-                return False
-        return True
+        return not after or _validators_pass(after, _Attributes(record))
 
     return check

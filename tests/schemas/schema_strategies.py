@@ -105,3 +105,15 @@ def avro_values(t: Any, named: dict[str, Any] | None = None, namespace: str = ""
         inner = name.rpartition(".")[0]
         named[name] = st.fixed_dictionaries({f["name"]: avro_values(f["type"], named, inner) for f in t["fields"]})
     return named[name]
+
+
+def mutate(data: bytes, at: int, noise: bytes, how: str) -> bytes:
+    """`data` cut at `at`, with the byte there flipped by `noise`, or with `noise` inserted there."""
+    if how == "cut":
+        return data[:at]
+    if how == "flip":
+        return data[:at] + bytes([data[at] ^ (noise[0] or 1)]) + data[at + 1:]
+    return data[:at] + noise + data[at:]
+
+
+MUTATIONS = st.sampled_from(["cut", "flip", "insert"])

@@ -21,7 +21,7 @@ from schemas.codec import HEADER_SIZE
 from schemas.errors import BadBody, DecodeError, TruncatedMessage
 from schemas.registry import load_schema_set
 from tests.jobs.bad_inputs import zigzag
-from tests.schemas.schema_strategies import JSON_FORMS, avro_values
+from tests.schemas.schema_strategies import JSON_FORMS, MUTATIONS, avro_values, mutate
 
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="schemas/_avro.c is not built (make setup)")
 
@@ -227,17 +227,10 @@ def test_random_bodies_fail_as_fastavro_fails(fp: bytes, body: bytes) -> None:
 
 @FUZZ
 @given(records(), st.integers(0, 10_000), st.binary(min_size=1, max_size=12),
-       st.sampled_from(["cut", "flip", "insert"]))
+       MUTATIONS)
 def test_mutated_records_fail_as_fastavro_fails(
     named_record: tuple[str, dict[str, Any]], at: int, noise: bytes, how: str
 ) -> None:
     data = NATIVE.encode(*named_record)
-    at = HEADER_SIZE + at % (len(data) - HEADER_SIZE)
-    if how == "cut":
-        mutated = data[:at]
-    elif how == "flip":
-        mutated = data[:at] + bytes([data[at] ^ (noise[0] or 1)]) + data[at + 1:]
-    else:
-        mutated = data[:at] + noise + data[at:]
-    assert_agrees(mutated)
+    assert_agrees(mutate(data, HEADER_SIZE + at % (len(data) - HEADER_SIZE), noise, how))
 
