@@ -173,7 +173,7 @@ def _residual_check(avro: Any, annotation: Any, metadata: list[Any], allow_inf_n
         if not isinstance(avro, dict) or avro.get("type") != "map" or metadata or args[0] is not str:
             raise UnsupportedRule(f"{annotation!r} for Avro {avro!r}")
         item = _residual_check(avro["values"], args[1], [], allow_inf_nan)
-        return None if item is None else (lambda v: all(item(x) for x in v.values()))
+        return None if item is None else (lambda v: all(map(item, v.values())))
     decoded = _AVRO_GUARANTEES.get(avro) if isinstance(avro, str) else None
     if decoded is None or not (decoded[0] is annotation or (decoded[0], annotation) == (int, float)):
         raise UnsupportedRule(f"{annotation!r} for Avro {avro!r}")
