@@ -14,6 +14,7 @@ output) are dropped: the first one wins.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -329,19 +330,29 @@ def read_samples(
 
 
 class SampleTable:
-    """Samples as columns; feature columns are built on first use and cached."""
+    """Samples as columns; every column is built on first use and cached (the sidecar's poller
+    prepares feature columns only, and never pays for labels or times)."""
 
     def __init__(self, samples: Sequence[Sample]):
         self.samples = list(samples)
         self.size = len(self.samples)
-        self.labels = np.fromiter((s.label for s in self.samples), np.float32, self.size)
-        self.attributions = np.fromiter((s.attribution for s in self.samples), np.int32, self.size)
-        # Event times in ms, -1 where a sample lacks one (see :data:`TIME_FIELDS`).
-        self.times = {
+        self._columns: dict[str, np.ndarray] = {}
+
+    @functools.cached_property
+    def labels(self) -> np.ndarray:
+        return np.fromiter((s.label for s in self.samples), np.float32, self.size)
+
+    @functools.cached_property
+    def attributions(self) -> np.ndarray:
+        return np.fromiter((s.attribution for s in self.samples), np.int32, self.size)
+
+    @functools.cached_property
+    def times(self) -> dict[str, np.ndarray]:
+        """Event times in ms, -1 where a sample lacks one (see :data:`TIME_FIELDS`)."""
+        return {
             name: np.fromiter((_or_missing(getattr(s, name)) for s in self.samples), np.int64, self.size)
             for name in TIME_FIELDS
         }
-        self._columns: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return self.size
