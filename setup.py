@@ -22,7 +22,12 @@ class BuildExt(build_ext):
 
 setup(
     ext_modules=[
-        Extension("schemas._avro", ["schemas/_avro.c"], extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"])
+        Extension(
+            "schemas._avro",
+            ["schemas/_avro.c", "schemas/_avro_decode.c", "schemas/_avro_program.c"],
+            depends=["schemas/_avro.h"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
+        )
     ],
     cmdclass={"build_ext": BuildExt},
 )

@@ -41,7 +41,7 @@ pip_in() {  # venv args...
   return "${PIPESTATUS[0]}"
 }
 
-stamp_of() { cat setup.cfg setup.py pyproject.toml infra/setup.sh schemas/_avro.c | sha256sum | cut -c1-16; }
+stamp_of() { cat setup.cfg setup.py pyproject.toml infra/setup.sh schemas/_avro*.[ch] | sha256sum | cut -c1-16; }
 
 make_venv() {  # name extras extra-packages...
   local name=$1 extras=$2; shift 2
