@@ -143,6 +143,18 @@ def test_every_supported_type_decodes_as_fastavro_reads_it(record: dict[str, Any
         assert info.value.args[0] == native.TRUNCATED and "ends early" in info.value.args[1]
 
 
+@FUZZ
+@given(st.binary(max_size=300))
+def test_any_bytes_under_a_schema_of_every_type_give_a_record_or_malformed(body: bytes) -> None:
+    # no comparison with fastavro here: it would build an array of 2**40 nulls if the bytes said so
+    assert ALL_TYPES_DECODE is not None
+    try:
+        assert isinstance(ALL_TYPES_DECODE(body, 0), dict)
+    except native.Malformed as exc:
+        kind, detail, offset = exc.args
+        assert kind in (0, native.TRUNCATED, native.TRAILING) and detail and 0 <= offset <= len(body)
+
+
 def test_enum_symbols_and_field_names_are_shared_objects() -> None:
     record = {"request_id": "r", "impression_id": "i", "label_type": "c", "event_time_ms": 5, "value": 1.0,
               "reason": "duplicate"}
