@@ -16,6 +16,7 @@ if ! java -version 2>&1 | grep -qE 'version "(17|21)' || ! command -v javac >/de
   missing+=(openjdk-17-jdk-headless)  # javac: infra/jvm/udf is built here
 fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing+=(gcc)  # schemas/_avro.c
 [ -f .jvm/kafka/.stamp ] || command -v mvn >/dev/null 2>&1 || missing+=(maven)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -27,6 +28,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# The native Avro decoder (schemas/_avro.c) is compiled against the interpreter's headers.
+if ! "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  echo "setup: the Python 3.11 headers (Python.h) are missing; install them (e.g. 'sudo apt-get install python3.11-dev') and re-run 'make setup'." >&2
+  exit 1
+fi
+
 # pip, minus the noise of index locations configured on some machines but absent there.
 pip_in() {  # venv args...
   local venv=$1; shift
@@ -34,13 +41,13 @@ pip_in() {  # venv args...
   return "${PIPESTATUS[0]}"
 }
 
-stamp_of() { cat setup.cfg pyproject.toml infra/setup.sh | sha256sum | cut -c1-16; }
+stamp_of() { cat setup.cfg setup.py pyproject.toml infra/setup.sh schemas/_avro*.[ch] | sha256sum | cut -c1-16; }
 
 make_venv() {  # name extras extra-packages...
   local name=$1 extras=$2; shift 2
   local venv=.venv/$name want
   want="$(stamp_of)"
-  if [ -f "$venv/.stamp" ] && [ "$(cat "$venv/.stamp")" = "$want" ] && "$venv/bin/python" -c 'import schemas' 2>/dev/null; then
+  if [ -f "$venv/.stamp" ] && [ "$(cat "$venv/.stamp")" = "$want" ] && "$venv/bin/python" -c 'import schemas._avro' 2>/dev/null; then
     echo "setup: $venv is up to date"
     return
   fi

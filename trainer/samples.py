@@ -14,6 +14,7 @@ output) are dropped: the first one wins.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -28,7 +29,7 @@ from pydantic import ValidationError
 
 from schemas import Codec, DecodeError
 from schemas.models import Sample as SampleRecord
-from trainer.contract import contract_check
+from trainer.contract import Check, UnsupportedRule, contract_check, decoded_contract_check
 from trainer.errors import InputError
 
 log = logging.getLogger("trainer")
@@ -158,26 +159,41 @@ def parse_sample(record: Any) -> Sample:
     )
 
 
-_follows_sample_contract = contract_check(SampleRecord)
+_contract_checks: dict[bytes, Check] = {}  # fingerprint of a codec's current Sample schema -> its check
+
+
+def _contract_check_of(codec: Codec) -> Check:
+    """The Sample contract check for records ``codec`` decodes: only what its Sample schema does not
+    already guarantee (:func:`decoded_contract_check`), or the whole check for a schema that does
+    not correspond to the model field by field."""
+    fingerprint = codec.fingerprint("Sample")
+    check = _contract_checks.get(fingerprint)
+    if check is None:
+        try:
+            check = decoded_contract_check(SampleRecord, codec.schema("Sample"))
+        except UnsupportedRule:
+            check = contract_check(SampleRecord)
+        _contract_checks[fingerprint] = check
+    return check
 
 
 def _contract_sample(record: dict[str, Any]) -> Sample:
-    """:func:`parse_sample`'s result for a record known to follow the Sample contract (nothing is left
-    to check or convert; tests hold the two equal)."""
+    """:func:`parse_sample`'s result for a decoded record known to follow the Sample contract (nothing
+    is left to check or convert; tests hold the two equal)."""
     return Sample(
-        sample_id=record["sample_id"],
-        impression_id=record["impression_id"],
-        user_id=record["user_id"],
-        item_id=record["item_id"],
-        position=record["position"],
-        context=record["context"],
-        sparse=record["sparse"],
-        dense=record["dense"],
-        label=record["label"],
-        attribution=ATTRIBUTIONS[record["attribution"]],
-        impression_time_ms=record["impression_time_ms"],
-        emit_time_ms=record["emit_time_ms"],
-        delay_ms=record.get("delay_ms"),  # optional in the contract
+        record["sample_id"],
+        record["impression_id"],
+        record["user_id"],
+        record["item_id"],
+        record["position"],
+        record["context"],
+        record["sparse"],
+        record["dense"],
+        record["label"],
+        ATTRIBUTIONS[record["attribution"]],
+        record["impression_time_ms"],
+        record["emit_time_ms"],
+        record["delay_ms"],
     )
 
 
@@ -186,9 +202,10 @@ def decode_sample(data: bytes | None, codec: Codec | None = None) -> Sample:
     reason for an undecodable value or a record that breaks the Sample contract."""
     if data is None:
         raise BadRecord("empty message (null value)")
+    codec = codec or Codec.default()
     try:
-        record = (codec or Codec.default()).decode(data, "Sample")
-        if _follows_sample_contract(record):
+        record = codec.decode(data, "Sample")
+        if _contract_check_of(codec)(record):
             return _contract_sample(record)
         SampleRecord.model_validate(record)  # refused by the fast check: the model's own reasons
     except DecodeError as exc:
@@ -313,19 +330,29 @@ def read_samples(
 
 
 class SampleTable:
-    """Samples as columns; feature columns are built on first use and cached."""
+    """Samples as columns; every column is built on first use and cached (the sidecar's poller
+    prepares feature columns only, and never pays for labels or times)."""
 
     def __init__(self, samples: Sequence[Sample]):
         self.samples = list(samples)
         self.size = len(self.samples)
-        self.labels = np.fromiter((s.label for s in self.samples), np.float32, self.size)
-        self.attributions = np.fromiter((s.attribution for s in self.samples), np.int32, self.size)
-        # Event times in ms, -1 where a sample lacks one (see :data:`TIME_FIELDS`).
-        self.times = {
+        self._columns: dict[str, np.ndarray] = {}
+
+    @functools.cached_property
+    def labels(self) -> np.ndarray:
+        return np.fromiter((s.label for s in self.samples), np.float32, self.size)
+
+    @functools.cached_property
+    def attributions(self) -> np.ndarray:
+        return np.fromiter((s.attribution for s in self.samples), np.int32, self.size)
+
+    @functools.cached_property
+    def times(self) -> dict[str, np.ndarray]:
+        """Event times in ms, -1 where a sample lacks one (see :data:`TIME_FIELDS`)."""
+        return {
             name: np.fromiter((_or_missing(getattr(s, name)) for s in self.samples), np.int64, self.size)
             for name in TIME_FIELDS
         }
-        self._columns: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return self.size

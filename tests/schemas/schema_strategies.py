@@ -73,3 +73,47 @@ DEFAULTS = {
     "UnmatchedLabel": {"value": 1.0},
     "Sample": {},
 }
+
+
+_AVRO_PRIMITIVES: dict[str, st.SearchStrategy[Any]] = {
+    "null": st.none(), "boolean": st.booleans(), "int": st.integers(-(2**31), 2**31 - 1), "long": LONGS,
+    "float": st.floats(width=32), "double": st.floats(), "string": st.text(max_size=8), "bytes": st.binary(max_size=8),
+}
+
+
+def avro_values(t: Any, named: dict[str, Any] | None = None, namespace: str = "") -> st.SearchStrategy[Any]:
+    """Any value of Avro type `t` (the JSON of a schema), as fastavro writes and reads it: NaN, negative
+    ints, any enum symbol... whatever the pydantic models would say of it."""
+    named = {} if named is None else named
+    if isinstance(t, str):
+        if t in _AVRO_PRIMITIVES:
+            return _AVRO_PRIMITIVES[t]
+        return named[t] if t in named else named[f"{namespace}.{t}"]
+    if isinstance(t, list):
+        return st.one_of(*(avro_values(branch, named, namespace) for branch in t))
+    kind = t["type"]
+    if kind in _AVRO_PRIMITIVES:
+        return _AVRO_PRIMITIVES[kind]
+    if kind == "map":
+        return st.dictionaries(st.text(max_size=6), avro_values(t["values"], named, namespace), max_size=3)
+    if kind == "array":
+        return st.lists(avro_values(t["items"], named, namespace), max_size=3)
+    name = t["name"] if "." in t["name"] else ".".join(filter(None, [t.get("namespace", namespace), t["name"]]))
+    if kind == "enum":
+        named[name] = st.sampled_from(t["symbols"])
+    else:  # a record
+        inner = name.rpartition(".")[0]
+        named[name] = st.fixed_dictionaries({f["name"]: avro_values(f["type"], named, inner) for f in t["fields"]})
+    return named[name]
+
+
+def mutate(data: bytes, at: int, noise: bytes, how: str) -> bytes:
+    """`data` cut at `at`, with the byte there flipped by `noise`, or with `noise` inserted there."""
+    if how == "cut":
+        return data[:at]
+    if how == "flip":
+        return data[:at] + bytes([data[at] ^ (noise[0] or 1)]) + data[at + 1:]
+    return data[:at] + noise + data[at:]
+
+
+MUTATIONS = st.sampled_from(["cut", "flip", "insert"])

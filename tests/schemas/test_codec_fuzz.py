@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from schemas import Codec
 from schemas.errors import BadBody, DecodeError
 from tests.jobs.bad_inputs import zigzag
-from tests.schemas.schema_strategies import JSON_FORMS
+from tests.schemas.schema_strategies import JSON_FORMS, MUTATIONS, mutate
 
 CODEC = Codec.default()
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -47,16 +47,9 @@ def encoded(draw: st.DrawFn) -> bytes:
 
 @FUZZ
 @given(encoded(), st.integers(0, 10_000), st.binary(min_size=1, max_size=16),
-       st.sampled_from(["cut", "flip", "insert"]))
+       MUTATIONS)
 def test_mutated_valid_messages(data: bytes, at: int, noise: bytes, how: str) -> None:
-    at %= len(data)
-    if how == "cut":
-        mutated = data[:at]
-    elif how == "flip":
-        mutated = data[:at] + bytes([data[at] ^ (noise[0] or 1)]) + data[at + 1:]
-    else:
-        mutated = data[:at] + noise + data[at:]
-    decodes_or_says_why(mutated)
+    decodes_or_says_why(mutate(data, at % len(data), noise, how))
 
 
 HEADER = b"\xc3\x01" + CODEC.fingerprint("Impression")

@@ -13,7 +13,8 @@ from synth import make_samples
 
 from schemas import Codec
 from schemas.models import Sample as SampleRecord
-from trainer.contract import UnsupportedRule, contract_check
+from tests.schemas.schema_strategies import avro_values
+from trainer.contract import UnsupportedRule, contract_check, decoded_contract_check
 from trainer.samples import BadRecord, decode_sample, parse_sample
 
 CODEC = Codec.default()
@@ -96,6 +97,45 @@ VALUES = st.recursive(
 def test_the_check_agrees_with_the_model_on_any_field_value(good: dict[str, Any], field: str, value: Any) -> None:
     record = {**good, field: value}
     assert CHECK(record) == model_accepts(record)
+
+
+SAMPLE_SCHEMA = CODEC.schema("Sample")
+DECODED_CHECK = decoded_contract_check(SampleRecord, SAMPLE_SCHEMA)
+AVRO_FIELDS = {f["name"]: avro_values(f["type"], namespace="odl") for f in SAMPLE_SCHEMA["fields"]}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(GOOD), st.data())
+def test_the_decoded_check_agrees_with_the_model_on_any_decodable_record(good: dict[str, Any], data: Any) -> None:
+    """Records the codec decodes (any Avro value in one or two fields of a good one, or in all of
+    them): the check that leaves out what decoding guarantees still accepts exactly what the model does."""
+    changed = data.draw(st.lists(st.sampled_from(sorted(AVRO_FIELDS)), max_size=2))
+    if data.draw(st.booleans()) and not changed:
+        changed = sorted(AVRO_FIELDS)
+    record = {**good, **{name: data.draw(AVRO_FIELDS[name]) for name in changed}}
+    decoded = CODEC.decode(CODEC.encode("Sample", record), "Sample")
+    assert DECODED_CHECK(decoded) == model_accepts(decoded) == CHECK(decoded)
+
+
+def test_the_decoded_check_keeps_only_what_decoding_does_not_guarantee() -> None:
+    checked = {name for name, _ in DECODED_CHECK.__closure__[1].cell_contents}  # type: ignore[index]
+    assert checked == {"position", "label", "dense"}  # >= 0, <= 1, finite: bounds the Avro types do not hold
+    positive = next(r for r in GOOD if r["attribution"] == "POSITIVE")
+    assert DECODED_CHECK(positive)
+    for change in ({"position": -1}, {"label": 2}, {"dense": {"x": math.inf}}, {"delay_ms": 1}, {"task": "other"}):
+        assert not DECODED_CHECK({**positive, **change}), change
+
+
+def test_a_schema_that_does_not_match_the_model_gets_no_decoded_check() -> None:
+    fields = SAMPLE_SCHEMA["fields"]
+    for changed in (
+        [f for f in fields if f["name"] != "has_snapshot"],
+        [{**f, "type": "string"} if f["name"] == "position" else f for f in fields],
+        [{**f, "type": ["null", "string"]} if f["name"] == "delay_ms" else f for f in fields],
+        [{**f, "type": {"type": "map", "values": "long"}} if f["name"] == "sparse" else f for f in fields],
+    ):
+        with pytest.raises(UnsupportedRule):
+            decoded_contract_check(SampleRecord, {**SAMPLE_SCHEMA, "fields": changed})
 
 
 def test_a_rule_the_check_does_not_know_is_refused_when_the_check_is_built() -> None:

@@ -36,7 +36,7 @@ _RDKAFKA = logging.getLogger("trainer.sidecar.rdkafka")
 _RDKAFKA.setLevel(logging.ERROR)
 
 
-@dataclass
+@dataclass(slots=True)
 class Decoded:
     """One consumed message: its sample, or the reason it is not one."""
 
