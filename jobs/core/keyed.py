@@ -46,30 +46,6 @@ class DictStore(dict[str, RequestState]):
         self.pop(key, None)
 
 
-class BytesStore:
-    """States serialized at every write, as Flink's ValueState or Redis hold them; every write is
-    checked to survive ``to_bytes`` / ``from_bytes`` (the tests' strict mode)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def get(self, key: str) -> RequestState | None:
-        raw = self.data.get(key)
-        return None if raw is None else RequestState.from_bytes(raw)
-
-    def put(self, key: str, state: RequestState) -> None:
-        raw = state.to_bytes()
-        if RequestState.from_bytes(raw) != state:
-            raise AssertionError(f"state of {key!r} does not survive to_bytes/from_bytes")
-        self.data[key] = raw
-
-    def delete(self, key: str) -> None:
-        self.data.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-
 class TimerQueue:
     """Event-time timers: a heap of distinct timestamps and, per timestamp, its keys in registration
     order (a dict used as an ordered set). Plain ints compare much faster in a heap than tuples."""

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable
 from jobs.core.events import Event
 from jobs.core.join import Sample, SampleJoin, UnmatchedLabel
 from jobs.core.keyed import DictStore, KeyedRunner
-from jobs.core.state import WATERMARK_END, WATERMARK_START, RequestState
+from jobs.core.state import WATERMARK_END, WATERMARK_START
 from jobs.runtime.redis_state import PartitionSnapshot
+from jobs.runtime.state_bytes import state_from_bytes
 from jobs.runtime.watermarks import PartitionWatermark
 
 
@@ -67,7 +68,7 @@ class Shard:
         shard.ended = snap.ended
         restore = shard.runner.restore
         for key, data in snap.records.items():
-            restore(key, RequestState.from_bytes(data))
+            restore(key, state_from_bytes(data))
             shard.sizes[key] = len(data)
             shard.state_bytes += len(data)
         assert shard.runner.dirty is not None
