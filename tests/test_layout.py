@@ -8,6 +8,8 @@ library every deployable imports (docs/architecture.md, layout). The checks read
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +23,9 @@ STARTS_THE_DEVELOPER_STACK = {
     "trainer/bench/sidecar.py": "the benchmark runs on its own broker and Redis",
 }
 STACK_MODULE = "infra.local"
+
+# The join core is pure: the standard library, the record definitions and itself (docs/architecture.md).
+CORE_MAY_IMPORT = ("schemas", "jobs.core", "jobs.errors")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -75,3 +80,42 @@ def test_the_shared_library_imports_no_deployable() -> None:
         if any(_in_package(module, package) for package in ("jobs", "trainer", "infra"))
     ]
     assert not offenders, "common must not depend on a deployable:\n" + "\n".join(offenders)
+
+
+def _core_modules() -> list[Path]:
+    return sorted((ROOT / "jobs" / "core").rglob("*.py"))
+
+
+def test_the_join_core_imports_only_the_standard_library_and_schemas() -> None:
+    assert {"jobs/core/join.py", "jobs/core/state.py"} <= {p.relative_to(ROOT).as_posix() for p in _core_modules()}
+    offenders = [
+        f"{path.relative_to(ROOT).as_posix()}: {module}"
+        for path in _core_modules()
+        for module in sorted(imported_modules(path))
+        if module.split(".")[0] not in sys.stdlib_module_names
+        and not any(_in_package(module, allowed) for allowed in CORE_MAY_IMPORT)
+    ]
+    assert not offenders, "the join core may import the stdlib, schemas and itself only:\n" + "\n".join(offenders)
+
+
+def test_loading_the_join_core_loads_no_package_beyond_what_schemas_loads() -> None:
+    """The same at run time, through every import the core's modules make (package __init__s included):
+    with the schemas modules loaded first, the core's modules add the stdlib and `jobs` only."""
+    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for p in _core_modules()]
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import schemas\n"
+        "for info in pkgutil.iter_modules(schemas.__path__):\n"
+        "    if not info.ispkg and info.name != '__main__':\n"
+        "        importlib.import_module('schemas.' + info.name)\n"
+        "before = set(sys.modules)\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))\n"
+    )
+    added = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "jobs" in added
+    extra = [m for m in added if m != "jobs" and m not in sys.stdlib_module_names]
+    assert not extra, f"importing jobs.core loads {extra}"

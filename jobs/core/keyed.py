@@ -46,30 +46,6 @@ class DictStore(dict[str, RequestState]):
         self.pop(key, None)
 
 
-class BytesStore:
-    """States serialized at every write, as Flink's ValueState or Redis hold them; every write is
-    checked to survive ``to_bytes`` / ``from_bytes`` (the tests' strict mode)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def get(self, key: str) -> RequestState | None:
-        raw = self.data.get(key)
-        return None if raw is None else RequestState.from_bytes(raw)
-
-    def put(self, key: str, state: RequestState) -> None:
-        raw = state.to_bytes()
-        if RequestState.from_bytes(raw) != state:
-            raise AssertionError(f"state of {key!r} does not survive to_bytes/from_bytes")
-        self.data[key] = raw
-
-    def delete(self, key: str) -> None:
-        self.data.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-
 class TimerQueue:
     """Event-time timers: a heap of distinct timestamps and, per timestamp, its keys in registration
     order (a dict used as an ordered set). Plain ints compare much faster in a heap than tuples."""
@@ -128,12 +104,14 @@ class KeyedRunner:
         self.timers_fired = 0
         self._step = Step(None, [], self.samples, self.unmatched, [])  # reused: outputs land in our lists
         # bound once: these run for every event
-        self.apply: Callable[[str, Step], None] = self._in_memory_apply() or self._apply
         self._get, self._event_into, self._timer_into = self.store.get, join.event_into, join.timer_into
         self._handler_of = join.handlers.get  # event_into's dispatch without its call (None: not an event)
+        fast = self._in_memory()
+        self.apply: Callable[[str, Step], None] = self._apply if fast is None else fast[1]
+        #: process one event of its key under the watermark
+        self.on_event: Callable[[Event, int], None] = self._on_event if fast is None else fast[0]
 
-    def on_event(self, event: Event, watermark_ms: int) -> None:
-        """Process one event of its key under the watermark."""
+    def _on_event(self, event: Event, watermark_ms: int) -> None:
         key = event.request_id
         step = self._step
         step.state = self._get(key)
@@ -203,9 +181,10 @@ class KeyedRunner:
             self.ignored_label_types.update(step.ignored_label_types)
             step.ignored_label_types.clear()
 
-    def _in_memory_apply(self) -> Callable[[str, Step], None] | None:
-        """:meth:`_apply` specialised to a DictStore and a TimerQueue (the embedded runtime's and the
-        replay's hot path: about a third cheaper); None for other stores."""
+    def _in_memory(self) -> tuple[Callable[[Event, int], None], Callable[[str, Step], None]] | None:
+        """``on_event`` and :meth:`_apply` specialised to a DictStore and a TimerQueue (the embedded
+        runtime's and the replay's hot path: about a third cheaper), as closures over what they use;
+        None for other stores."""
         states, queue, dirty = self.store, self.queue, self.dirty
         if not isinstance(states, DictStore) or queue is None:
             return None
@@ -233,7 +212,15 @@ class KeyedRunner:
             if step.samples is not own_samples or step.ignored_label_types:
                 take_outputs(step)
 
-        return apply
+        get, handler_of, event_into, own_step = states.get, self._handler_of, self._event_into, self._step
+
+        def on_event(event: Event, watermark_ms: int) -> None:
+            key = event.request_id
+            own_step.state = get(key)
+            (handler_of(type(event)) or event_into)(own_step, event, watermark_ms)
+            apply(key, own_step)
+
+        return on_event, apply
 
     def restore(self, key: str, state: RequestState) -> None:
         """Load a key's state (e.g. from a checkpoint) and queue the timers it waits for."""

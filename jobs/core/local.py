@@ -18,21 +18,22 @@ from collections.abc import Callable, Iterable
 
 from jobs.core.events import Event
 from jobs.core.join import Sample, SampleJoin, Step, UnmatchedLabel
-from jobs.core.keyed import BytesStore, DictStore, KeyedRunner
+from jobs.core.keyed import DictStore, KeyedRunner, StateStore
 from jobs.core.state import WATERMARK_END, WATERMARK_START, RequestState
 
 
 class LocalJoinRunner:
     """A :class:`KeyedRunner` in memory under one bounded-out-of-orderness watermark."""
 
-    def __init__(self, join: SampleJoin, out_of_orderness_ms: int | None = None, *, state_bytes: bool = False):
+    def __init__(self, join: SampleJoin, out_of_orderness_ms: int | None = None, *, store: StateStore | None = None):
+        """``store``: where states live, live objects in a dict by default; the tests pass one that keeps
+        them serialized, as Flink or Redis would (``jobs.runtime.state_bytes.BytesStore``)."""
         self.join = join
         ooo = join.config.out_of_orderness if out_of_orderness_ms is None else out_of_orderness_ms
         if ooo < 0:
             raise ValueError(f"out_of_orderness must be non-negative, got {ooo} ms")
         self.out_of_orderness_ms = ooo
-        self.state_bytes = state_bytes  # keep states serialized (as Flink/Redis would): tests use it
-        self.keyed = KeyedRunner(join, BytesStore() if state_bytes else DictStore())
+        self.keyed = KeyedRunner(join, DictStore() if store is None else store)
         self.max_event_time_ms: int | None = None
         self.watermark = WATERMARK_START
         self.samples: list[Sample] = self.keyed.samples
@@ -67,7 +68,7 @@ class LocalJoinRunner:
         ``on_flush`` is called whenever ``samples`` or ``unmatched`` hold ``flush_every`` records;
         it should drain them. Does not :meth:`finish`.
         """
-        if self.state_bytes:
+        if not isinstance(self.keyed.store, DictStore):
             for event in events:
                 self.process(event)
                 if on_flush is not None and (len(self.samples) >= flush_every or len(self.unmatched) >= flush_every):
@@ -183,14 +184,8 @@ class LocalJoinRunner:
     @property
     def states(self) -> DictStore:
         store = self.keyed.store
-        assert isinstance(store, DictStore), "states are serialized (state_bytes=True): see bytes_states"
+        assert isinstance(store, DictStore), "states are kept by the store given: see state_of"
         return store
-
-    @property
-    def bytes_states(self) -> dict[str, bytes]:
-        store = self.keyed.store
-        assert isinstance(store, BytesStore), "states are live objects (state_bytes=False): see states"
-        return store.data
 
     def pending_keys(self) -> int:
         return len(self.keyed.store)  # type: ignore[arg-type]

@@ -1,8 +1,9 @@
 """Keyed state of the sample join: everything the join holds for one ``request_id``.
 
 The runtimes own the store (a Python dict in replay, Flink ``ValueState[bytes]``, a Redis hash) and
-only move these objects in and out; :meth:`RequestState.to_bytes` / :meth:`RequestState.from_bytes`
-give a compact, versioned byte form for the stores that need bytes.
+only move these objects in and out; :meth:`RequestState.to_row` / :meth:`RequestState.from_row` give
+its compact positional form, plain lists of strings and numbers, which the runtimes that need bytes
+serialize (``jobs.runtime.state_bytes``).
 
 Per impression and task the join keeps a small status code (see ``OPEN`` … ``CLOSED``) and, while a
 decision waits, the label it waits with.
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from jobs.core import _json
 from jobs.core.events import FeatureSnapshot, Impression, Label, make_impression, make_label, make_snapshot
 from jobs.errors import JobError
 from schemas.records import IMPRESSION_FIELDS, LABEL_FIELDS, SNAPSHOT_FIELDS
@@ -26,12 +26,10 @@ LATE_WAIT = 2  # a label with delay > W arrived before t_i + W; decided at t_i +
 NEG = 3  # the NEGATIVE was emitted; a label with delay <= H still makes a LATE_POSITIVE
 CLOSED = 4  # nothing more can come out for this pair: any further label is a duplicate
 
-STATE_FORMAT_VERSION = 1
-
 WATERMARK_START = -(2**63)  # before any event (the one definition; docs/join.md)
 WATERMARK_END = 2**63 - 1  # the end of a bounded input
 
-# Positional layouts of the events inside the state's bytes, in schema order (schemas.records), without
+# Positional layouts of the events inside the state's row, in schema order (schemas.records), without
 # the ids the state already holds: request_id everywhere, impression_id in an impression's pending labels.
 _IMPRESSION_REST = IMPRESSION_FIELDS[1:]
 _SNAPSHOT_REST = SNAPSHOT_FIELDS[1:]
@@ -46,7 +44,7 @@ _pending_rest = attrgetter(*_PENDING_REST)
 
 
 class StateError(JobError):
-    """Serialized state that cannot be read (wrong version, corrupt bytes)."""
+    """Serialized state that cannot be read (wrong version, corrupt bytes, a malformed row)."""
 
 
 @dataclass(slots=True)
@@ -68,11 +66,12 @@ class RequestState:
     def is_empty(self) -> bool:
         return not self.impressions and not self.orphans and self.snapshot is None
 
-    # -- bytes ---------------------------------------------------------------------------------
-    def to_bytes(self) -> bytes:
-        """Compact, versioned form: one version byte, then a JSON array (orjson)."""
+    # -- positional row --------------------------------------------------------------------------
+    def to_row(self) -> list[Any]:
+        """The state as nested lists (no keys): request id, tasks, snapshot, its watermark, the
+        impression rows (fields, status, pending labels) and the orphan labels."""
         snap = self.snapshot
-        body: list[Any] = [
+        return [
             self.request_id,
             list(self.tasks),
             None if snap is None else _snapshot_rest(snap),
@@ -87,32 +86,28 @@ class RequestState:
             ],
             [_label_rest(o) for o in self.orphans],
         ]
-        return bytes((STATE_FORMAT_VERSION,)) + _json.dumps(body)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> RequestState:
-        if not data:
-            raise StateError("empty state bytes")
-        if data[0] != STATE_FORMAT_VERSION:
-            raise StateError(f"unknown state format version {data[0]} (this code reads {STATE_FORMAT_VERSION})")
+    def from_row(cls, row: Any) -> RequestState:
+        """The state :meth:`to_row` gave (tuples read as lists); raises StateError when malformed."""
         n_imp = len(_IMPRESSION_REST)
         try:
-            rid, tasks, snap, snap_wm, imps, orphans = _json.loads(data[1:])
+            rid, tasks, snap, snap_wm, imps, orphans = row
             state = cls(rid, tuple(tasks))
             if snap is not None:
                 state.snapshot = make_snapshot(rid, *snap)
             state.snapshot_watermark = snap_wm
-            for row in imps:
-                if len(row) != n_imp + 2:
-                    raise ValueError(f"an impression row has {len(row)} items, expected {n_imp + 2}")
-                iid = row[0]
-                status, pending = row[n_imp], row[n_imp + 1]
+            for imp_row in imps:
+                if len(imp_row) != n_imp + 2:
+                    raise ValueError(f"an impression row has {len(imp_row)} items, expected {n_imp + 2}")
+                iid = imp_row[0]
+                status, pending = imp_row[n_imp], imp_row[n_imp + 1]
                 state.impressions[iid] = ImpressionState(
-                    make_impression(rid, *row[:n_imp]),
-                    status,
+                    make_impression(rid, *imp_row[:n_imp]),
+                    list(status),  # a copy: the row may be another state's (to_row shares its lists)
                     None if pending is None else [None if p is None else make_label(rid, iid, *p) for p in pending],
                 )
             state.orphans = [make_label(rid, *o) for o in orphans]
-        except (ValueError, TypeError, IndexError, _json.JSONDecodeError) as exc:
-            raise StateError(f"corrupt state bytes ({len(data)} bytes): {exc}") from exc
+        except (ValueError, TypeError, IndexError) as exc:
+            raise StateError(f"malformed state row: {exc}") from exc
         return state

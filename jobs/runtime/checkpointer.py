@@ -21,6 +21,7 @@ from jobs.runtime.embedded_shard import Shard
 from jobs.runtime.kafka_sink import KafkaSink
 from jobs.runtime.metrics import RuntimeMetrics
 from jobs.runtime.redis_state import CheckpointStats, PartitionFenced, RedisState
+from jobs.runtime.state_bytes import state_to_bytes
 
 log = logging.getLogger("jobs.runtime.embedded")
 
@@ -70,7 +71,7 @@ class RedisCheckpointer:
                         writes[(p, key)] = None
                         shard.state_bytes -= sizes.pop(key)
                 else:
-                    data = state.to_bytes()
+                    data = state_to_bytes(state)
                     writes[(p, key)] = data
                     shard.state_bytes += len(data) - sizes.get(key, 0)
                     sizes[key] = len(data)

@@ -14,14 +14,16 @@ from collections.abc import Callable, Iterable
 from jobs.core.events import Event
 from jobs.core.join import Sample, SampleJoin, UnmatchedLabel
 from jobs.core.keyed import DictStore, KeyedRunner
-from jobs.core.state import WATERMARK_END, WATERMARK_START, RequestState
+from jobs.core.state import WATERMARK_END, WATERMARK_START
 from jobs.runtime.redis_state import PartitionSnapshot
+from jobs.runtime.state_bytes import state_from_bytes
 from jobs.runtime.watermarks import PartitionWatermark
 
 
 class Shard:
     __slots__ = (
         "_fire",
+        "_heap",
         "_on_event",
         "at_eof",
         "ended",
@@ -37,6 +39,8 @@ class Shard:
         self.partition = partition
         self.runner = KeyedRunner(join, DictStore(), track_dirty=True)
         self._on_event, self._fire = self.runner.on_event, self.runner.fire  # bound once: per event
+        assert self.runner.queue is not None
+        self._heap = self.runner.queue.heap  # the next timer due is _heap[0]
         self.watermark = watermark
         self.offsets: dict[str, int] = {}  # topic -> next offset to consume
         self.at_eof: dict[str, bool] = {}
@@ -67,7 +71,7 @@ class Shard:
         shard.ended = snap.ended
         restore = shard.runner.restore
         for key, data in snap.records.items():
-            restore(key, RequestState.from_bytes(data))
+            restore(key, state_from_bytes(data))
             shard.sizes[key] = len(data)
             shard.state_bytes += len(data)
         assert shard.runner.dirty is not None
@@ -96,7 +100,9 @@ class Shard:
         wm = self.watermark
         self._on_event(event, wm.current)
         if wm.observe(topic, event.event_time_ms):
-            self._fire(wm.current)
+            heap = self._heap
+            if heap and heap[0] <= wm.current:  # (most advances pass no timer: skip the call)
+                self._fire(wm.current)
 
     def fire(self) -> None:
         """Fire the timers the current watermark has passed (e.g. after an idle source stopped holding it)."""

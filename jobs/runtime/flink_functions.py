@@ -8,8 +8,8 @@ far more than the join itself, so the graph has exactly two Python steps per eve
    parses each input once, validates it into a join-core event, sends bad input to a dead-letter
    side output, and emits ``((request_id, event bytes), event_time_ms)``;
 2. :class:`JoinFunction`, a KeyedProcessFunction keyed by ``request_id`` that delegates every event
-   and every timer to :class:`jobs.core.SampleJoin`, keeping one ValueState of
-   ``RequestState.to_bytes()`` per key and registering the event-time timers each Step asks for.
+   and every timer to :class:`jobs.core.SampleJoin`, keeping one ValueState of the state's byte form
+   (``jobs.runtime.state_bytes``) per key and registering the event-time timers each Step asks for.
 
 Events travel between the two as a pickled plain tuple (about 5x cheaper than pickling the slots
 dataclass itself).
@@ -32,7 +32,6 @@ from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, 
 from pyflink.datastream.state import ValueStateDescriptor
 
 from common.output import AtomicFile
-from jobs.core import _json
 from jobs.core.events import (
     BadEvent,
     Event,
@@ -46,8 +45,10 @@ from jobs.core.events import (
 from jobs.core.join import Sample, SampleJoin, UnmatchedLabel
 from jobs.core.keyed import KeyedRunner
 from jobs.core.state import RequestState
+from jobs.runtime import _json
 from jobs.runtime.jsonl import deadletter_line, parse_event_line
 from jobs.runtime.kafka_io import WireFormat
+from jobs.runtime.state_bytes import state_from_bytes, state_to_bytes
 from schemas.deadletter import deadletter_headers
 from schemas.records import IMPRESSION_FIELDS, LABEL_FIELDS, SNAPSHOT_FIELDS
 
@@ -219,7 +220,7 @@ def _sample_json_line() -> Callable[[Sample], str]:
 
 class _ValueStateStore:
     """The current key's ValueState (Flink sets the key context; the key argument is not needed),
-    with the states this function last wrote kept decoded by their bytes, which saves from_bytes when
+    with the states this function last wrote kept decoded by their bytes, which saves decoding them when
     the same key comes back soon. The ValueState stays the truth: a miss just decodes."""
 
     def __init__(self, state: Any) -> None:
@@ -233,10 +234,10 @@ class _ValueStateStore:
             return None
         # taken out of the cache: the core may change it in place; put() caches what it writes
         state = self._decoded.pop(raw, None)
-        return RequestState.from_bytes(raw) if state is None else state
+        return state_from_bytes(raw) if state is None else state
 
     def put(self, key: str, state: RequestState) -> None:
-        data = state.to_bytes()
+        data = state_to_bytes(state)
         if data != self.raw:
             self.state.update(data)
         decoded = self._decoded

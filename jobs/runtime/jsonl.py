@@ -6,8 +6,8 @@ A bad line never stops a replay: it goes to the dead-letter file as ``{"line": N
 
 from __future__ import annotations
 
-from jobs.core import _json
 from jobs.core.events import BadEvent, Event, event_from_json
+from jobs.runtime import _json
 
 _loads = _json.loads
 _DecodeError = _json.JSONDecodeError

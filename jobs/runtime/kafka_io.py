@@ -52,8 +52,8 @@ class WireFormat:
         anything else, and anything that decoder does not take as it is, through the codec."""
         if data is None:
             raise BadEvent("empty message (null value)")
-        decode = self._decoders.get(data[2:10])
-        if decode is not None and data[:2] == MAGIC:
+        decode = self._decoders.get(data[:10])
+        if decode is not None:
             event = decode(data)
             if event is not None:
                 return event
@@ -90,11 +90,12 @@ def _sample_encoder(codec: Codec) -> Callable[[Sample], bytes]:
 
 
 def _event_decoders(codec: Codec) -> dict[bytes, Callable[[bytes], Event | None]]:
-    """Compiled decoders of the input events' current schemas, by fingerprint."""
+    """Compiled decoders of the input events' current schemas, by single-object header (marker and
+    fingerprint: the first 10 bytes of a message)."""
     decoders: dict[bytes, Callable[[bytes], Event | None]] = {}
     for name, build in AVRO_BUILDERS.items():
         try:
-            decoders[codec.fingerprint(name)] = compile_decoder(codec.schema(name), build)
+            decoders[MAGIC + codec.fingerprint(name)] = compile_decoder(codec.schema(name), build)
         except Unsupported as exc:
             log.warning("events decoded through the generic codec", extra={"record": name, "reason": str(exc)})
     return decoders

@@ -9,6 +9,7 @@ so a checkpoint is never written over outputs Kafka did not take (docs/guarantee
 from __future__ import annotations
 
 import logging
+from operator import attrgetter
 from typing import Any
 
 from confluent_kafka import Producer
@@ -20,6 +21,7 @@ from jobs.runtime.metrics import Counts
 from schemas.deadletter import deadletter_headers
 
 log = logging.getLogger("jobs.runtime.embedded")
+_task_and_attribution = attrgetter("task", "attribution")
 
 
 class KafkaSink:
@@ -47,14 +49,13 @@ class KafkaSink:
         labels by request_id), count them, and empty both lists."""
         if samples:
             produce, encode, topics = self.producer.produce, self.wire.encode_sample_object, self.sample_topics
-            samples_out = self.counts.samples_out
             for sample in samples:
                 value = encode(sample)
                 try:
                     produce(topics[sample.task], value, sample.impression_id.encode())
                 except BufferError:  # local queue full: let it drain, then retry
                     self.produce(topics[sample.task], value, sample.impression_id.encode())
-                samples_out[(sample.task, sample.attribution)] += 1
+            self.counts.samples_out.update(map(_task_and_attribution, samples))  # (counted in C)
             samples.clear()
         if unmatched:
             encode_unmatched = self.wire.encode_unmatched_object

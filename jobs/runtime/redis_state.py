@@ -11,7 +11,7 @@ event topics are co-partitioned, so *p* names one shard of request ids):
     hash: ``o:{topic}`` the next offset to consume, ``t:{topic}`` the largest event time seen, and
     ``wm`` the partition's watermark, all as of the checkpoint.
 ``{base}:{p}:s:{request_id}``
-    one request's state: the join core's ``RequestState.to_bytes()``, with a TTL (the longest
+    one request's state in its byte form (``jobs.runtime.state_bytes``), with a TTL (the longest
     horizon plus window, plus a margin) so that nothing outlives the attribution horizon even if its
     clearing never comes. Timers are not stored: the core re-derives them from the state
     (``SampleJoin.pending_timers``) when a partition is loaded.

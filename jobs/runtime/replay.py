@@ -17,11 +17,11 @@ from pathlib import Path
 
 from common.output import AtomicFile, commit_all
 from jobs.config import JoinConfig
-from jobs.core import _json
 from jobs.core.events import BadEvent, Event
 from jobs.core.join import Sample, SampleJoin, UnmatchedLabel
 from jobs.core.local import LocalJoinRunner
 from jobs.errors import JobError
+from jobs.runtime import _json
 from jobs.runtime.jsonl import deadletter_line, parse_event_line
 from jobs.runtime.summary import ReplaySummary
 

@@ -17,6 +17,7 @@ from jobs.core.join import ATTRIBUTIONS, UNMATCHED_REASONS
 from jobs.core.local import LocalJoinRunner
 from jobs.generate import Generator, GeneratorConfig
 from jobs.runtime.kafka_io import WireFormat
+from jobs.runtime.state_bytes import state_from_bytes, state_to_bytes
 from jobs.runtime.summary import ATTRIBUTION_ORDER, REASON_ORDER
 from schemas import records
 from schemas.errors import SchemaDefinitionError
@@ -92,7 +93,7 @@ def test_state_bytes_keep_every_field_of_the_events() -> None:
     ):
         join.event_into(step, event, T0 - 10_000)
     assert step.state is not None
-    again = RequestState.from_bytes(step.state.to_bytes())
+    again = state_from_bytes(state_to_bytes(step.state))
     assert again == step.state
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from jobs.config import JoinConfig, TaskConfig
 from jobs.core import Event, FeatureSnapshot, Impression, Label, SampleJoin
 from jobs.core.local import LocalJoinRunner
+from jobs.runtime.state_bytes import BytesStore
 
 T0 = 1_700_000_000_000
 SEC = 1_000
@@ -58,7 +59,7 @@ class Result:
 def replay(events: Iterable[Event], config: JoinConfig | None = None, *, state_bytes: bool = True,
            finish: bool = True) -> Result:
     """Feed ``events`` in order through the in-memory runtime (state serialized at every step)."""
-    runner = LocalJoinRunner(SampleJoin(config or join_config()), state_bytes=state_bytes)
+    runner = LocalJoinRunner(SampleJoin(config or join_config()), store=BytesStore() if state_bytes else None)
     for e in events:
         runner.process(e)
     if finish:

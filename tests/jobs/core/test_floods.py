@@ -16,6 +16,7 @@ from jobs.config import JoinConfig
 from jobs.core import Event, Impression, Label, SampleJoin
 from jobs.core.join import IMPRESSIONS_DROPPED, LABELS_NOT_BUFFERED
 from jobs.core.local import LocalJoinRunner
+from jobs.runtime.state_bytes import state_to_bytes
 
 T0 = 1_700_000_000_000
 W, H = 60_000, 600_000
@@ -110,12 +111,12 @@ def test_a_label_storm_on_one_impression(record_property: Callable[[str, object]
     runner = LocalJoinRunner(SampleJoin(join_config()))
     runner.process(Impression("r", "i", "u", "v", T0))
     runner.process(Label("r", "i", "click", T0 + 1_000))
-    size_after_first = len(runner.states["r"].to_bytes())
+    size_after_first = len(state_to_bytes(runner.states["r"]))
     peak_bytes = size_after_first
     for k in range(n):
         runner.process(Label("r", "i", "click", T0 + 1_000 + k % 5_000))
         if k % 1_000 == 0:
-            peak_bytes = max(peak_bytes, len(runner.states["r"].to_bytes()))
+            peak_bytes = max(peak_bytes, len(state_to_bytes(runner.states["r"])))
     runner.finish()
     reasons = Counter(u.reason for u in runner.unmatched)
     line = report(record_property, "label storm on one impression", {

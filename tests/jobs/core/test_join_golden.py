@@ -13,6 +13,7 @@ from jobs.core import (
     SampleJoin,
 )
 from jobs.core.local import LocalJoinRunner
+from jobs.runtime.state_bytes import BytesStore, state_from_bytes, state_to_bytes
 from tests.jobs.core.helpers import (
     HOUR,
     MIN,
@@ -82,7 +83,7 @@ def test_positive_within_window() -> None:
 
 
 def test_positive_is_emitted_when_the_label_is_joined_not_at_the_window() -> None:
-    runner = LocalJoinRunner(SampleJoin(join_config()), state_bytes=True)
+    runner = LocalJoinRunner(SampleJoin(join_config()), store=BytesStore())
     first: list[Event] = [imp("r1", "i1", T0), snap("r1", T0), lab("r1", "i1", T0 + 40 * SEC)]
     for e in first:
         runner.process(e)
@@ -98,7 +99,7 @@ def test_negative_when_no_label_by_the_window() -> None:
 
 
 def test_negative_is_emitted_when_the_watermark_passes_t_i_plus_w() -> None:
-    runner = LocalJoinRunner(SampleJoin(join_config()), state_bytes=True)
+    runner = LocalJoinRunner(SampleJoin(join_config()), store=BytesStore())
     runner.process(imp("r1", "i1", T0))
     runner.process(snap("r1", T0))
     # watermark = max event time - OOO - 1: one ms short of t_i + W ...
@@ -122,7 +123,7 @@ def test_negative_then_late_positive_with_identical_features() -> None:
 def test_late_label_arriving_before_the_negative_is_due_gives_negative_and_late_positive() -> None:
     # delay W + 2 s, arriving while the watermark is still below t_i + W (within the out-of-orderness)
     t_l = T0 + W + 2 * SEC
-    runner = LocalJoinRunner(SampleJoin(join_config()), state_bytes=True)
+    runner = LocalJoinRunner(SampleJoin(join_config()), store=BytesStore())
     stream: list[Event] = [imp("r1", "i1", T0), snap("r1", T0), imp("r9", "x", T0 + W + 3 * SEC), lab("r1", "i1", t_l)]
     for e in stream:
         runner.process(e)
@@ -167,7 +168,7 @@ def test_buffered_label_with_late_delay_gives_negative_and_late_positive() -> No
 
 
 def test_orphan_label_goes_to_no_impression_once_the_watermark_passes_t_l_plus_w() -> None:
-    runner = LocalJoinRunner(SampleJoin(join_config()), state_bytes=True)
+    runner = LocalJoinRunner(SampleJoin(join_config()), store=BytesStore())
     runner.process(lab("r1", "i1", T0))
     runner.process(imp("r2", "x", T0 + W + OOO))  # watermark t_l + W - 1
     assert drain(runner)[1] == []
@@ -185,7 +186,7 @@ def test_orphan_label_at_end_of_input() -> None:
 def test_impression_just_before_the_buffer_expires_still_joins() -> None:
     # label at T0 is buffered until the watermark passes T0 + W; an impression at T0 + W
     # (delay -W) arrives while the watermark is T0 + W - 1.
-    runner = LocalJoinRunner(SampleJoin(join_config()), state_bytes=True)
+    runner = LocalJoinRunner(SampleJoin(join_config()), store=BytesStore())
     runner.process(lab("r1", "i1", T0))
     runner.process(imp("r2", "x", T0 + W + OOO))
     assert runner.watermark == T0 + W - 1
@@ -228,7 +229,7 @@ def test_first_label_to_arrive_wins_even_when_a_later_one_has_an_earlier_time() 
 
 
 def test_snapshot_arriving_late_but_within_s_is_waited_for() -> None:
-    runner = LocalJoinRunner(SampleJoin(join_config()), state_bytes=True)
+    runner = LocalJoinRunner(SampleJoin(join_config()), store=BytesStore())
     runner.process(imp("r1", "i1", T0))
     runner.process(lab("r1", "i1", T0 + 5 * SEC))
     assert drain(runner) == ([], [])  # the POSITIVE waits for the snapshot
@@ -240,7 +241,7 @@ def test_snapshot_arriving_late_but_within_s_is_waited_for() -> None:
 
 
 def test_snapshot_missing_gives_has_snapshot_false_once_s_has_passed() -> None:
-    runner = LocalJoinRunner(SampleJoin(join_config()), state_bytes=True)
+    runner = LocalJoinRunner(SampleJoin(join_config()), store=BytesStore())
     runner.process(imp("r1", "i1", T0))
     runner.process(lab("r1", "i1", T0 + 5 * SEC))
     runner.process(imp("r2", "x", T0 + S + OOO))  # watermark t_i + S - 1
@@ -276,7 +277,7 @@ def test_snapshot_before_impression_is_joined_and_first_snapshot_wins() -> None:
 
 def test_snapshot_after_the_features_froze_is_not_joined_even_if_its_time_is_within_s() -> None:
     # A snapshot that arrives after the watermark passed t_i + S is late data: the features are frozen.
-    runner = LocalJoinRunner(SampleJoin(join_config()), state_bytes=True)
+    runner = LocalJoinRunner(SampleJoin(join_config()), store=BytesStore())
     runner.process(imp("r1", "i1", T0))
     runner.process(imp("r2", "x", T0 + S + OOO + 1))  # watermark t_i + S
     runner.process(snap("r1", T0 + S))
@@ -319,7 +320,7 @@ def test_ignored_label_does_not_create_state() -> None:
 
 
 def test_state_is_dropped_once_the_watermark_passes_t_i_plus_h() -> None:
-    runner = LocalJoinRunner(SampleJoin(join_config()), state_bytes=True)
+    runner = LocalJoinRunner(SampleJoin(join_config()), store=BytesStore())
     runner.process(imp("r1", "i1", T0))
     runner.process(snap("r1", T0))
     runner.process(imp("r2", "x", T0 + H + OOO))  # watermark t_i + H - 1
@@ -386,7 +387,7 @@ def test_boundaries_with_custom_window_and_horizon() -> None:
 
 def test_label_within_window_after_a_negative_was_emitted_is_a_late_positive() -> None:
     # Late data (disorder beyond the out-of-orderness): the NEGATIVE is out, the label still counts.
-    runner = LocalJoinRunner(SampleJoin(join_config()), state_bytes=True)
+    runner = LocalJoinRunner(SampleJoin(join_config()), store=BytesStore())
     runner.process(imp("r1", "i1", T0))
     runner.process(imp("r2", "x", T0 + W + OOO + 1))
     runner.process(lab("r1", "i1", T0 + MIN))
@@ -424,7 +425,7 @@ def test_unmatched_label_object_exposes_request_id_and_reason() -> None:
 
 
 def test_snapshot_alone_expires_after_the_horizon() -> None:
-    runner = LocalJoinRunner(SampleJoin(join_config()), state_bytes=True)
+    runner = LocalJoinRunner(SampleJoin(join_config()), store=BytesStore())
     runner.process(snap("r1", T0))
     runner.process(imp("r2", "x", T0 + H + OOO))
     assert runner.state_of("r1") is not None
@@ -436,11 +437,11 @@ def test_restored_state_under_a_changed_task_list_is_adopted() -> None:
     old = SampleJoin(join_config())
     step = old.on_event(None, imp("r1", "i1", T0), WATERMARK_START)
     assert step.state is not None
-    raw = step.state.to_bytes()
+    raw = state_to_bytes(step.state)
     click = TaskConfig(name="click")
     like = TaskConfig(name="like")
     new = SampleJoin(join_config(like, click))
-    state = RequestState.from_bytes(raw)
+    state = state_from_bytes(raw)
     assert new.pending_timers(state) == [T0 + W, T0 + H]
     out = new.on_timer(state, T0 + W, T0 + W)
     assert sorted(s.sample_id for s in out.samples) == ["i1:click:NEGATIVE", "i1:like:NEGATIVE"]

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from jobs.config import JoinConfig, TaskConfig
 from jobs.core import Event, FeatureSnapshot, Impression, Label, SampleJoin
 from jobs.core.local import LocalJoinRunner
+from jobs.runtime.state_bytes import BytesStore
 from tests.jobs.core.helpers import T0
 
 W, H, S, OOO = 10_000, 60_000, 3_000, 2_000  # small, so that random streams hit every boundary
@@ -153,7 +154,7 @@ class Outcome:
 def run(plan: Plan, config: JoinConfig, *, mode: str) -> Outcome:
     """mode: "exact" (watermark after every event, step API, state as bytes), "fast" (the runner's
     loop), "lagging" (watermark advanced rarely and behind, state as bytes)."""
-    runner = LocalJoinRunner(SampleJoin(config), state_bytes=mode != "fast")
+    runner = LocalJoinRunner(SampleJoin(config), store=None if mode == "fast" else BytesStore())
     if mode == "fast":
         runner.run(plan.events)
     elif mode == "exact":

@@ -144,7 +144,7 @@ def through_wire(data: bytes) -> Any:
 @given(EVENT_JSON)
 def test_events_decode_as_through_the_codec(event: dict[str, Any]) -> None:
     data = WIRE.encode_event_json(event)
-    assert WIRE._decoders[data[2:10]](data) in (None, through_codec(data))  # None: the codec path decides
+    assert WIRE._decoders[data[:10]](data) in (None, through_codec(data))  # None: the codec path decides
     assert through_wire(data) == through_codec(data)
 
 
@@ -184,7 +184,7 @@ def varint(n: int) -> bytes:
 )
 def test_unusual_label_bodies_go_through_the_codec(body: bytes) -> None:
     data = MAGIC + CODEC.fingerprint("Label") + body
-    assert WIRE._decoders[data[2:10]](data) is None
+    assert WIRE._decoders[data[:10]](data) is None
     assert through_wire(data) == through_codec(data)
 
 
