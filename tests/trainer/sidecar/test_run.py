@@ -98,6 +98,25 @@ def test_bounded_run_trains_each_distinct_sample_once(sidecar_env, tmp_path: Pat
         assert report["count"] == 300 and report["logloss"] is not None
 
 
+def test_a_cold_stream_of_positives_first_does_not_start_the_model_saturated(sidecar_env, tmp_path: Path) -> None:
+    """A live stream's first batch holds POSITIVEs only (its NEGATIVEs come out a window later). A model
+    whose starting bias took that batch's rate (logit ~9) would still predict ~1 thousands of steps
+    later; the sidecar lays the features out from the first batch but starts the bias at logit 0."""
+    env: SidecarEnv = sidecar_env()
+    samples = stream(1500, seed=3, users=20, items=10)
+    first = [s for s in samples if s["attribution"] == "POSITIVE"][:128]  # one whole batch (size 128)
+    first_ids = {s["sample_id"] for s in first}
+    rest = [s for s in samples if s["sample_id"] not in first_ids]
+    produce(env.bootstrap, env.topic, [*first, *rest])
+    result = env.run("--exit-when-idle", "3s")
+    assert result.returncode == 0, result.stderr[-3000:]
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text("".join(json.dumps(s) + "\n" for s in rest[-400:]))
+    last = env.versions()[-1]
+    report = evaluate(env.model_dir / str(last["version"]), eval_file)
+    assert 0.5 < report["prediction_bias"] < 1.6, report
+
+
 def committed_offsets(env: SidecarEnv, partitions: int = 1) -> dict[int, int]:
     from confluent_kafka import Consumer, TopicPartition
 
