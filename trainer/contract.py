@@ -183,9 +183,7 @@ def _residual_check(avro: Any, annotation: Any, metadata: list[Any], allow_inf_n
         return None
     low, high = _bounds(metadata)
     in_range = low <= decoded[1] and decoded[2] <= high
-    if annotation is int:
-        return None if in_range else (lambda v: low <= v <= high)
-    if allow_inf_nan:
+    if annotation is int or allow_inf_nan:
         return None if in_range else (lambda v: low <= v <= high)
     return (lambda v: low <= v <= high and math.isfinite(v)) if not in_range else math.isfinite
 

@@ -23,7 +23,6 @@ from jobs.runtime.watermarks import PartitionWatermark
 class Shard:
     __slots__ = (
         "_fire",
-        "_heap",
         "_on_event",
         "at_eof",
         "ended",
@@ -39,8 +38,6 @@ class Shard:
         self.partition = partition
         self.runner = KeyedRunner(join, DictStore(), track_dirty=True)
         self._on_event, self._fire = self.runner.on_event, self.runner.fire  # bound once: per event
-        assert self.runner.queue is not None
-        self._heap = self.runner.queue.heap  # the next timer due is _heap[0]
         self.watermark = watermark
         self.offsets: dict[str, int] = {}  # topic -> next offset to consume
         self.at_eof: dict[str, bool] = {}
@@ -100,9 +97,7 @@ class Shard:
         wm = self.watermark
         self._on_event(event, wm.current)
         if wm.observe(topic, event.event_time_ms):
-            heap = self._heap
-            if heap and heap[0] <= wm.current:  # (most advances pass no timer: skip the call)
-                self._fire(wm.current)
+            self._fire(wm.current)
 
     def fire(self) -> None:
         """Fire the timers the current watermark has passed (e.g. after an idle source stopped holding it)."""

@@ -25,12 +25,8 @@ def state_from_bytes(data: bytes) -> RequestState:
     if data[0] != STATE_FORMAT_VERSION:
         raise StateError(f"unknown state format version {data[0]} (this code reads {STATE_FORMAT_VERSION})")
     try:
-        row = _json.loads(data[1:])
-    except _json.JSONDecodeError as exc:
-        raise StateError(f"corrupt state bytes ({len(data)} bytes): {exc}") from exc
-    try:
-        return RequestState.from_row(row)
-    except StateError as exc:
+        return RequestState.from_row(_json.loads(data[1:]))
+    except (_json.JSONDecodeError, StateError) as exc:
         raise StateError(f"corrupt state bytes ({len(data)} bytes): {exc}") from exc
 
 
