@@ -193,7 +193,7 @@ def _contract_sample(record: dict[str, Any]) -> Sample:
         ATTRIBUTIONS[record["attribution"]],
         record["impression_time_ms"],
         record["emit_time_ms"],
-        record["delay_ms"],
+        record.get("delay_ms"),  # optional in the contract: absent under a schema without it
     )
 
 
