@@ -23,11 +23,14 @@ import math
 import types
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+
+if TYPE_CHECKING:
+    from schemas import Codec
 
 Check = Callable[[Any], bool]
 
@@ -214,4 +217,22 @@ def decoded_contract_check(model: type[BaseModel], schema: dict[str, Any]) -> Ch
                 return False
         return not after or _validators_pass(after, _Attributes(record))
 
+    return check
+
+
+_codec_checks: dict[tuple[type[BaseModel], str, bytes], Check] = {}  # (model, record, fingerprint) -> check
+
+
+def codec_contract_check(model: type[BaseModel], codec: Codec, record: str) -> Check:
+    """The contract check for the ``record`` dicts ``codec`` decodes: only what the record's current
+    schema does not already guarantee (:func:`decoded_contract_check`), or the whole check where the
+    schema does not correspond to the model field by field. Built once per schema version."""
+    key = (model, record, codec.fingerprint(record))
+    check = _codec_checks.get(key)
+    if check is None:
+        try:
+            check = decoded_contract_check(model, codec.schema(record))
+        except UnsupportedRule:
+            check = contract_check(model)
+        _codec_checks[key] = check
     return check

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from schemas import Codec, DecodeError
 from schemas.models import Sample as SampleRecord
-from trainer.contract import Check, UnsupportedRule, contract_check, decoded_contract_check
+from trainer.contract import codec_contract_check
 from trainer.errors import InputError
 
 log = logging.getLogger("trainer")
@@ -159,24 +159,6 @@ def parse_sample(record: Any) -> Sample:
     )
 
 
-_contract_checks: dict[bytes, Check] = {}  # fingerprint of a codec's current Sample schema -> its check
-
-
-def _contract_check_of(codec: Codec) -> Check:
-    """The Sample contract check for records ``codec`` decodes: only what its Sample schema does not
-    already guarantee (:func:`decoded_contract_check`), or the whole check for a schema that does
-    not correspond to the model field by field."""
-    fingerprint = codec.fingerprint("Sample")
-    check = _contract_checks.get(fingerprint)
-    if check is None:
-        try:
-            check = decoded_contract_check(SampleRecord, codec.schema("Sample"))
-        except UnsupportedRule:
-            check = contract_check(SampleRecord)
-        _contract_checks[fingerprint] = check
-    return check
-
-
 def _contract_sample(record: dict[str, Any]) -> Sample:
     """:func:`parse_sample`'s result for a decoded record known to follow the Sample contract (nothing
     is left to check or convert; tests hold the two equal)."""
@@ -205,7 +187,7 @@ def decode_sample(data: bytes | None, codec: Codec | None = None) -> Sample:
     codec = codec or Codec.default()
     try:
         record = codec.decode(data, "Sample")
-        if _contract_check_of(codec)(record):
+        if codec_contract_check(SampleRecord, codec, "Sample")(record):
             return _contract_sample(record)
         SampleRecord.model_validate(record)  # refused by the fast check: the model's own reasons
     except DecodeError as exc:
