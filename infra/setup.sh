@@ -17,6 +17,10 @@ if ! java -version 2>&1 | grep -qE 'version "(17|21)' || ! command -v javac >/de
 fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing+=(gcc)  # schemas/_avro.c
+has_python_headers() {
+  "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
+}
+has_python_headers || missing+=(python3.11-dev)
 [ -f .jvm/kafka/.stamp ] || command -v mvn >/dev/null 2>&1 || missing+=(maven)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -29,7 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The native Avro decoder (schemas/_avro.c) is compiled against the interpreter's headers.
-if ! "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+if ! has_python_headers; then
   echo "setup: the Python 3.11 headers (Python.h) are missing; install them (e.g. 'sudo apt-get install python3.11-dev') and re-run 'make setup'." >&2
   exit 1
 fi
