@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -262,7 +263,9 @@ class Sidecar:
         current = self.publisher.score_current(table)
         teacher = self.teacher.predict(table) if self.teacher is not None else None
         # the same targets as fit's, times included: the delayed-feedback correction reads them
-        result, logits = state.train_and_score(encoded, fit_targets(table, np.arange(len(table)), teacher))
+        step_targets = fit_targets(table, np.arange(len(table)), teacher)
+        with self._prefetch.window() if self._prefetch is not None else nullcontext():  # the poller decodes meanwhile
+            result, logits = state.train_and_score(encoded, step_targets)
         # progressive validation: the step's predictions were made before it trained on the batch
         probability = 1.0 / (1.0 + np.exp(-logits))
         progressive = calibrate(probability, state.loss.calibration, self.config.loss.fnc_max_probability)
