@@ -8,6 +8,8 @@ where the native decoder is stricter on purpose (see :func:`stricter`); never an
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from io import BytesIO
 from typing import Any
 
@@ -248,3 +250,24 @@ def test_mutated_records_fail_as_fastavro_fails(
     data = NATIVE.encode(*named_record)
     assert_agrees(mutate(data, HEADER_SIZE + at % (len(data) - HEADER_SIZE), noise, how))
 
+
+
+UNBUILT = """
+import sys
+class Unbuilt:  # as in a source checkout without `make setup`: the extension is not there
+    def find_spec(self, name, path=None, target=None):
+        if name == "schemas._avro":
+            raise ImportError("no schemas._avro here")
+sys.meta_path.insert(0, Unbuilt())
+from schemas import Codec, native
+codec = Codec.default()
+record = {"request_id": "r1", "event_time_ms": 5, "sparse": {"city": "c1"}, "dense": {"ctr": 0.5}}
+print(native.AVAILABLE, codec.decode(codec.encode("FeatureSnapshot", record), "FeatureSnapshot") == record)
+"""
+
+
+def test_without_the_extension_decoding_falls_back_to_fastavro_and_says_so_once() -> None:
+    done = subprocess.run([sys.executable, "-c", UNBUILT], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
+    assert done.stderr.count("the native Avro decoder (schemas/_avro.c) is not built here") == 1, done.stderr
