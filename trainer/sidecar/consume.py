@@ -110,10 +110,6 @@ class SampleSource:
         """Every assigned partition has reported its end (and nothing arrived after)."""
         return bool(self.assigned) and all(self.at_eof.get(p, False) for p in self.assigned)
 
-    def poll(self, max_messages: int, timeout_s: float) -> list[Decoded]:
-        """Up to ``max_messages`` messages decoded; bad ones are dead-lettered on the way."""
-        return self.decode(self.fetch(max_messages, timeout_s))
-
     def fetch(self, max_messages: int, timeout_s: float) -> list[Message]:
         """Up to ``max_messages`` messages as they came (the client waits without the GIL)."""
         return self.consumer.consume(max_messages, timeout_s)
@@ -226,11 +222,11 @@ class Prefetcher:
     commit, and reads the lag measured here.
 
     Decoding and preparing run in Python, and so does the trainer between its steps: when both want
-    the GIL at once, each waits for the other, and the steps' start is delayed by the poller's work
-    (with the poller free, the training thread lost ~0.3 s of every 1.5 s to it in the benchmark).
-    So the poller fetches at any time (the client waits without the GIL) but decodes only inside the
-    trainer's *windows*, the spans in which its thread runs no Python: a wait in :meth:`get`, and
-    whatever the trainer wraps in :meth:`window` (the train step)."""
+    the GIL at once, the trainer's next step waits for the poller (decoding at any time made the
+    benchmark's Kafka side about a tenth slower, docs/performance.md). So the poller fetches at any
+    time (the client waits without the GIL) but decodes only inside the trainer's *windows*, the
+    spans in which its thread runs no Python: a wait in :meth:`get`, and whatever the trainer wraps
+    in :meth:`window` (the train step)."""
 
     LAG_EVERY_S = 1.0
     # The trainer's thread gives up the GIL at every TensorFlow call; with Python's default 5 ms switch
