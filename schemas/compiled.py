@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from schemas.errors import EncodeError, SchemaError
 
-__all__ = ["Unsupported", "compile_decoder", "compile_encoder", "long_bytes"]
+__all__ = ["Unsupported", "compile_encoder", "long_bytes"]
 
-T = TypeVar("T")
 
 _SCALARS = ("string", "int", "long", "boolean", "double")
 # zigzag varints of 0..63 (one byte each): the lengths of short strings, small ints, block counts
@@ -219,82 +218,3 @@ def compile_encoder(schema: dict[str, Any], header: bytes) -> Callable[[Any], by
     )
     exec(code, scope)
     return scope["encode"]  # type: ignore[no-any-return]
-
-
-def _read_code(field_type: Any, target: str, where: str, depth: int = 0) -> list[str]:
-    """Statements that read one value at ``data[p:]`` into ``target`` and advance ``p``; ``return
-    None`` where the bytes are not what the codec would accept as they are (the caller falls back)."""
-    n = f"n{depth}"
-    varint = [  # an unsigned varint into n: one byte, or the loop (at most 10 bytes, 64 bits)
-        f"{n} = data[p]",
-        "p += 1",
-        f"if {n} > 127:",
-        f"    {n} &= 127",
-        "    s = 7",
-        "    while True:",
-        "        b = data[p]",
-        "        p += 1",
-        f"        {n} |= (b & 127) << s",
-        "        if b < 128:",
-        "            break",
-        "        s += 7",
-        "        if s > 63:",
-        "            return None",
-        f"    if {n} >> 64:",
-        "        return None",
-    ]
-    if isinstance(field_type, dict) and field_type.get("type") in ("map", *_SCALARS):
-        if field_type.get("logicalType"):
-            raise Unsupported(f"{where}: logical type {field_type['logicalType']!r}")
-        if field_type["type"] != "map":
-            return _read_code(field_type["type"], target, where, depth)
-        k, x, m = f"k{depth}", f"x{depth}", f"m{depth}"
-        entry = _read_code("string", k, where, depth + 1) + _read_code(field_type["values"], x, where, depth + 1)
-        return [
-            f"{m} = {{}}",
-            "while True:",
-            *("    " + line for line in varint),
-            f"    if {n} == 0:",
-            "        break",
-            f"    if {n} & 1:",  # a negative block count (a block size follows): not written by fastavro
-            "        return None",
-            f"    for _ in range({n} >> 1):",
-            *("        " + line for line in entry),
-            f"        {m}[{k}] = {x}",
-            f"{target} = {m}",
-        ]
-    if field_type == "string":
-        return [*varint, f"if {n} & 1:", "    return None", f"e = p + ({n} >> 1)", f"{target} = data[p:e].decode()",
-                "p = e"]
-    if field_type in ("int", "long"):
-        lines = [*varint, f"{target} = ({n} >> 1) ^ -({n} & 1)"]
-        if field_type == "int":
-            lines += [f"if not {-(2**31)} <= {target} <= {2**31 - 1}:", "    return None"]
-        return lines
-    if field_type == "double":
-        return [f"{target} = unpack_double(data, p)[0]", "p += 8"]
-    if field_type == "boolean":
-        return [f"{n} = data[p]", "p += 1", f"if {n} > 1:", "    return None", f"{target} = {n} == 1"]
-    raise Unsupported(f"{where}: type {field_type!r}")
-
-
-def compile_decoder(schema: dict[str, Any], build: Callable[..., T | None]) -> Callable[[bytes], T | None]:
-    """``message -> build(*fields)`` for single-object messages of exactly this schema (the caller
-    matched the header): the fields in schema order, as the codec would decode them. Returns None,
-    instead of raising, for anything the codec might see differently (malformed or unusual bytes, a
-    value out of range, ``build`` returning None): the caller then decodes through the codec, which
-    gives the result or the precise error. Raises :class:`Unsupported` for schemas with other types
-    than string, int, long, double, boolean and maps of those."""
-    record = schema["name"]
-    body: list[str] = []
-    args = []
-    for i, f in enumerate(schema["fields"]):
-        body += _read_code(f["type"], f"v{i}", f"{record}.{f['name']}")
-        args.append(f"v{i}")
-    body += ["if p != len(data):", "    return None", f"return build({', '.join(args)})"]
-    code = "def decode(data):\n    p = 10\n    try:\n" + "".join(f"        {line}\n" for line in body) + (
-        "    except Exception:\n        return None\n"
-    )
-    scope: dict[str, Any] = {"unpack_double": struct.Struct("<d").unpack_from, "build": build}
-    exec(code, scope)
-    return scope["decode"]  # type: ignore[no-any-return]

@@ -3,12 +3,12 @@
 On one generated event mix, written once to the three event topics (Avro, keyed by request_id):
 
 1. **passthrough** — the same consumer settings and producer settings as the runtime, doing only
-   decode → encode → produce of every record with the runtime's own codec path: decoders and
-   encoders compiled from the schemas (``schemas/compiled.py``), the generic codec for what
-   they do not take. This is the ceiling for any Kafka → Kafka job here, and the target's baseline;
-2. **passthrough (generic codec)** — the same, through the generic codec (``schemas.Codec``,
-   fastavro) only: the baseline the target was first set against, before the runtime compiled its
-   codec path; reported beside, not the target's baseline;
+   decode → encode → produce of every record with the runtime's own codec path: the native decoder
+   (``schemas/native.py``) and the encoders compiled from the schemas (``schemas/compiled.py``), the
+   generic codec for what they do not take. This is the ceiling for any Kafka → Kafka job here, and
+   the target's baseline;
+2. **passthrough (generic codec)** — the same, through the generic codec (``schemas.Codec``: the
+   native decoder, fastavro's writer) only: reported beside, not the target's baseline;
 3. **embedded** — the runtime itself: decode, the join core, samples and unmatched out, Redis
    checkpoints every ``--checkpoint-interval``.
 
@@ -35,6 +35,7 @@ import time
 import uuid
 from collections import namedtuple
 from collections.abc import Callable
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -48,32 +49,39 @@ from jobs.generate import GeneratorConfig, KafkaTarget
 from jobs.generate import run as generate
 from jobs.runtime.embedded import POLL_BATCH, POLL_TIMEOUT_S, EmbeddedRuntime
 from jobs.runtime.kafka_io import consumer_settings, producer_settings
-from schemas.codec import MAGIC, Codec
-from schemas.compiled import Unsupported, compile_decoder, compile_encoder
+from schemas import native
+from schemas.codec import HEADER_SIZE, MAGIC, Codec
+from schemas.compiled import Unsupported, compile_encoder
 from schemas.records import EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def compiled_recoder(codec: Codec) -> Callable[[bytes], bytes]:
-    """Message value -> the same record re-encoded, through decoders and encoders compiled from each
-    input event's current schema (as the runtime decodes events and encodes samples); the generic
-    codec for other versions, unusual bytes, or a schema the compiler does not take."""
-    paths: dict[bytes, tuple[Callable[[bytes], Any], Callable[[Any], bytes]]] = {}
+    """Message value -> the same record re-encoded, the way the runtime decodes events and encodes
+    samples: each input event's current schema read by the native decoder (``schemas/native.py``),
+    written by the encoder compiled from it (``schemas/compiled.py``); the generic codec for other
+    versions, bytes the native decoder refuses, or a schema either does not take."""
+    paths: dict[bytes, tuple[Any, Callable[[Any], Any], Callable[[Any], Any], Callable[[Any], bytes]]] = {}
     for name in EVENT_TYPES.values():
         schema = codec.schema(name)
         header = MAGIC + codec.fingerprint(name)
-        record = namedtuple(name, [f["name"] for f in schema["fields"]])  # type: ignore[misc]
-        with contextlib.suppress(Unsupported):
-            paths[header] = (compile_decoder(schema, record), compile_encoder(schema, header))
-    decode, encode = codec.decode, codec.encode
+        names = [f["name"] for f in schema["fields"]]
+        record = namedtuple(name, names)  # type: ignore[misc]
+        body = native.body_decoder(schema)
+        if body is not None:
+            with contextlib.suppress(Unsupported):
+                paths[header] = (body, itemgetter(*names), record._make, compile_encoder(schema, header))
+    decode, encode, malformed = codec.decode, codec.encode, native.Malformed
 
     def recode(value: bytes) -> bytes:
-        path = paths.get(value[:10])
+        path = paths.get(value[:HEADER_SIZE])
         if path is not None:
-            record = path[0](value)
-            if record is not None:
-                return path[1](record)
+            body, fields, make, write = path
+            try:
+                return write(make(fields(body(value, HEADER_SIZE))))
+            except malformed:
+                pass
         return encode(*decode(value))
 
     return recode

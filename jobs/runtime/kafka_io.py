@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from jobs.core.events import AVRO_BUILDERS, BadEvent, Event, event_from_avro
 from jobs.core.join import Sample, UnmatchedLabel
 from jobs.errors import JobError
-from schemas.codec import MAGIC, Codec
-from schemas.compiled import Unsupported, compile_decoder, compile_encoder
+from schemas import native
+from schemas.codec import HEADER_SIZE, MAGIC, Codec
+from schemas.compiled import Unsupported, compile_encoder
 from schemas.records import EVENT_TYPES as RECORD_OF_TYPE
 
 # Fast consumer-group joins (docs/architecture.md): the broker waits for the rebalance timeout otherwise.
@@ -48,8 +50,9 @@ class WireFormat:
     def decode_event(self, data: bytes | None) -> Event:
         """An input message's value -> event; raises schemas' DecodeError or BadEvent with the reason.
 
-        A message of an event's current schema is read straight into the event (compiled decoder);
-        anything else, and anything that decoder does not take as it is, through the codec."""
+        A message of an event's current schema is read by the native decoder straight into the event;
+        anything else (another schema version, bytes it refuses, a value rule that fails) goes
+        through the codec, which gives the event or the precise reason."""
         if data is None:
             raise BadEvent("empty message (null value)")
         decode = self._decoders.get(data[:10])
@@ -90,15 +93,32 @@ def _sample_encoder(codec: Codec) -> Callable[[Sample], bytes]:
 
 
 def _event_decoders(codec: Codec) -> dict[bytes, Callable[[bytes], Event | None]]:
-    """Compiled decoders of the input events' current schemas, by single-object header (marker and
-    fingerprint: the first 10 bytes of a message)."""
+    """Decoders of the input events' current schemas, by single-object header (marker and
+    fingerprint: the first 10 bytes of a message): the native body decoder's fields handed to the
+    event's builder; None for bytes it refuses or a value rule that fails. Empty when the native
+    decoder is not built (``schemas.native`` says so once): then every event goes through the codec."""
     decoders: dict[bytes, Callable[[bytes], Event | None]] = {}
     for name, build in AVRO_BUILDERS.items():
-        try:
-            decoders[MAGIC + codec.fingerprint(name)] = compile_decoder(codec.schema(name), build)
-        except Unsupported as exc:
-            log.warning("events decoded through the generic codec", extra={"record": name, "reason": str(exc)})
+        schema = codec.schema(name)
+        body = native.body_decoder(schema)
+        if body is not None:
+            fields = itemgetter(*(f["name"] for f in schema["fields"]))
+            decoders[MAGIC + codec.fingerprint(name)] = _native_event_decoder(body, fields, build)
     return decoders
+
+
+def _native_event_decoder(
+    body: native.BodyDecoder, fields: Callable[[dict[str, Any]], Any], build: Callable[..., Event | None]
+) -> Callable[[bytes], Event | None]:
+    malformed = native.Malformed
+
+    def decode(data: bytes) -> Event | None:
+        try:
+            return build(*fields(body(data, HEADER_SIZE)))
+        except malformed:
+            return None
+
+    return decode
 
 
 _default: WireFormat | None = None
