@@ -8,8 +8,6 @@ where the native decoder is stricter on purpose (see :func:`stricter`); never an
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from io import BytesIO
 from typing import Any
 
@@ -24,6 +22,7 @@ from schemas.errors import BadBody, DecodeError, TruncatedMessage
 from schemas.registry import load_schema_set
 from tests.jobs.bad_inputs import zigzag
 from tests.schemas.schema_strategies import JSON_FORMS, MUTATIONS, avro_values, mutate
+from tests.schemas.without_extension import run_without_extension
 
 # Not a skip: `make setup` builds the extension, and a checkout where it silently is not built would
 # pass these tests while decoding everything with fastavro.
@@ -251,14 +250,7 @@ def test_mutated_records_fail_as_fastavro_fails(
     assert_agrees(mutate(data, HEADER_SIZE + at % (len(data) - HEADER_SIZE), noise, how))
 
 
-
 UNBUILT = """
-import sys
-class Unbuilt:  # as in a source checkout without `make setup`: the extension is not there
-    def find_spec(self, name, path=None, target=None):
-        if name == "schemas._avro":
-            raise ImportError("no schemas._avro here")
-sys.meta_path.insert(0, Unbuilt())
 from schemas import Codec, native
 codec = Codec.default()
 record = {"request_id": "r1", "event_time_ms": 5, "sparse": {"city": "c1"}, "dense": {"ctr": 0.5}}
@@ -267,7 +259,7 @@ print(native.AVAILABLE, codec.decode(codec.encode("FeatureSnapshot", record), "F
 
 
 def test_without_the_extension_decoding_falls_back_to_fastavro_and_says_so_once() -> None:
-    done = subprocess.run([sys.executable, "-c", UNBUILT], capture_output=True, text=True, timeout=120)
+    done = run_without_extension(UNBUILT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
     assert done.stderr.count("the native Avro decoder (schemas/_avro.c) is not built here") == 1, done.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from jobs.runtime.kafka_io import WireFormat
 from schemas.codec import MAGIC, Codec
 from schemas.compiled import Unsupported, compile_encoder, long_bytes
 from schemas.errors import EncodeError
+from tests.schemas.without_extension import run_without_extension
 
 CODEC = Codec.default()
 WIRE = WireFormat(CODEC)
@@ -202,12 +201,6 @@ def test_a_map_in_blocks_of_other_writers_decodes_like_the_codec() -> None:
 
 
 WITHOUT_THE_EXTENSION = """
-import sys
-class Unbuilt:  # as in a source checkout without `make setup`: the extension is not there
-    def find_spec(self, name, path=None, target=None):
-        if name == "schemas._avro":
-            raise ImportError("no schemas._avro here")
-sys.meta_path.insert(0, Unbuilt())
 from jobs.core.events import FeatureSnapshot
 from jobs.runtime.kafka_io import WireFormat
 wire = WireFormat()
@@ -218,7 +211,7 @@ print(len(wire._decoders), decoded == FeatureSnapshot("r1", 5, {"c": "x"}, {"d":
 
 
 def test_without_the_native_decoder_events_decode_through_the_codec() -> None:
-    done = subprocess.run([sys.executable, "-c", WITHOUT_THE_EXTENSION], capture_output=True, text=True, timeout=120)
+    done = run_without_extension(WITHOUT_THE_EXTENSION)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "True"]
 
