@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=50.0, help="impressions per second of event time")
     p.add_argument("--window", default="1m")
     p.add_argument("--horizon", default="10m")
-    p.add_argument("--checkpoint-interval", default="5s")
+    p.add_argument(
+        "--checkpoint-interval", default="1s", help="Redis checkpoints in the throughput runs (some fall inside a run)"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--freshness-impressions", type=int, default=20_000)
     p.add_argument("--speedup", type=float, default=20.0, help="event-time ms per wall ms in the freshness run")
