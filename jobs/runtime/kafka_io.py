@@ -55,7 +55,7 @@ class WireFormat:
         through the codec, which gives the event or the precise reason."""
         if data is None:
             raise BadEvent("empty message (null value)")
-        decode = self._decoders.get(data[:10])
+        decode = self._decoders.get(data[:HEADER_SIZE])
         if decode is not None:
             event = decode(data)
             if event is not None:
@@ -94,7 +94,7 @@ def _sample_encoder(codec: Codec) -> Callable[[Sample], bytes]:
 
 def _event_decoders(codec: Codec) -> dict[bytes, Callable[[bytes], Event | None]]:
     """Decoders of the input events' current schemas, by single-object header (marker and
-    fingerprint: the first 10 bytes of a message): the native body decoder's fields handed to the
+    fingerprint: a message's first HEADER_SIZE bytes): the native body decoder's fields handed to the
     event's builder; None for bytes it refuses or a value rule that fails. Empty when the native
     decoder is not built (``schemas.native`` says so once): then every event goes through the codec."""
     decoders: dict[bytes, Callable[[bytes], Event | None]] = {}
@@ -110,6 +110,8 @@ def _event_decoders(codec: Codec) -> dict[bytes, Callable[[bytes], Event | None]
 def _native_event_decoder(
     body: native.BodyDecoder, fields: Callable[[dict[str, Any]], Any], build: Callable[..., Event | None]
 ) -> Callable[[bytes], Event | None]:
+    """One event type's decoder: the record's fields in schema order, as the native decoder reads
+    them, straight into ``build`` (the dict it returns is dropped at once)."""
     malformed = native.Malformed
 
     def decode(data: bytes) -> Event | None:
