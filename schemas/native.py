@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 try:
@@ -56,6 +57,18 @@ def body_decoder(schema: dict[str, Any]) -> BodyDecoder | None:
         return _avro.Program(program(schema)).decode  # type: ignore[no-any-return]
     except Unsupported:
         return None
+
+
+def fields_decoder(schema: dict[str, Any], offset: int) -> Callable[[Any], tuple[Any, ...]] | None:
+    """``decode(data)``: the field values, in schema order, of the record whose body starts at
+    ``offset`` (a single-object message's header size) of a message of exactly this schema; raises
+    ``Malformed``. None when the native decoder cannot do this schema."""
+    body = body_decoder(schema)
+    if body is None:
+        return None
+    names = [f["name"] for f in schema["fields"]]
+    values = itemgetter(*names) if len(names) > 1 else lambda record: (record[names[0]],)
+    return lambda data: values(body(data, offset))  # type: ignore[no-any-return]
 
 
 class _Deriver:

@@ -35,7 +35,6 @@ import time
 import uuid
 from collections import namedtuple
 from collections.abc import Callable
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -62,24 +61,23 @@ def compiled_recoder(codec: Codec) -> Callable[[bytes], bytes]:
     samples: each input event's current schema read by the native decoder (``schemas/native.py``),
     written by the encoder compiled from it (``schemas/compiled.py``); the generic codec for other
     versions, bytes the native decoder refuses, or a schema either does not take."""
-    paths: dict[bytes, tuple[Any, Callable[[Any], Any], Callable[[Any], Any], Callable[[Any], bytes]]] = {}
+    paths: dict[bytes, tuple[Callable[[bytes], tuple[Any, ...]], Callable[[Any], Any], Callable[[Any], bytes]]] = {}
     for name in EVENT_TYPES.values():
         schema = codec.schema(name)
         header = MAGIC + codec.fingerprint(name)
-        names = [f["name"] for f in schema["fields"]]
-        record = namedtuple(name, names)  # type: ignore[misc]
-        body = native.body_decoder(schema)
-        if body is not None:
+        read = native.fields_decoder(schema, HEADER_SIZE)
+        if read is not None:
+            record = namedtuple(name, [f["name"] for f in schema["fields"]])  # type: ignore[misc]
             with contextlib.suppress(Unsupported):
-                paths[header] = (body, itemgetter(*names), record._make, compile_encoder(schema, header))
+                paths[header] = (read, record._make, compile_encoder(schema, header))
     decode, encode, malformed = codec.decode, codec.encode, native.Malformed
 
     def recode(value: bytes) -> bytes:
         path = paths.get(value[:HEADER_SIZE])
         if path is not None:
-            body, fields, make, write = path
+            read, make, write = path
             try:
-                return write(make(fields(body(value, HEADER_SIZE))))
+                return write(make(read(value)))
             except malformed:
                 pass
         return encode(*decode(value))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from operator import itemgetter
 from typing import Any
 
 from jobs.core.events import AVRO_BUILDERS, BadEvent, Event, event_from_avro
@@ -99,24 +98,22 @@ def _event_decoders(codec: Codec) -> dict[bytes, Callable[[bytes], Event | None]
     decoder is not built (``schemas.native`` says so once): then every event goes through the codec."""
     decoders: dict[bytes, Callable[[bytes], Event | None]] = {}
     for name, build in AVRO_BUILDERS.items():
-        schema = codec.schema(name)
-        body = native.body_decoder(schema)
-        if body is not None:
-            fields = itemgetter(*(f["name"] for f in schema["fields"]))
-            decoders[MAGIC + codec.fingerprint(name)] = _native_event_decoder(body, fields, build)
+        read = native.fields_decoder(codec.schema(name), HEADER_SIZE)
+        if read is not None:
+            decoders[MAGIC + codec.fingerprint(name)] = _native_event_decoder(read, build)
     return decoders
 
 
 def _native_event_decoder(
-    body: native.BodyDecoder, fields: Callable[[dict[str, Any]], Any], build: Callable[..., Event | None]
+    read: Callable[[bytes], tuple[Any, ...]], build: Callable[..., Event | None]
 ) -> Callable[[bytes], Event | None]:
     """One event type's decoder: the record's fields in schema order, as the native decoder reads
-    them, straight into ``build`` (the dict it returns is dropped at once)."""
+    them, straight into ``build``; None for bytes it refuses."""
     malformed = native.Malformed
 
     def decode(data: bytes) -> Event | None:
         try:
-            return build(*fields(body(data, HEADER_SIZE)))
+            return build(*read(data))
         except malformed:
             return None
 

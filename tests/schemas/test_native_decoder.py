@@ -263,3 +263,21 @@ def test_without_the_extension_decoding_falls_back_to_fastavro_and_says_so_once(
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
     assert done.stderr.count("the native Avro decoder (schemas/_avro.c) is not built here") == 1, done.stderr
+
+
+@FUZZ
+@given(records())
+def test_fields_decoder_gives_the_values_in_schema_order(named_record: tuple[str, dict[str, Any]]) -> None:
+    name, record = named_record
+    data = NATIVE.encode(name, record)
+    read = native.fields_decoder(NATIVE.schema(name), HEADER_SIZE)
+    assert read is not None
+    expected = REFERENCE.decode(data, name)
+    assert same((name, dict(zip(expected, read(data), strict=True))), (name, expected))
+    assert list(expected) == [f["name"] for f in NATIVE.schema(name)["fields"]]
+
+
+def test_fields_decoder_of_a_one_field_record_gives_a_tuple() -> None:
+    schema = {"type": "record", "name": "One", "fields": [{"name": "n", "type": "long"}]}
+    read = native.fields_decoder(schema, 0)
+    assert read is not None and read(b"\x54") == (42,)
