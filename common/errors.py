@@ -11,3 +11,7 @@ class ConfigError(CommonError):
 
 class TopicError(CommonError):
     """Kafka could not be reached to list or create topics, or refused to create one."""
+
+
+class ServiceError(CommonError):
+    """A service (Kafka, Redis) stayed unreachable through the start-up wait, or is unfit to hold state."""
