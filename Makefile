@@ -4,7 +4,7 @@ JOBS_PY    := .venv/jobs/bin/python
 TRAINER_PY := .venv/trainer/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo up down status flink-up flink-down flink-submit test test-jobs test-trainer lint bench soak clean
+.PHONY: help setup demo up down status clean-state flink-up flink-down flink-submit test test-jobs test-trainer lint bench soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -18,8 +18,11 @@ demo: setup  ## the whole loop, live, for DEMO_MINUTES (3): generator -> Kafka -
 up: setup  ## start the local broker + redis-server and create the topics
 	$(JOBS_PY) -m infra.local up
 
-down:  ## stop the local stack
+down:  ## stop the local stack (its topics, checkpoints and model registry stay in .state/ for the next up)
 	$(JOBS_PY) -m infra.local down
+
+clean-state:  ## delete the local stack's data in .state/ (topics, offsets, checkpoints, registry); refuses while it runs
+	$(JOBS_PY) -m infra.local clean-state
 
 status:  ## show the local stack's addresses and health
 	$(JOBS_PY) -m infra.local status
@@ -53,5 +56,6 @@ bench: setup  ## every benchmark in one run (docs/performance.md): one table, be
 soak:  ## generator -> embedded runtime -> samples at a fixed rate on its own services; SOAK_ARGS='--duration 10m --rate 500'
 	$(JOBS_PY) -m jobs.soak $(SOAK_ARGS)
 
-clean:  ## remove caches and local state (keeps the venvs)
-	rm -rf .state .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis
+clean:  ## remove caches and benchmark data (keeps the venvs and .state/: make clean-state deletes that)
+	rm -rf .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	@if [ -d .state ]; then echo "kept .state/ (the local stack's topics, checkpoints and registry): make clean-state deletes it"; fi

@@ -1,10 +1,13 @@
 """The local stack: Apache Kafka (KRaft) and a redis-server on loopback, for the embedded default and tests.
 
 `python -m infra.local up | down | status` (and `make up` / `make down`); `topics` only creates the
-topics on the broker that `KAFKA_BOOTSTRAP_SERVERS` names (used by docker-compose's init step). The
-broker keeps its data in the state folder (a restarted stack finds its topics again); Redis keeps
-its data in memory. `KAFKA_BOOTSTRAP_SERVERS` / `REDIS_URL` select external services instead: then
-nothing is started for them, but topics are still created. The broker itself: `infra.kafka_broker`.
+topics on the broker that `KAFKA_BOOTSTRAP_SERVERS` names (used by docker-compose's init step). Both
+services keep their data in the state folder, so `down` then `up` loses nothing: the broker its
+topics and consumer-group offsets (`broker/`), Redis the join's checkpoints and the trainer's model
+registry (`redis/`, an append-only file fsynced every second: a crash of the machine loses at most
+the last second). `clean-state` (`make clean-state`) deletes both on purpose; it refuses while the
+stack runs. `KAFKA_BOOTSTRAP_SERVERS` / `REDIS_URL` select external services instead: then nothing
+is started for them, but topics are still created. The broker itself: `infra.kafka_broker`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_TOPICS_FILE = PACKAGE_DIR / "topics.yaml"
 DEFAULT_STATE_DIR = Path(".state")
 STATE_FILE_NAME = "local-stack.json"
+# What `up` keeps in the state folder and `clean-state` deletes: the services' data and logs.
+STACK_DATA = ("broker", "redis", "broker.log", "redis.log")
 FLINK_COMMANDS = ("flink-up", "flink-down", "flink-submit")
 
 
@@ -178,12 +183,20 @@ def start_broker(port: int, log: Path, timeout_s: float = 60.0) -> ManagedProces
     return proc
 
 
-def start_redis(port: int, log: Path, timeout_s: float = 15.0) -> ManagedProcess:
-    """Start redis-server on 127.0.0.1:port, in memory only, and wait for PING."""
+def start_redis(port: int, log: Path, timeout_s: float = 15.0, data_dir: Path | None = None) -> ManagedProcess:
+    """Start redis-server on 127.0.0.1:port and wait for PING (which waits out the loading of its data).
+
+    ``data_dir``: keep the data there in an append-only file (``appendfsync everysec``), found again by
+    the next start; None: in memory only (tests' private servers)."""
     if port_is_open(port):
         raise InfraError(f"cannot start redis-server: port {port} on 127.0.0.1 is already in use")
+    if data_dir is None:
+        persistence = ["--appendonly", "no"]
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(data_dir.resolve())]
     pid = _spawn("redis", [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--protected-mode", "yes", "--logfile", ""], log)
+                           *persistence, "--protected-mode", "yes", "--logfile", ""], log)
     proc = ManagedProcess("redis", pid, f"redis://127.0.0.1:{port}/0", str(log))
     try:
         _wait_until(lambda: redis_ready(proc.address), timeout_s, f"redis-server on port {port}")
@@ -258,7 +271,8 @@ class LocalStack:
                     raise InfraError(f"cannot reach Redis at REDIS_URL={redis_url}")
             else:
                 log(f"starting redis-server on 127.0.0.1:{self.redis_port}")
-                redis_proc = start_redis(self.redis_port, self.state_dir / "redis.log")
+                redis_proc = start_redis(self.redis_port, self.state_dir / "redis.log", 60.0,
+                                         data_dir=self.state_dir / "redis")
                 started.append(redis_proc)
                 redis_url = redis_proc.address
             created = create_topics(bootstrap, topics)
@@ -285,6 +299,27 @@ class LocalStack:
         self._stop(state)
         log("local stack stopped")
 
+    def clean_state(self, log: Callable[[str], None] = print) -> None:
+        """Delete what the stack keeps between runs (topics, consumer-group offsets, checkpoints, the
+        model registry). Refuses while the stack runs: deleting a live server's files loses nothing
+        at once and everything at its next start, which is worse than either."""
+        state = StackState.load(self.state_file)
+        if state is not None and any(p.alive() for p in state.processes):
+            raise InfraError(f"the local stack is running ({state.kafka_bootstrap_servers}, {state.redis_url}); "
+                             "stop it with 'make down' before 'make clean-state'")
+        removed = []
+        for name in STACK_DATA:
+            path = self.state_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            else:
+                continue
+            removed.append(name)
+        self.state_file.unlink(missing_ok=True)
+        log(f"local stack state removed from {self.state_dir}: {', '.join(removed) or 'nothing was there'}")
+
     def _stop(self, state: StackState) -> None:
         for proc in reversed(state.processes):
             proc.stop()
@@ -295,10 +330,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m infra.local",
         description="Start, inspect or stop the local Apache Kafka broker and redis-server (up, down, status, "
-                    "topics), or the local Flink session cluster (flink-up, flink-down, flink-submit). "
+                    "topics; clean-state deletes their data: topics, checkpoints, the model registry), or the "
+                    "local Flink session cluster (flink-up, flink-down, flink-submit). "
                     "KAFKA_BOOTSTRAP_SERVERS / REDIS_URL select external services instead.",
     )
-    parser.add_argument("command", choices=["up", "down", "status", "topics", *FLINK_COMMANDS])
+    parser.add_argument("command", choices=["up", "down", "status", "topics", "clean-state", *FLINK_COMMANDS])
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                         help="where the state file and logs live (default: %(default)s)")
     parser.add_argument("--kafka-port", type=int, default=LOCAL_KAFKA_PORT, help="default: %(default)s")
@@ -335,6 +371,9 @@ def main(argv: Iterable[str] | None = None) -> int:
             return 0
         if args.command == "down":
             stack.down()
+            return 0
+        if args.command == "clean-state":
+            stack.clean_state()
             return 0
         state, health = stack.status()
         if state is None:

@@ -73,6 +73,46 @@ def test_up_status_roundtrip_down_leaves_nothing(tmp_path: Path) -> None:
         stack.down(log=lambda _: None)
 
 
+def test_redis_data_survives_down_and_up_and_clean_state_deletes_it(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The stack's Redis writes an append-only file into the state folder (the join's checkpoints and
+    the trainer's registry outlive `make down`); `clean-state` removes it, and refuses while running.
+    (The session's broker stands in for the stack's own: only Redis is started here.)"""
+    stack = LocalStack(tmp_path / "state", free_port(), free_port(), Path("infra/topics.yaml"),
+                       environ={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    state = stack.up(log=lambda _: None)
+    try:
+        client = redis.Redis.from_url(state.redis_url)
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        client.set("sample-join:g:0:meta", b"checkpoint")
+        client.close()
+        refused = subprocess.run([sys.executable, "-m", "infra.local", "clean-state", "--state-dir",
+                                  str(stack.state_dir)], capture_output=True, text=True, check=False, timeout=60)
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == (
+            f"infra.local: the local stack is running ({kafka_bootstrap}, {state.redis_url}); stop it with "
+            "'make down' before 'make clean-state'")
+    finally:
+        stack.down(log=lambda _: None)
+    assert (stack.state_dir / "redis").is_dir()
+
+    state = stack.up(log=lambda _: None)
+    try:
+        assert redis.Redis.from_url(state.redis_url).get("sample-join:g:0:meta") == b"checkpoint"
+    finally:
+        stack.down(log=lambda _: None)
+
+    done = subprocess.run([sys.executable, "-m", "infra.local", "clean-state", "--state-dir", str(stack.state_dir)],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert not (stack.state_dir / "redis").exists()
+    state = stack.up(log=lambda _: None)
+    try:
+        assert redis.Redis.from_url(state.redis_url).dbsize() == 0
+    finally:
+        stack.down(log=lambda _: None)
+
+
 def test_cli_status_reports_not_running(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "infra.local", "status", "--json", "--state-dir",
                              str(tmp_path)], capture_output=True, text=True, check=False)
