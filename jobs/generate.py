@@ -22,7 +22,12 @@ Bounded disorder: every event's arrival time is its event time plus a uniform ji
 largest event time written before it by more than ``--disorder`` (keep it within the join's
 ``out_of_orderness``).
 
-Everything is a deterministic function of ``--seed`` and the other flags. In Kafka mode
+Request and impression ids carry the run's id (``--run-id``; by default a fresh random one, shown in
+the summary), so that two runs into the same topics are two distinct streams: sharing an impression
+id, the join would give one run's impression the other's labels. User and item ids (the model's
+features) are shared by all runs. Everything is a deterministic function of ``--run-id``, ``--seed``
+and the other flags. A second run into topics a running join has read also needs a later ``--start``
+(e.g. ``now``): events behind the join's watermark find their windows closed. In Kafka mode
 ``--speedup X`` paces the writes so that X ms of event time pass per ms of wall time (600: ten
 minutes of event time per second); 0 (the default) writes as fast as possible.
 """
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -261,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--disorder", default="2s", help="bound on out-of-orderness (keep <= the join's)")
     m.add_argument("--start", default=str(DEFAULT_START_MS), help="first event time (ms since epoch, or 'now')")
     m.add_argument("--seed", type=int, default=d.seed)
+    m.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="prefix of request and impression ids (up to 32 letters, digits, '_', '-'; '' for none): two runs "
+        "into the same topics must differ; give it to reproduce a run's output (default: 8 random hex digits, "
+        "shown in the summary)",
+    )
     return p
 
 
@@ -297,6 +310,7 @@ def config_from_args(args: argparse.Namespace) -> GeneratorConfig:
         disorder_ms=durations["disorder"],
         start_ms=start,
         seed=args.seed,
+        run_id=secrets.token_hex(4) if args.run_id is None else args.run_id,
     )
     cfg.validate()
     return cfg
@@ -335,10 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("generate: interrupted", file=sys.stderr)
         return 130
+    summary = json.dumps({"run_id": cfg.run_id, **stats.to_json()}, sort_keys=True)
     if args.summary:
-        print(json.dumps(stats.to_json(), sort_keys=True))
+        print(summary)
     elif not args.quiet:
-        print(f"generate: {json.dumps(stats.to_json(), sort_keys=True)}", file=sys.stderr)
+        print(f"generate: {summary}", file=sys.stderr)
     return 0
 
 

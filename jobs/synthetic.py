@@ -8,6 +8,7 @@ import heapq
 import itertools
 import math
 import random
+import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 from jobs.core.events import FeatureSnapshot, Impression, Label, event_to_json
 
 DEFAULT_START_MS = 1_700_000_000_000
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{0,32}")
 
 CITIES = ("bj", "sh", "gz", "sz", "cd", "hz", "wh", "xa")
 DEVICES = ("ios", "android", "web")
@@ -50,8 +52,16 @@ class GeneratorConfig:
     disorder_ms: int = 2_000
     start_ms: int = DEFAULT_START_MS
     seed: int = 0
+    # Prefix of the request and impression ids ("{run_id}.r00000000-0"), so that two runs into the same
+    # topics never share one (a shared impression id would get both runs' labels). "" : no prefix.
+    # User and item ids are the model's features: they stay shared across runs.
+    run_id: str = ""
 
     def validate(self) -> None:
+        if not RUN_ID.fullmatch(self.run_id):
+            raise GenerateError(
+                f"--run-id must be at most 32 letters, digits, '_' or '-', got {self.run_id!r}"
+            )
         if self.impressions < 0:
             raise GenerateError(f"--impressions must be >= 0, got {self.impressions}")
         if self.users < 1 or self.items < 1:
@@ -229,6 +239,7 @@ class Generator:
         self.stats = Stats()
         self._seq = itertools.count()
         self._heap: list[tuple[int, int, dict[str, Any]]] = []
+        self._id_prefix = f"{cfg.run_id}." if cfg.run_id else ""
 
     # -- scheduling -------------------------------------------------------------------------------
 
@@ -273,7 +284,7 @@ class Generator:
 
     def _request(self, n: int, t_req: int) -> None:
         cfg, rng, model, stats = self.cfg, self.rng, self.model, self.stats
-        request_id = f"r{n:08d}"
+        request_id = f"{self._id_prefix}r{n:08d}"
         user = model.pick_user(rng)
         user_id = f"u{user:06d}"
         device = rng.randrange(len(DEVICES))
@@ -355,8 +366,9 @@ class Generator:
                 )
             if rng.random() < cfg.orphan_rate:
                 stats.orphans += 1
-                orphan = f"x{n:08d}-{position}"
-                self._schedule(self._label(f"x{n:08d}", orphan, "click", t_req + rng.randint(0, cfg.window_ms)))
+                orphan_request = f"{self._id_prefix}x{n:08d}"
+                orphan = f"{orphan_request}-{position}"
+                self._schedule(self._label(orphan_request, orphan, "click", t_req + rng.randint(0, cfg.window_ms)))
 
     def events(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """All events as ``(arrival_ms, event)``, sorted by arrival time (ties in creation order)."""

@@ -174,6 +174,53 @@ def test_cli_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert summary["events"] == len(out.read_text().splitlines())
 
 
+def _cli_run(tmp_path: Path, name: str, *flags: str) -> tuple[list[dict], dict]:
+    out = tmp_path / f"{name}.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.generate", "--out", str(out), "--impressions", "400", "--seed", "5",
+         "--summary", "--quiet", *flags],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in out.read_text().splitlines()], json.loads(proc.stdout)
+
+
+def test_two_runs_without_a_run_id_are_distinct_streams_with_shared_users_and_items(tmp_path: Path) -> None:
+    """Two runs into the same topics must not share a request or impression id (the join would give one
+    run's impression the other's labels); users and items are the model's features and stay shared."""
+    a, summary_a = _cli_run(tmp_path, "a")
+    b, summary_b = _cli_run(tmp_path, "b")
+    assert summary_a["run_id"] != summary_b["run_id"]
+    for events, summary in ((a, summary_a), (b, summary_b)):
+        assert all(e["request_id"].startswith(summary["run_id"] + ".") for e in events)
+    ids = {kind: [{e[kind] for e in events if kind in e} for events in (a, b)] for kind in ("request_id",
+                                                                                          "impression_id")}
+    assert not ids["request_id"][0] & ids["request_id"][1]
+    assert not ids["impression_id"][0] & ids["impression_id"][1]
+    users = [{e["user_id"] for e in events if e["type"] == "impression"} for events in (a, b)]
+    assert users[0] == users[1]  # same seed: the same users and items, only the ids of the run differ
+
+
+def test_the_same_run_id_and_seed_give_the_same_bytes(tmp_path: Path) -> None:
+    _cli_run(tmp_path, "a", "--run-id", "nightly-7")
+    _cli_run(tmp_path, "b", "--run-id", "nightly-7")
+    _, summary = _cli_run(tmp_path, "c", "--run-id", "")
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert json.loads((tmp_path / "a.jsonl").read_text().splitlines()[0])["request_id"].startswith("nightly-7.r")
+    assert summary["run_id"] == ""  # no prefix: the ids of a run before run ids existed
+    unprefixed = [json.loads(line)["request_id"] for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert all(r[0] in "rx" for r in unprefixed)
+
+
+def test_a_bad_run_id_is_one_line_exit_2(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.generate", "--out", str(tmp_path / "e.jsonl"), "--run-id", "a:b"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == "generate: error: --run-id must be at most 32 letters, digits, '_' or '-', got 'a:b'\n"
+
+
 @pytest.mark.integration
 def test_kafka_mode_writes_avro_keyed_by_request_id_co_partitioned(
     kafka_bootstrap: str, unique_topic, tmp_path: Path
