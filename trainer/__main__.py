@@ -3,8 +3,9 @@
 python -m trainer fit --samples SAMPLES.jsonl [--samples MORE ...] --loss pu --export DIR [--seed N]
 python -m trainer evaluate --model DIR --samples SAMPLES.jsonl --json
 python -m trainer run --config TRAINER.yaml [--exit-when-idle 5s]
-python -m trainer versions --redis-url URL --model-dir DIR [--json]
-python -m trainer rollback --redis-url URL --model-dir DIR [--to VERSION]
+python -m trainer versions --config TRAINER.yaml [--redis-url URL] [--model-dir DIR] [--json]
+python -m trainer rollback --config TRAINER.yaml [--redis-url URL] [--model-dir DIR] [--to VERSION]
+python -m trainer registry rebuild --config TRAINER.yaml [--redis-url URL] [--model-dir DIR] [--json]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from trainer.config import LOSS_NAMES, TrainerConfig
 from trainer.errors import TrainerError
 from trainer.quiet import import_tensorflow
 from trainer.sidecar import cli as sidecar_cli
+from trainer.sidecar.errors import UsageError
 
 log = logging.getLogger("trainer")
 
@@ -163,8 +165,16 @@ def main(argv: list[str] | None = None) -> int:
             return run_fit(args)
         if args.command == "evaluate":
             return run_evaluate(args)
-        command = {"run": sidecar_cli.run, "versions": sidecar_cli.versions, "rollback": sidecar_cli.rollback}
+        command = {
+            "run": sidecar_cli.run,
+            "versions": sidecar_cli.versions,
+            "rollback": sidecar_cli.rollback,
+            "registry": sidecar_cli.registry,
+        }
         return command[args.command](args)
+    except UsageError as exc:
+        print(f"trainer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except (TrainerError, CommonError) as exc:
         print(f"trainer {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""The sidecar's commands: ``run`` (the streaming trainer), ``versions`` and ``rollback``."""
+"""The sidecar's commands: ``run`` (the streaming trainer), ``versions``, ``rollback`` and
+``registry rebuild`` (the registry restored from the version directories on disk)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 from common.config import parse_duration_ms
 from trainer.config import LOSS_NAMES, TrainerConfig
+from trainer.sidecar.errors import SidecarError, UsageError
 
 
 def _duration(text: str) -> int:
@@ -58,12 +59,29 @@ def add_parsers(sub: Any) -> None:
         ("rollback", "move the current pointer back (to the last good version, or --to VERSION)"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--redis-url", required=True, metavar="URL")
-        p.add_argument("--model-dir", required=True, metavar="DIR")
-        p.add_argument("--json", action="store_true", help="print one JSON object")
-        p.add_argument("--quiet", action="store_true", help="warnings and errors only on stderr")
+        _registry_arguments(p)
         if name == "rollback":
             p.add_argument("--to", type=int, metavar="VERSION", help="the version to point at")
+    registry = sub.add_parser("registry", help="the Redis registry of a model directory")
+    actions = registry.add_subparsers(dest="registry_command", required=True, parser_class=type(registry))
+    _registry_arguments(
+        actions.add_parser(
+            "rebuild",
+            help="restore the registry (versions and current pointer) from the version directories on disk",
+        )
+    )
+
+
+def _registry_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="YAML",
+        help="trainer config file: the Redis url, password, key prefix and model dir (section sidecar:)",
+    )
+    p.add_argument("--redis-url", metavar="URL", help="overrides sidecar.redis.url (needed without --config)")
+    p.add_argument("--model-dir", metavar="DIR", help="overrides sidecar.model_dir (needed without --config)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="warnings and errors only on stderr")
 
 
 def run_config(args: argparse.Namespace) -> TrainerConfig:
@@ -116,30 +134,47 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace) -> Any:
-    """The registry of a model dir; a few seconds of retries, silent (the error, if any, is one line)."""
-    from trainer.sidecar.registry import Registry, read_registry_file
+    """The registry of a model dir, from ``--config`` (the password comes only from there) and the
+    flags over it; a few seconds of retries, silent (the error, if any, is one line)."""
+    from trainer.sidecar.registry import REGISTRY_FILE, Registry, read_registry_file
+    from trainer.sidecar.versions import VersionStore
 
+    if args.config is None and (args.redis_url is None or args.model_dir is None):
+        raise UsageError("give --config YAML (the trainer config), or both --redis-url URL and --model-dir DIR")
+    overrides = {"sidecar.redis.url": args.redis_url, "sidecar.model_dir": args.model_dir}
+    sc = TrainerConfig.load(args.config, overrides).sidecar
+    if args.config is not None and not (sc.model_dir / REGISTRY_FILE).is_file():
+        if not sc.model_dir.is_dir():
+            raise SidecarError(f"model directory {sc.model_dir} does not exist")
+        prefix = f"{sc.redis.key_prefix}:{sc.task}"  # what the sidecar of this config uses
+    else:
+        prefix = read_registry_file(sc.model_dir)
     logging.getLogger("trainer.sidecar").setLevel(logging.ERROR)
-    return Registry(args.redis_url, read_registry_file(Path(args.model_dir)), retry_for_s=3.0)
+    password = sc.redis.password.get_secret_value() if sc.redis.password else None
+    return Registry(sc.redis.url, prefix, VersionStore(sc.model_dir, sc.keep_versions), password, retry_for_s=3.0)
 
 
 def versions(args: argparse.Namespace) -> int:
     registry = _registry(args)
     try:
         current, records = registry.current(), registry.versions()
+        unregistered = sorted(set(registry.store.on_disk()) - {int(r["version"]) for r in records})
     finally:
         registry.close()
     if args.json:
-        print(json.dumps({"current": current, "versions": records}, sort_keys=True))
+        print(json.dumps({"current": current, "versions": records, "unregistered": unregistered}, sort_keys=True))
         return 0
     print(f"{'':2}{'version':>8}  {'status':<12}{'samples_trained':>16}  {'auc':>7}  {'logloss':>8}  {'bias':>6}")
     for r in records:
         m = r.get("metrics") or {}
         mark = "*" if r["version"] == current else " "
+        trained = "-" if r.get("samples_trained") is None else r["samples_trained"]
         print(
-            f"{mark:2}{r['version']:>8}  {r['status']:<12}{r['samples_trained']:>16}  "
+            f"{mark:2}{r['version']:>8}  {r['status']:<12}{trained:>16}  "
             f"{_num(m.get('auc'), 7, 4)}  {_num(m.get('logloss'), 8, 4)}  {_num(m.get('prediction_bias'), 6, 3)}"
         )
+    if unregistered:
+        print(f"on disk, not in the registry: {_listed(unregistered)} (python -m trainer registry rebuild)")
     return 0
 
 
@@ -154,6 +189,33 @@ def rollback(args: argparse.Namespace) -> int:
     else:
         print(f"current version: {notice['current']} (was {notice['previous']})", file=sys.stdout)
     return 0
+
+
+def registry(args: argparse.Namespace) -> int:
+    """``registry rebuild``: the registry made to agree with the disk (nothing deleted)."""
+    registry = _registry(args)
+    try:
+        restored = registry.restore_from_disk()
+    finally:
+        registry.close()
+    if args.json:
+        print(json.dumps(restored.to_json(), sort_keys=True))
+        return 0
+    for label, numbers in (
+        ("re-registered", restored.reregistered),
+        ("updated from their records", restored.updated),
+        ("registered as unjudged (no record)", restored.unjudged),
+        ("records written from the registry", restored.recorded),
+    ):
+        if numbers:
+            print(f"{label}: {_listed(numbers)}")
+    pointer = "none" if restored.current is None else str(restored.current)
+    print(f"current version: {pointer}{' (restored)' if restored.current_restored else ''}")
+    return 0
+
+
+def _listed(numbers: list[int]) -> str:
+    return ", ".join(str(n) for n in numbers)
 
 
 def _num(value: float | None, width: int, digits: int) -> str:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from common.config import DurationMs, StrictConfig
+from common.services import START_WAIT_S
 
 
 class KafkaConfig(StrictConfig):
@@ -128,6 +129,8 @@ class SidecarConfig(StrictConfig):
     summary_every_steps: int = Field(default=10, ge=1)  # progressive metrics and summaries this often
     exit_when_idle: DurationMs | None = None  # bounded mode: stop once drained and idle this long
     retry_for: DurationMs = 120_000  # Kafka/Redis unreachable longer than this: give up with an error
+    # At start, Kafka and Redis unreachable this long (a progress line every 5 s): one error line, exit 1.
+    start_wait: DurationMs = int(START_WAIT_S * 1000)
 
     @property
     def topic(self) -> str:

@@ -17,3 +17,7 @@ class ExportFailed(SidecarError):
 
 class RegistryError(SidecarError):
     """The registry in Redis is missing or holds something unexpected (e.g. an unknown version)."""
+
+
+class UsageError(SidecarError):
+    """The command-line arguments do not say what to work on (exit status 2, as argparse's errors)."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from common.services import wait_until_reachable
 from trainer.config import TrainerConfig
 from trainer.fit import targets as fit_targets
 from trainer.samples import Sample, SampleTable
@@ -26,6 +27,7 @@ from trainer.sidecar.batching import Batch, Batcher
 from trainer.sidecar.checkpoint import CheckpointStore, Position
 from trainer.sidecar.consume import Decoded, Prefetcher, SampleSource
 from trainer.sidecar.dedup import Dedup
+from trainer.sidecar.errors import Unavailable
 from trainer.sidecar.metrics import SidecarMetrics, Summaries
 from trainer.sidecar.publishing import Publisher
 from trainer.sidecar.registry import Registry, write_registry_file
@@ -40,6 +42,7 @@ log = logging.getLogger("trainer.sidecar")
 
 POLL_S = 0.1
 HOUSEKEEPING_S = 5.0  # lag gauges, the registry's pointer, the watched directory
+KAFKA_PROBE_S = 3.0  # one metadata request of the start-up wait for Kafka
 
 
 @dataclass
@@ -108,17 +111,29 @@ class Sidecar:
     # -- set-up ------------------------------------------------------------------------------------
 
     def open(self) -> None:
+        """Reach Redis and Kafka (a bounded, visible wait), restore the registry from disk (deleting
+        nothing), then the checkpoint."""
         sc = self.sc
         sc.model_dir.mkdir(parents=True, exist_ok=True)
         prefix = f"{sc.redis.key_prefix}:{sc.task}"
         write_registry_file(sc.model_dir, prefix)
-        password = sc.redis.password.get_secret_value() if sc.redis.password else None
-        self.registry = Registry(sc.redis.url, prefix, password, retry_for_s=sc.retry_for / 1000.0)
-        self.registry.ping()
         self.store = VersionStore(sc.model_dir, sc.keep_versions)
-        orphans = self.store.remove_orphans(int(r["version"]) for r in self.registry.versions())
-        if orphans:
-            log.warning("removed version directories the registry does not know", extra={"versions": orphans})
+        leftovers = self.store.remove_temporary()
+        if leftovers:
+            log.info("removed what interrupted writes left", extra={"paths": leftovers})
+        password = sc.redis.password.get_secret_value() if sc.redis.password else None
+        self.registry = Registry(sc.redis.url, prefix, self.store, password, retry_for_s=sc.retry_for / 1000.0)
+        wait_s = sc.start_wait / 1000.0
+        self.registry.connect(wait_s)
+        self.source = SampleSource(sc, lambda: dict(self.position.offsets))
+        wait_until_reachable(
+            lambda: self.source.check(timeout_s=min(KAFKA_PROBE_S, wait_s)),
+            f"Kafka at {sc.kafka.bootstrap_servers}",
+            wait_s,
+            log,
+            (Unavailable,),
+        )
+        self.registry.restore_from_disk()
         self.publisher = Publisher(sc, self.registry, self.store, self.metrics)
         self.publisher.sync_current()
         self.checkpoints = CheckpointStore(sc.checkpoint_dir, sc.checkpoint.keep)
@@ -138,8 +153,6 @@ class Sidecar:
             from trainer.export import ExportedModel
 
             self.teacher = ExportedModel(sc.distill_from)
-        self.source = SampleSource(sc, lambda: dict(self.position.offsets))
-        self.source.check(timeout_s=min(10.0, sc.retry_for / 1000.0))
         self.source.subscribe()
         self.summaries = Summaries(sc.model_dir / "tensorboard" if sc.tensorboard else None)
         if sc.metrics_port:

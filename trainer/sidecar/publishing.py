@@ -1,7 +1,8 @@
 """Candidate versions through the gate into the registry, the current version, and rollbacks.
 
 A :class:`Publisher` owns the version directories, the registry and the loaded current version (the
-model that scores each batch before training, for the gate's reference and the live check).
+model that scores each batch before training, for the gate's reference and the live check). Every
+record and pointer change goes to disk before Redis (:class:`~trainer.sidecar.registry.Registry`).
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ class Publisher:
     # -- the current version -----------------------------------------------------------------------
 
     def sync_current(self) -> None:
-        """Follow the registry's pointer (moved by `trainer rollback`, or by us before a restart)."""
+        """Follow the registry's pointer (moved by `trainer rollback`, or by us before a restart); a
+        registry that lost it while we run (flushed, failed over to an empty Redis) is restored from disk."""
         pointer = self.registry.current()
+        if pointer is None and self.store.read_current() is not None:
+            pointer = self.registry.restore_from_disk().current
         if pointer == self.current:
             return
         self._load_current(pointer)
@@ -89,8 +93,9 @@ class Publisher:
         return Candidate(self.store.next_version(registered), samples_trained, dict(offsets))
 
     def last_samples_trained(self) -> int | None:
-        versions = self.registry.versions()
-        return int(versions[-1]["samples_trained"]) if versions else None
+        """``samples_trained`` of the newest judged version (an unjudged one has none)."""
+        counts = [r["samples_trained"] for r in self.registry.versions() if r.get("samples_trained") is not None]
+        return int(counts[-1]) if counts else None
 
     def export_and_gate(self, state: TrainerState, candidate: Candidate) -> dict[str, Any] | None:
         """Export ``candidate``, judge it, register it, publish it if it passes; the registry record,
@@ -126,19 +131,20 @@ class Publisher:
             "step": state.step,
             "path": str(path),
         }
-        self.registry.add(record)
         if reasons:
+            self.registry.add(record)
             self.metrics.refusals.inc()
             log.warning("version refused by the gate", extra={"version": candidate.version, "reasons": reasons})
         else:
-            self.registry.publish(candidate.version)
+            self.registry.publish(record)
             self.metrics.publishes.inc()
             log.info("version published", extra={"version": candidate.version, "metrics": metrics})
             self.sync_current()
-        self.store.prune(self._protected())
+        self.store.prune(self.protected())
         return record
 
-    def _protected(self) -> set[int]:
+    def protected(self) -> set[int]:
+        """What the retention rule never deletes: the current version and the last good one before it."""
         keep = {v for v in (self.current,) if v is not None}
         if self._previous_good is not None:
             keep.add(int(self._previous_good["version"]))

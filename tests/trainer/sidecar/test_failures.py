@@ -49,11 +49,10 @@ def test_a_failed_export_is_a_clear_error_and_the_current_version_stays(redis_ur
     config = TrainerConfig.load(None, {"model.hidden_units": [8], "features.vocab.capacity": 64})
     table = SampleTable([parse_sample(s) for s in stream(100, seed=1, users=10, items=5)])
     state = TrainerState.create(config, table)
-    registry = Registry(redis_url, f"test:{uuid.uuid4().hex[:8]}", retry_for_s=5.0)
     store = VersionStore(tmp_path / "model", keep=3)
+    registry = Registry(redis_url, f"test:{uuid.uuid4().hex[:8]}", store, retry_for_s=5.0)
     store.export(state, 1)
-    registry.add({"version": 1, "status": "published", "metrics": {}, "samples_trained": 0})
-    registry.publish(1)
+    registry.publish({"version": 1, "status": "published", "metrics": {}, "samples_trained": 0})
     publisher = Publisher(config.sidecar, registry, store, SidecarMetrics("t"))
     publisher.sync_current()
     with FileSizeLimit(4096), pytest.raises(ExportFailed, match=f"cannot export version 2 to {tmp_path}"):
@@ -61,7 +60,7 @@ def test_a_failed_export_is_a_clear_error_and_the_current_version_stays(redis_ur
     with FileSizeLimit(4096):
         assert publisher.export_and_gate(state, Candidate(2, len(table), {0: len(table)})) is None
     assert registry.current() == 1 and [r["version"] for r in registry.versions()] == [1]
-    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["1"]  # nothing half-written
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["1", "current.json"]  # nothing half-written
     record = publisher.export_and_gate(state, Candidate(2, len(table), {0: len(table)}))  # the disk has room again
     assert record is not None and (tmp_path / "model" / "2" / "saved_model.pb").is_file()
 

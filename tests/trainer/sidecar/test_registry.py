@@ -1,4 +1,5 @@
-"""The registry in a real redis-server: versions, the pointer, notices, `versions` and `rollback`."""
+"""The registry in a real redis-server: versions, the pointer, notices, `versions` and `rollback`; every
+change also on disk (the records, current.json)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import redis
 from trainer.__main__ import main
 from trainer.sidecar.errors import RegistryError
 from trainer.sidecar.registry import Registry, write_registry_file
+from trainer.sidecar.versions import VersionStore
 
 pytestmark = pytest.mark.integration
 
@@ -21,11 +23,15 @@ pytestmark = pytest.mark.integration
 def registry(redis_url: str, tmp_path: Path) -> Registry:
     prefix = f"test:{uuid.uuid4().hex[:8]}"
     write_registry_file(tmp_path, prefix)
-    return Registry(redis_url, prefix, retry_for_s=5.0, clock_ms=lambda: 1_700_000_000_000)
+    store = VersionStore(tmp_path, keep=5)
+    return Registry(redis_url, prefix, store, retry_for_s=5.0, clock_ms=lambda: 1_700_000_000_000)
 
 
 def add(registry: Registry, version: int, status: str = "published", auc: float = 0.7) -> None:
-    registry.add({"version": version, "status": status, "metrics": {"auc": auc}, "samples_trained": 100 * version})
+    """A version directory (the registry reads no model) and its record, published when it says so."""
+    registry.store.path(version).mkdir(parents=True, exist_ok=True)
+    record = {"version": version, "status": status, "metrics": {"auc": auc}, "samples_trained": 100 * version}
+    registry.publish(record) if status == "published" else registry.add(record)
 
 
 def notices_of(registry: Registry) -> Any:
@@ -44,10 +50,8 @@ def next_notice(pubsub: Any) -> dict[str, Any]:
 def test_publish_and_rollback_move_the_pointer_with_a_notice(registry: Registry) -> None:
     pubsub = notices_of(registry)
     add(registry, 1)
-    registry.publish(1)
     add(registry, 2, "refused", auc=0.5)
     add(registry, 3)
-    registry.publish(3)
     assert [next_notice(pubsub)["current"] for _ in range(2)] == [1, 3]
     notice = registry.rollback(reason="test")
     assert notice == next_notice(pubsub)
@@ -55,26 +59,31 @@ def test_publish_and_rollback_move_the_pointer_with_a_notice(registry: Registry)
     assert registry.current() == 1
     assert [r["status"] for r in registry.versions()] == ["published", "refused", "rolled_back"]
     assert registry.versions()[0]["created_ms"] == 1_700_000_000_000
+    # the disk holds the same: each version's record in its directory, and the pointer
+    assert [registry.store.read_record(v) for v in (1, 2, 3)] == registry.versions()
+    assert registry.store.read_current() == 1
 
 
 def test_rollback_refuses_what_it_cannot_do(registry: Registry) -> None:
     with pytest.raises(RegistryError, match="no current version"):
         registry.rollback()
     add(registry, 1)
-    registry.publish(1)
     with pytest.raises(RegistryError, match="no published version before"):
         registry.rollback()
     add(registry, 2, "refused")
-    with pytest.raises(RegistryError, match="refused"):
+    with pytest.raises(RegistryError, match="version 2 is refused"):
         registry.rollback(to=2)
     with pytest.raises(RegistryError, match="not in the registry"):
         registry.rollback(to=9)
+    add(registry, 3)
+    registry.store.path(1).rename(registry.store.path(1).with_name("gone"))
+    with pytest.raises(RegistryError, match="version 1 is no longer on disk"):
+        registry.rollback()
 
 
 def test_versions_and_rollback_commands(registry: Registry, redis_url: str, tmp_path: Path, capsys) -> None:
     for v in (1, 2, 3):
         add(registry, v)
-        registry.publish(v)
     base = ["--redis-url", redis_url, "--model-dir", str(tmp_path)]
     capsys.readouterr()
     assert main(["versions", *base, "--json"]) == 0
@@ -89,6 +98,7 @@ def test_versions_and_rollback_commands(registry: Registry, redis_url: str, tmp_
     assert main(["rollback", *base, "--to", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["current"] == 1
     assert registry.current() == 1 and registry.version(3)["status"] == "rolled_back"
+    assert registry.store.read_current() == 1 and registry.store.read_record(3)["status"] == "rolled_back"
     assert main(["versions", *base]) == 0
     table = capsys.readouterr().out
     assert "rolled_back" in table and "*" in table
@@ -105,6 +115,6 @@ def test_commands_fail_with_one_line(redis_url: str, tmp_path: Path, capsys) -> 
     assert main(["versions", "--redis-url", f"redis://127.0.0.1:{free}/0", "--model-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert "Redis registry" in err and "\n" not in err
-    with pytest.raises(SystemExit) as info:
-        main(["rollback", "--model-dir", str(tmp_path)])
-    assert info.value.code == 2
+    assert main(["rollback", "--model-dir", str(tmp_path)]) == 2  # neither --config nor --redis-url
+    err = capsys.readouterr().err.strip()
+    assert "give --config YAML" in err and "\n" not in err
