@@ -187,11 +187,13 @@ def start_redis(port: int, log: Path, timeout_s: float = 15.0, data_dir: Path | 
     """Start redis-server on 127.0.0.1:port and wait for PING (which waits out the loading of its data).
 
     ``data_dir``: keep the data there in an append-only file (``appendfsync everysec``), found again by
-    the next start; None: in memory only (tests' private servers)."""
+    the next start; None: in memory only (tests' private servers; should one turn persistence on, its
+    files go beside the log, never into the current folder)."""
     if port_is_open(port):
         raise InfraError(f"cannot start redis-server: port {port} on 127.0.0.1 is already in use")
     if data_dir is None:
-        persistence = ["--appendonly", "no"]
+        log.parent.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "no", "--dir", str(log.parent.resolve())]
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
         persistence = ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(data_dir.resolve())]

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from common.config import DurationMs, StrictConfig, apply_overrides, load_config, validate_config
 from common.defaults import kafka_bootstrap_servers, redis_url
+from common.services import START_WAIT_S
 from jobs.core.spec import (
     DEFAULT_HORIZON_MS,
     DEFAULT_IDLENESS_MS,
@@ -231,8 +232,15 @@ class RedisConfig(StrictConfig):
         return out
 
 
+OnMissingCheckpoint = Literal["fail", "earliest", "committed"]
+
+
 class CheckpointConfig(StrictConfig):
     interval: DurationMs = 5_000  # flush outputs, then write state + offsets atomically, this often
+    # A partition without a checkpoint in Redis whose consumer group has committed offsets lost its
+    # checkpoint (docs/guarantees.md): stop and say so (fail), re-read every retained event (earliest),
+    # or resume at the committed offsets without the pending impressions' state (committed).
+    on_missing: OnMissingCheckpoint = "fail"
 
 
 class FlinkConfig(StrictConfig):
@@ -253,6 +261,9 @@ class LocalRuntimeConfig(StrictConfig):
     # arrived for this long (wall time), resolve everything pending as at the end of a bounded input
     # (watermark to +inf), flush, checkpoint and exit. None (the default): run until stopped.
     exit_when_idle: DurationMs | None = None
+    # How long the start waits for Redis and Kafka to answer (a progress line every 5 s) before it
+    # gives up with one line, as the trainer does.
+    start_wait: DurationMs = int(START_WAIT_S * 1000)
 
 
 class MetricsConfig(StrictConfig):

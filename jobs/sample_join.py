@@ -5,6 +5,7 @@
            [--out-of-orderness 5s] [--config CONFIG.yaml] [--engine local|flink] [--json-summary]
     run --config CONFIG.yaml [--engine local|flink] [--bootstrap-servers …] [--redis-url …]
         [--group-id …] [--task …] [--window …] [--horizon …] [topic names …]
+        [--on-missing-checkpoint fail|earliest|committed] [--start-wait DURATION]
 
 Engines are imported lazily: a missing engine gives a one-line error, not a traceback.
 Exit status: 0 done; 1 the run failed; 2 bad arguments, bad config or unreadable input.
@@ -22,6 +23,7 @@ from typing import Any, NoReturn
 
 from common.config import format_duration_ms, parse_duration_ms, validate_config
 from common.errors import CommonError
+from common.services import START_WAIT_S
 from jobs.config import JoinConfig, SampleJoinConfig
 from jobs.errors import JobError
 
@@ -113,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="bounded mode: read up to the end offsets at start (local: then idle this long), resolve "
         "everything and exit",
     )
+    rn.add_argument(
+        "--on-missing-checkpoint",
+        choices=("fail", "earliest", "committed"),
+        help="local: what a partition whose checkpoint is gone from Redis while the consumer group has committed "
+        "offsets does (docs/guarantees.md): fail (default) exits 1 naming the group and partitions; earliest "
+        "re-reads every retained event (state rebuilt, samples emitted again); committed resumes at the "
+        "committed offsets (the pending impressions' state is lost)",
+    )
+    rn.add_argument(
+        "--start-wait",
+        type=_duration,
+        metavar="DURATION",
+        help=f"local: how long the start waits for Redis and Kafka before it gives up (default {START_WAIT_S:g}s)",
+    )
     return parser
 
 
@@ -171,6 +187,8 @@ def run_config_from_args(args: argparse.Namespace) -> SampleJoinConfig:
         "flink.parallelism": args.parallelism,
         "metrics.port": args.metrics_port,
         "local.exit_when_idle": args.exit_when_idle,
+        "local.start_wait": args.start_wait,
+        "checkpoint.on_missing": args.on_missing_checkpoint,
     }
     config = SampleJoinConfig.load(args.config, overrides)
     join = _join_from_args(args, config.join)

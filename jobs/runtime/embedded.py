@@ -9,8 +9,9 @@ is a :class:`~jobs.runtime.embedded_shard.Shard`. This module is the loop around
   :class:`~jobs.runtime.kafka_sink.KafkaSink`;
 - every ``checkpoint.interval``, have the :class:`~jobs.runtime.checkpointer.RedisCheckpointer` flush
   the outputs and write the shards' state, offsets and watermarks to Redis atomically;
-- on (re)assignment load a shard from its checkpoint and resume at its offsets (committed Kafka
-  offsets are only for monitoring); on revocation checkpoint it and drop it;
+- on (re)assignment load a shard from its checkpoint and resume at its offsets; a partition without
+  one but with committed Kafka offsets lost its checkpoint (``checkpoint.on_missing`` says what then,
+  :mod:`~jobs.runtime.assignment`); on revocation checkpoint it and drop it;
 - in bounded mode (``local.exit_when_idle``), end the input and exit once everything is read.
 
 Outputs since the last checkpoint may be emitted again after a crash, with the same ``sample_id``
@@ -27,15 +28,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from common.errors import ServiceError
+from common.services import check_redis_durability, one_line, wait_until_reachable
 from jobs.config import SampleJoinConfig
 from jobs.core import SampleJoin
 from jobs.errors import JobError
 from jobs.runtime.assignment import Assignment
 from jobs.runtime.checkpointer import RedisCheckpointer, gauge_shards
 from jobs.runtime.embedded_shard import Shard
-from jobs.runtime.kafka_io import RuntimeUnavailable, WireFormat, check_topics, consumer_settings, producer_settings
+from jobs.runtime.kafka_io import (
+    RuntimeUnavailable,
+    WireFormat,
+    check_topics,
+    consumer_settings,
+    kafka_error_text,
+    producer_settings,
+    topic_partitions,
+)
 from jobs.runtime.kafka_sink import KafkaSink
 from jobs.runtime.metrics import RunSummary, RuntimeMetrics, configure_logging
 from jobs.runtime.redis_state import RedisState
@@ -93,7 +105,8 @@ class EmbeddedRuntime:
         self._stop.set()
 
     def connect(self) -> None:
-        """Check Redis and Kafka (short timeouts) and the topics; raise RuntimeUnavailable with one line."""
+        """Wait for Redis and Kafka (``local.start_wait``), check Redis's durability and the topics; raise
+        RuntimeUnavailable with one line."""
         cfg = self.config
         redis_state = RedisState(
             cfg.redis.url,
@@ -116,6 +129,8 @@ class EmbeddedRuntime:
             self.metrics,
             str(cfg.kafka.consumer.get("auto.offset.reset", "earliest")),
             lambda: self.checkpoint(wait=True),
+            cfg.kafka.group_id,
+            cfg.checkpoint.on_missing,
         )
         self.shards = assignment.shards
         self._checkpointer = RedisCheckpointer(redis_state, self.metrics, assignment.on_fenced, self._on_checkpointed)
@@ -134,14 +149,38 @@ class EmbeddedRuntime:
         )
 
     def _check_services(self, redis_state: RedisState) -> None:
+        """The first contact with both services, as the trainer's: a bounded visible wait for each
+        (common.services), then Redis's eviction and persistence settings, then the topics."""
         cfg = self.config
+        url, bootstrap, admin = cfg.redis.url, cfg.kafka.bootstrap_servers, cfg.kafka.client_settings("admin")
+        wait_s = cfg.local.start_wait / 1000.0
+        kafka_deadline = 0.0
+
+        def ping_redis() -> None:
+            try:
+                redis_state.ping()
+            except redis.AuthenticationError as exc:  # (a ConnectionError, but waiting will not fix it)
+                raise RuntimeUnavailable(f"Redis at {url} refused the credentials: {one_line(exc)}") from exc
+
+        def ask_kafka() -> None:
+            # one metadata request waits (librdkafka retrying) up to 5 s, never past the start-up wait
+            probe_s = min(5.0, max(0.5, kafka_deadline - time.monotonic()))
+            try:
+                topic_partitions(bootstrap, [], probe_s, admin)
+            except KafkaException as exc:
+                raise _KafkaDown(kafka_error_text(exc)) from exc
+
         try:
-            redis_state.ping()
-        except Exception as exc:
-            raise RuntimeUnavailable(f"cannot reach Redis at {cfg.redis.url}: {_one_line(exc)}") from exc
-        self._num_partitions = check_topics(
-            cfg.kafka.bootstrap_servers, self.inputs, self.outputs, cfg.kafka.client_settings("admin")
-        )
+            redis_down = (redis.ConnectionError, redis.TimeoutError)
+            wait_until_reachable(ping_redis, f"Redis at {url}", wait_s, log, redis_down)
+            check_redis_durability(redis_state.client, url, log)
+            kafka_deadline = time.monotonic() + wait_s
+            wait_until_reachable(ask_kafka, f"Kafka at {bootstrap}", wait_s, log, (_KafkaDown,))
+        except ServiceError as exc:
+            raise RuntimeUnavailable(str(exc)) from exc
+        except redis.RedisError as exc:
+            raise RuntimeUnavailable(f"Redis at {url} failed at start: {one_line(exc)}") from exc
+        self._num_partitions = check_topics(bootstrap, self.inputs, self.outputs, admin)
 
     def run(self) -> RunSummary:
         started = self.clock()
@@ -273,14 +312,14 @@ class EmbeddedRuntime:
             try:
                 checkpointer.await_write()
             except Exception as exc:
-                log.warning("last checkpoint write failed", extra={"error": _one_line(exc)})
+                log.warning("last checkpoint write failed", extra={"error": one_line(exc)})
         if self._consumer is not None:
             if self._assignment is not None:
                 self._assignment.consumer = None
             try:
                 self._consumer.close()  # revokes (our callback checkpoints, which is cheap by now)
             except Exception as exc:
-                log.warning("closing the consumer failed", extra={"error": _one_line(exc)})
+                log.warning("closing the consumer failed", extra={"error": one_line(exc)})
             self._consumer = None
         if self._sink is not None:
             self._sink.close()
@@ -317,7 +356,7 @@ class EmbeddedRuntime:
             try:
                 event = decode(msg.value())
             except Exception as exc:  # undecodable or invalid: dead letter, and go on
-                deadletter(msg, _one_line(exc))
+                deadletter(msg, one_line(exc))
                 continue
             shard.process(topic, event)
         if not touched:
@@ -364,20 +403,20 @@ class EmbeddedRuntime:
         self._checkpointer.checkpoint(self.shards, self._sink, wait=wait)
 
     def _on_checkpointed(self, offsets: list[tuple[str, int, int]]) -> None:
-        """A checkpoint is in Redis: commit its offsets to Kafka too, for monitoring (lag); never read
-        back for correctness."""
+        """A checkpoint is in Redis: commit its offsets to Kafka too, so the group's committed offsets
+        follow the checkpoints (lag monitoring, and how a lost checkpoint is told from a first start);
+        resuming reads the checkpoint's offsets, never these."""
         gauge_shards(self.metrics, self.shards)
         if self._consumer is None or not offsets:
             return
         try:
             self._consumer.commit(offsets=[TopicPartition(t, p, o) for t, p, o in offsets], asynchronous=True)
         except KafkaException as exc:
-            log.debug("offset commit failed (monitoring only)", extra={"error": _one_line(exc)})
+            log.debug("offset commit failed (the next checkpoint commits again)", extra={"error": one_line(exc)})
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+class _KafkaDown(Exception):
+    """Kafka did not answer a metadata request at start (its readable text)."""
 
 
 def run(config: SampleJoinConfig) -> RunSummary:

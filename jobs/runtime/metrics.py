@@ -122,6 +122,11 @@ class RuntimeMetrics:
             registry=r,
         )
         self.partitions = Gauge("sample_join_assigned_partitions", "Input partition numbers owned", registry=r)
+        self.lost_checkpoints = PromCounter(
+            "sample_join_lost_checkpoints",
+            "Partitions found without a checkpoint in Redis while the consumer group had committed offsets",
+            registry=r,
+        )
         self.counts = Counts()
         self.totals = Totals()
         self._server: Any = None

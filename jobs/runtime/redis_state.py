@@ -9,7 +9,8 @@ event topics are co-partitioned, so *p* names one shard of request ids):
     lost *p* in a rebalance can never overwrite its new owner's state.
 ``{base}:{p}:meta``
     hash: ``o:{topic}`` the next offset to consume, ``t:{topic}`` the largest event time seen, and
-    ``wm`` the partition's watermark, all as of the checkpoint.
+    ``wm`` the partition's watermark, all as of the checkpoint. It has no TTL: its absence means *p*
+    was never checkpointed, or its checkpoint was lost (told apart by the group's committed offsets).
 ``{base}:{p}:s:{request_id}``
     one request's state in its byte form (``jobs.runtime.state_bytes``), with a TTL (the longest
     horizon plus window, plus a margin) so that nothing outlives the attribution horizon even if its
@@ -91,6 +92,7 @@ class PartitionSnapshot:
     watermark: int | None = None
     ended: bool = False  # bounded mode resolved everything at these offsets (watermark to +inf)
     records: dict[str, bytes] = field(default_factory=dict)  # request_id -> state bytes
+    checkpointed: bool = False  # a checkpoint of the partition was found (its meta), else a fresh start or a lost one
 
 
 @dataclass
@@ -185,7 +187,7 @@ class RedisState:
     def _take_one(self, p: int) -> PartitionSnapshot:
         epoch = int(self.client.incr(self.epoch_key(p)))
         meta = {k.decode(): v.decode() for k, v in self.client.hgetall(self.meta_key(p)).items()}
-        snap = PartitionSnapshot(partition=p, epoch=epoch)
+        snap = PartitionSnapshot(partition=p, epoch=epoch, checkpointed=bool(meta))
         for k, v in meta.items():
             if k.startswith("o:"):
                 snap.offsets[k[2:]] = int(v)

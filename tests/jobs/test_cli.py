@@ -122,6 +122,8 @@ def test_short_window_shortens_the_default_snapshot_wait(tmp_path: Path) -> None
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         ([], "required: {replay,run}"),
         (["run", "--config", "/nonexistent/join.yaml"], "cannot read config file"),
+        (["run", "--on-missing-checkpoint", "latest"], "argument --on-missing-checkpoint: invalid choice: 'latest'"),
+        (["run", "--start-wait", "soon"], "argument --start-wait"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
@@ -203,6 +205,7 @@ def test_run_flags_override_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
         "--task", "click", "--task", "buy", "--window", "5m", "--horizon", "2h", "--labels-topic", "L",
         "--samples-prefix", "out.", "--unmatched-topic", "U", "--deadletter-topic", "D",
         "--impressions-topic", "I", "--snapshots-topic", "F", "--exit-when-idle", "3s",
+        "--on-missing-checkpoint", "committed", "--start-wait", "2m",
     ])
     config = sample_join.run_config_from_args(args)
     assert config.kafka.bootstrap_servers == "h:1" and config.kafka.group_id == "g"
@@ -214,6 +217,9 @@ def test_run_flags_override_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
         "I", "F", "L", "U", "D")
     assert topics.samples("click") == "out.click"
     assert config.local.exit_when_idle == 3_000
+    assert (config.checkpoint.on_missing, config.local.start_wait) == ("committed", 120_000)
+    defaults = sample_join.run_config_from_args(sample_join.build_parser().parse_args(["run"]))
+    assert (defaults.checkpoint.on_missing, defaults.local.start_wait) == ("fail", 30_000)
 
 
 def test_byte_order_mark_crlf_and_empty_files(tmp_path: Path) -> None:

@@ -420,20 +420,42 @@ def test_two_processes_in_one_group_give_the_samples_of_one(stack: Stack) -> Non
     assert len(got_list) == len(want)  # rebalances are graceful (checkpoint after flush): nothing twice
 
 
-def test_unreachable_kafka_or_redis_is_one_line_and_nonzero(stack: Stack, tmp_path: Path) -> None:
+def test_unreachable_kafka_or_redis_is_waited_for_then_one_line_and_exit_1(stack: Stack, tmp_path: Path) -> None:
+    """As the trainer's: a bounded wait with progress lines (JSON log lines), then one plain line."""
     dead = f"127.0.0.1:{free_port()}"
     for name, override, words in (
-        ("kafka.yaml", {"kafka": {**stack.overrides()["kafka"], "bootstrap_servers": dead}}, "cannot reach Kafka"),
-        ("redis.yaml", {"redis": {"url": f"redis://{dead}/0", "key_prefix": "x"}}, "cannot reach Redis"),
+        ("kafka.yaml", {"kafka": {**stack.overrides()["kafka"], "bootstrap_servers": dead}}, f"Kafka at {dead}"),
+        ("redis.yaml", {"redis": {"url": f"redis://{dead}/0", "key_prefix": "x"}}, f"Redis at redis://{dead}/0"),
     ):
         path = stack.config_file(name, **override)
         started = time.monotonic()
-        proc = stack.cli(path)
-        rc, err = _wait(proc, 60)
-        assert rc != 0
-        assert err.count("\n") == 1, err
-        assert words in err
+        rc, err = _wait(stack.cli(path, "--start-wait", "2s"), 60)
+        lines = err.strip().splitlines()
+        assert rc == 1, err
+        assert lines[-1].startswith(f"python -m jobs.sample_join: error: {words} unreachable after 2 s: "), err
+        assert all(line.startswith("{") for line in lines[:-1]), err  # the rest: JSON log lines
         assert time.monotonic() - started < 30
+    # the Redis wait shows its progress from the first refusal on (Kafka's first probe takes the 2 s)
+    assert f'"waiting for Redis at redis://{dead}/0 (0 s of 2 s)"' in err
+
+
+def test_a_redis_that_may_evict_keys_is_refused_at_start(stack: Stack, tmp_path: Path) -> None:
+    from infra.local import start_redis
+
+    server = start_redis(free_port(), tmp_path / "redis.log")
+    try:
+        client = redis.Redis.from_url(server.address)
+        client.config_set("maxmemory", "64mb")
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        rc, err = _wait(stack.cli(stack.config_file(redis={"url": server.address, "key_prefix": "x"})), 60)
+        assert rc == 1
+        assert err.strip().splitlines()[-1] == (
+            f"python -m jobs.sample_join: error: Redis at {server.address} may evict keys (maxmemory 67108864, "
+            "maxmemory-policy allkeys-lru): checkpoints and the model registry would vanish under memory pressure; "
+            "set maxmemory-policy noeviction"
+        )
+    finally:
+        server.stop()
 
 
 def test_state_keys_carry_a_bounded_ttl(stack: Stack) -> None:
