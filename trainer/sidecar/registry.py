@@ -259,7 +259,7 @@ class Registry:
                 out.unjudged.append(number)
             elif known is None:
                 out.reregistered.append(number)
-            elif known != record:
+            elif json.dumps(known, sort_keys=True) != json.dumps(record, sort_keys=True):  # NaN != NaN as objects
                 out.updated.append(number)
             else:
                 continue
