@@ -48,7 +48,7 @@ class RedisCheckpointer:
         self.redis = redis
         self.metrics = metrics
         self.on_fenced = on_fenced  # partitions another process took over: drop (and maybe retake) them
-        self.on_written = on_written  # the offsets of a checkpoint now in Redis (committed to Kafka for lag)
+        self.on_written = on_written  # the offsets of a checkpoint now in Redis (committed to the consumer group)
         self.last_bytes_per_impression: float | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self._in_flight: _InFlight | None = None

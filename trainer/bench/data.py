@@ -95,6 +95,7 @@ def prepare_data(args: argparse.Namespace, seed: int, directory: Path, rate: flo
     python = str(args.jobs_python)
     generate = [python, "-m", "jobs.generate", "--out", str(events), "--truth", str(truth), "--quiet"]
     generate += ["--impressions", str(args.impressions), "--seed", str(seed), "--rate", f"{rate:.6f}"]
+    generate += ["--run-id", ""]  # ids without a run prefix: a seed gives the same data (and results) every time
     for flag in GENERATOR_FLAGS:
         value = getattr(args, flag)
         if value is not None:
