@@ -11,6 +11,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from common.logs import JsonFormatter
+from common.services import one_line
 
 
 def configure_json_logging(quiet: bool) -> None:
@@ -74,14 +75,32 @@ class SidecarMetrics:
 
 
 class Summaries:
-    """TensorBoard scalars under ``<model-dir>/tensorboard`` (no-op when disabled)."""
+    """TensorBoard scalars under ``<model-dir>/tensorboard`` (no-op when disabled).
 
-    def __init__(self, directory: Path | None):
+    TensorFlow's ``tf.summary.scalar`` lives in the ``tensorboard`` package, which TensorFlow 2.21 no
+    longer installs: without it the first summary would raise mid-run. So it is looked for here, at
+    start, and when it is missing the summaries are off, said in one line, and training goes on."""
+
+    def __init__(self, directory: Path | None, log: logging.Logger | None = None):
         self._writer: Any = None
-        if directory is not None:
-            import tensorflow as tf
+        if directory is None:
+            return
+        try:
+            import tensorboard.summary.v2  # noqa: F401 - what tf.summary.scalar calls
+        except ImportError as exc:
+            (log or logging.getLogger("trainer.sidecar")).warning(
+                "TensorBoard summaries are off: the tensorboard package cannot be imported (%s); install "
+                "the trainer's extras (make setup, or pip install '.[trainer]'), or set sidecar.tensorboard: false",
+                one_line(exc),
+            )
+            return
+        import tensorflow as tf
 
-            self._writer = tf.summary.create_file_writer(str(directory))
+        self._writer = tf.summary.create_file_writer(str(directory))
+
+    @property
+    def enabled(self) -> bool:
+        return self._writer is not None
 
     def scalars(self, step: int, values: dict[str, float | None]) -> None:
         if self._writer is None:
