@@ -1,10 +1,28 @@
-"""Kafka topic creation through the admin client, used by the deployables and the developer stack alike."""
+"""Topic names both deployables default to (docs/wire-format.md), and topic creation through the
+admin client, used by the deployables and the developer stack alike.
+
+The names are defined here once: the join's config (``kafka.topics``), the trainer's (it reads
+``samples.<task>`` and dead-letters to ``deadletter``) and ``infra/topics.yaml`` (held to them by a
+test) take them from here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from common.errors import TopicError
+
+IMPRESSIONS_TOPIC = "events.impressions"
+FEATURE_SNAPSHOTS_TOPIC = "events.feature_snapshots"
+LABELS_TOPIC = "events.labels"
+SAMPLES_PREFIX = "samples."  # a task's samples go to samples.<task>
+UNMATCHED_TOPIC = "samples.unmatched"
+DEADLETTER_TOPIC = "deadletter"
+
+
+def samples_topic(task: str, prefix: str = SAMPLES_PREFIX) -> str:
+    """The topic a task's samples go to."""
+    return f"{prefix}{task}"
 
 
 def create_topics(

@@ -13,10 +13,18 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from common.config import DurationMs, StrictConfig, apply_overrides, load_config, validate_config
-from common.defaults import kafka_bootstrap_servers, redis_url
+from common.defaults import ATTRIBUTION_HORIZON_MS, kafka_bootstrap_servers, redis_url
 from common.services import START_WAIT_S
+from common.topics import (
+    DEADLETTER_TOPIC,
+    FEATURE_SNAPSHOTS_TOPIC,
+    IMPRESSIONS_TOPIC,
+    LABELS_TOPIC,
+    SAMPLES_PREFIX,
+    UNMATCHED_TOPIC,
+    samples_topic,
+)
 from jobs.core.spec import (
-    DEFAULT_HORIZON_MS,
     DEFAULT_IDLENESS_MS,
     DEFAULT_MAX_BUFFERED_LABELS_PER_REQUEST,
     DEFAULT_MAX_IMPRESSIONS_PER_REQUEST,
@@ -33,7 +41,7 @@ class TaskConfig(StrictConfig):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     label_type: str = ""  # defaults to the task name
     window: DurationMs = DEFAULT_WINDOW_MS  # W: wait this long for a label before emitting a NEGATIVE
-    horizon: DurationMs = DEFAULT_HORIZON_MS  # H: a label later than this is unmatched (beyond_horizon)
+    horizon: DurationMs = ATTRIBUTION_HORIZON_MS  # H: a label later than this is unmatched (beyond_horizon)
     snapshot_wait: DurationMs = DEFAULT_SNAPSHOT_WAIT_MS  # S: wait at most this long for the feature snapshot
 
     @model_validator(mode="after")
@@ -84,15 +92,15 @@ class JoinConfig(StrictConfig):
 class TopicsConfig(StrictConfig):
     """Topic names (docs/wire-format.md); samples go to ``{samples_prefix}{task}``."""
 
-    impressions: str = "events.impressions"
-    feature_snapshots: str = "events.feature_snapshots"
-    labels: str = "events.labels"
-    samples_prefix: str = "samples."
-    unmatched: str = "samples.unmatched"
-    deadletter: str = "deadletter"
+    impressions: str = IMPRESSIONS_TOPIC
+    feature_snapshots: str = FEATURE_SNAPSHOTS_TOPIC
+    labels: str = LABELS_TOPIC
+    samples_prefix: str = SAMPLES_PREFIX
+    unmatched: str = UNMATCHED_TOPIC
+    deadletter: str = DEADLETTER_TOPIC
 
     def samples(self, task: str) -> str:
-        return f"{self.samples_prefix}{task}"
+        return samples_topic(task, self.samples_prefix)
 
 
 # librdkafka settings that hold a secret: they belong in kafka.security, where they are SecretStr.
@@ -275,8 +283,9 @@ class SampleJoinConfig(StrictConfig):
     """The whole `python -m jobs.sample_join run --config FILE` configuration."""
 
     join: JoinConfig = JoinConfig()
-    kafka: KafkaConfig = KafkaConfig()
-    redis: RedisConfig = RedisConfig()
+    # built at load time: an address from the environment is read then, not at import
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
     checkpoint: CheckpointConfig = CheckpointConfig()
     flink: FlinkConfig = FlinkConfig()
     metrics: MetricsConfig = MetricsConfig()

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from common.config import StrictConfig, apply_overrides, load_config, validate_config
+from common.defaults import ATTRIBUTION_HORIZON_MS
 from trainer.losses import LOSS_NAMES as LOSS_NAMES  # re-exported for the CLI
 from trainer.losses import LossName
 from trainer.sidecar.config import SidecarConfig
@@ -95,7 +96,8 @@ class LossConfig(StrictConfig):
     # can have arrived (estimated from the stream's delays up to the join's attribution horizon),
     # capped at pending_max_weight; standing in for the clicks still to come. False: plain PU.
     pending_clicks: bool = True
-    attribution_horizon_ms: int = Field(default=24 * 3_600_000, gt=0)
+    # The join's H for this task (the same default; checked against the join's at the sidecar's start).
+    attribution_horizon_ms: int = Field(default=ATTRIBUTION_HORIZON_MS, gt=0)
     pending_max_weight: float = Field(default=4.0, ge=1.0)
     fnc_max_probability: float = Field(default=0.999, gt=0.0, lt=1.0)  # clip of b / (1 - b)
     esdfm_aux_weight: float = Field(default=1.0, ge=0.0)  # weight of the f_dp and f_rn heads' losses
@@ -131,7 +133,7 @@ class TrainerConfig(StrictConfig):
     optimizer: OptimizerConfig = OptimizerConfig()
     loss: LossConfig = LossConfig()
     fit: FitConfig = FitConfig()
-    sidecar: SidecarConfig = SidecarConfig()
+    sidecar: SidecarConfig = Field(default_factory=SidecarConfig)  # its addresses read from the env at load
 
     @model_validator(mode="after")
     def _check(self) -> TrainerConfig:

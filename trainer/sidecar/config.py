@@ -12,13 +12,15 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from common.config import DurationMs, StrictConfig
+from common.defaults import DEDUP_HORIZON_MS, kafka_bootstrap_servers, redis_url
 from common.services import START_WAIT_S
+from common.topics import DEADLETTER_TOPIC, samples_topic
 
 
 class KafkaConfig(StrictConfig):
-    bootstrap_servers: str = "localhost:9092"
+    bootstrap_servers: str = Field(default_factory=kafka_bootstrap_servers)  # the join's default too
     group_id: str = "trainer.click"
-    deadletter_topic: str = "deadletter"
+    deadletter_topic: str = DEADLETTER_TOPIC
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -42,7 +44,7 @@ class KafkaConfig(StrictConfig):
 
 
 class RedisConfig(StrictConfig):
-    url: str = "redis://localhost:6379/0"
+    url: str = Field(default_factory=redis_url)  # the join's default too
     password: SecretStr | None = None
     key_prefix: str = "odl:trainer"
 
@@ -68,7 +70,7 @@ class DedupConfig(StrictConfig):
     default doubles the join's default (24 h), a margin for partitions whose event time lags the
     others (the dedup's clock is the largest emit time seen on any partition)."""
 
-    horizon: DurationMs = 48 * 3_600_000
+    horizon: DurationMs = DEDUP_HORIZON_MS
     max_entries: int = Field(default=2_000_000, ge=1)
 
 
@@ -107,8 +109,9 @@ class SidecarConfig(StrictConfig):
     """Everything `trainer run` adds to the model/loss config: input, checkpoints, versions, registry."""
 
     task: str = "click"
-    kafka: KafkaConfig = KafkaConfig()
-    redis: RedisConfig = RedisConfig()
+    # built at load time: an address from the environment is read then, not at import
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
     model_dir: Path = Path("model")
     batch: BatchConfig = BatchConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
@@ -134,7 +137,7 @@ class SidecarConfig(StrictConfig):
 
     @property
     def topic(self) -> str:
-        return f"samples.{self.task}"
+        return samples_topic(self.task)
 
     @property
     def checkpoint_dir(self) -> Path:
