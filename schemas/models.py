@@ -21,12 +21,14 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .records import POSITION_MAX, POSITION_MIN
+
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 Int32 = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX)]
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
-Position = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Position = Annotated[int, Field(ge=POSITION_MIN, le=POSITION_MAX)]  # the value rule of schemas.records
 Attribution = Literal["POSITIVE", "NEGATIVE", "LATE_POSITIVE"]
 UnmatchedReason = Literal["no_impression", "beyond_horizon", "duplicate"]
 

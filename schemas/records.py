@@ -66,6 +66,13 @@ UNMATCHED_FIELDS = FIELDS["UnmatchedLabel"]
 ATTRIBUTIONS: tuple[str, ...] = enum_symbols("Sample", "attribution")
 UNMATCHED_REASONS: tuple[str, ...] = enum_symbols("UnmatchedLabel", "reason")
 
+# Value rules beyond the Avro types, one definition for both halves: the join refuses an input event
+# that breaks one (a dead letter naming the field and the bound), the pydantic models and the
+# trainer's contract derived from them refuse a record that does, so the join never emits what the
+# trainer would refuse. ``position``: a zero-based slot in the result list (an Avro int, never negative).
+POSITION_MIN = 0
+POSITION_MAX = 2**31 - 1
+
 #: the JSON ``type`` of each input event <-> its record name
 EVENT_TYPES: dict[str, str] = {"impression": "Impression", "feature_snapshot": "FeatureSnapshot", "label": "Label"}
 EVENT_TYPE_OF: dict[str, str] = {record: tag for tag, record in EVENT_TYPES.items()}

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from schemas import Codec, DecodeError
 from schemas.models import Sample as SampleRecord
+from schemas.records import POSITION_MAX, POSITION_MIN
 from trainer.contract import codec_contract_check
 from trainer.errors import InputError
 
@@ -138,6 +139,8 @@ def parse_sample(record: Any) -> Sample:
         position = 0
     if isinstance(position, bool) or not isinstance(position, int):
         raise BadRecord(f"field 'position' must be an integer, got {position!r:.40}")
+    if not POSITION_MIN <= position <= POSITION_MAX:  # the bound of the join and of the Sample contract
+        raise BadRecord(f"field 'position' must be a slot from {POSITION_MIN} to {POSITION_MAX}, got {position!r:.40}")
     impression_id = _text(record, "impression_id", required=False)
     sample_id = _text(record, "sample_id", required=False)
     if sample_id is None and impression_id is not None:

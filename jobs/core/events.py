@@ -17,16 +17,16 @@ from typing import Any, NoReturn
 from jobs.core._codegen import dict_former, fast_constructor
 from jobs.errors import JobError
 from schemas.records import EVENT_TYPES as _RECORD_OF_TYPE
-from schemas.records import IMPRESSION_FIELDS, LABEL_FIELDS, SNAPSHOT_FIELDS, check_fields
+from schemas.records import IMPRESSION_FIELDS, LABEL_FIELDS, POSITION_MAX, POSITION_MIN, SNAPSHOT_FIELDS, check_fields
 
 # Event times are epoch milliseconds of real events: not before 1970, and before the year 10000 (the
 # last instant a datetime can hold), so that adding a horizon stays far inside a signed 64-bit long
 # (Flink timers) and any consumer can turn them into dates.
 MIN_EVENT_TIME_MS = 0
 MAX_EVENT_TIME_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
-# ``position`` is an Avro ``int`` on the wire (Impression, Sample).
-MIN_POSITION = -(2**31)
-MAX_POSITION = 2**31 - 1
+# ``position``: a zero-based slot (schemas.records, the bound the trainer's contract holds samples to).
+MIN_POSITION = POSITION_MIN
+MAX_POSITION = POSITION_MAX
 
 EVENT_TYPES = tuple(_RECORD_OF_TYPE)  # the JSON ``type`` of each event, from schemas.records
 
@@ -208,7 +208,10 @@ def _impression(obj: dict[str, Any]) -> Impression:
     elif type(pos) is not int:
         raise BadEvent(f"impression: field 'position' must be an integer, got {_describe(pos)}")
     elif not MIN_POSITION <= pos <= MAX_POSITION:
-        raise BadEvent(f"impression: field 'position' must fit a 32-bit int, got {_describe(pos)}")
+        raise BadEvent(
+            f"impression: field 'position' must be a zero-based slot from {MIN_POSITION} to {MAX_POSITION}, "
+            f"got {_describe(pos)}"
+        )
     return make_impression(
         _id(obj, "request_id", kind),
         _id(obj, "impression_id", kind),

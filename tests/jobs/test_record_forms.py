@@ -12,7 +12,16 @@ import itertools
 import pytest
 
 from jobs.bench.replay import synth_events
-from jobs.core import FeatureSnapshot, Impression, Label, RequestState, SampleJoin, event_from_json, event_to_json
+from jobs.core import (
+    BadEvent,
+    FeatureSnapshot,
+    Impression,
+    Label,
+    RequestState,
+    SampleJoin,
+    event_from_json,
+    event_to_json,
+)
 from jobs.core.join import ATTRIBUTIONS, UNMATCHED_REASONS
 from jobs.core.local import LocalJoinRunner
 from jobs.generate import Generator, GeneratorConfig
@@ -124,3 +133,20 @@ def test_a_form_that_misses_a_schema_field_is_refused() -> None:
         records.check_fields("Sample", records.SAMPLE_FIELDS[:-1], "a form")
     with pytest.raises(SchemaDefinitionError, match="unknown \\['LATE'\\]"):
         records.check_symbols("Sample", "attribution", ("POSITIVE", "NEGATIVE", "LATE"), "a form")
+
+
+@pytest.mark.parametrize("position", [records.POSITION_MIN - 1, records.POSITION_MAX + 1])
+def test_a_position_outside_the_schemas_bound_is_a_bad_event_naming_field_and_bound(position: int) -> None:
+    """The join refuses what the Sample contract would refuse downstream (the bound of schemas.records);
+    through JSON and through Avro alike (an Avro int holds a negative position)."""
+    impression = {**event_to_json(EVENTS[0]), "position": position}
+    reason = (f"impression: field 'position' must be a zero-based slot from {records.POSITION_MIN} to "
+              f"{records.POSITION_MAX}, got int {position}")
+    with pytest.raises(BadEvent) as refused:
+        event_from_json(impression)
+    assert str(refused.value) == reason
+    if position <= records.POSITION_MAX:  # an Avro int cannot hold the other
+        with pytest.raises(BadEvent) as refused:
+            WireFormat().decode_event(WireFormat().encode_event_json(impression))
+        assert str(refused.value) == reason
+    assert event_from_json({**impression, "position": records.POSITION_MIN}).position == records.POSITION_MIN

@@ -13,6 +13,7 @@ from synth import make_samples
 
 from schemas import Codec
 from schemas.models import Sample as SampleRecord
+from schemas.records import POSITION_MAX, POSITION_MIN
 from tests.schemas.schema_strategies import avro_values
 from trainer.contract import UnsupportedRule, contract_check, decoded_contract_check
 from trainer.samples import BadRecord, decode_sample, parse_sample
@@ -158,3 +159,20 @@ def test_a_rule_the_check_does_not_know_is_refused_when_the_check_is_built() -> 
     for model in (Short, Before, Lax):
         with pytest.raises(UnsupportedRule):
             contract_check(model)
+
+
+def test_the_position_bound_is_the_one_schemas_defines_for_both_halves() -> None:
+    """The join refuses the same positions at its input (jobs.core.events), so it never emits one the
+    contract refuses; offline files (parse_sample) are held to the same bound."""
+    for position in (POSITION_MIN, POSITION_MAX):
+        record = {**GOOD[0], "position": position}
+        assert CHECK(record) and decode_sample(CODEC.encode("Sample", record), CODEC).position == position
+        assert parse_sample(record).position == position
+    for position in (POSITION_MIN - 1, POSITION_MAX + 1):
+        record = {**GOOD[0], "position": position}
+        assert not CHECK(record) and not model_accepts(record)
+        refused = rf"^field 'position' must be a slot from 0 to {POSITION_MAX}, got {position}$"
+        with pytest.raises(BadRecord, match=refused):
+            parse_sample(record)
+    with pytest.raises(BadRecord, match=r"^invalid Sample: position: Input should be greater than or equal to 0"):
+        decode_sample(CODEC.encode("Sample", {**GOOD[0], "position": -1}), CODEC)
