@@ -63,13 +63,11 @@ def add_parsers(sub: Any) -> None:
         if name == "rollback":
             p.add_argument("--to", type=int, metavar="VERSION", help="the version to point at")
     registry = sub.add_parser("registry", help="the Redis registry of a model directory")
-    actions = registry.add_subparsers(dest="registry_command", required=True, parser_class=type(registry))
-    _registry_arguments(
-        actions.add_parser(
-            "rebuild",
-            help="restore the registry (versions and current pointer) from the version directories on disk",
-        )
+    actions = registry.add_subparsers(
+        dest="registry_command", metavar="rebuild", required=True, parser_class=type(registry)
     )
+    rebuild = "restore the registry (versions and current pointer) from the version directories on disk"
+    _registry_arguments(actions.add_parser("rebuild", help=rebuild, description=rebuild))
 
 
 def _registry_arguments(p: argparse.ArgumentParser) -> None:
@@ -162,7 +160,10 @@ def versions(args: argparse.Namespace) -> int:
     finally:
         registry.close()
     if args.json:
-        print(json.dumps({"current": current, "versions": records, "unregistered": unregistered}, sort_keys=True))
+        from trainer.sidecar.gate import freshness
+
+        print(json.dumps({"current": current, "freshness": freshness(records, current), "versions": records,
+                          "unregistered": unregistered}, sort_keys=True))
         return 0
     print(f"{'':2}{'version':>8}  {'status':<12}{'samples_trained':>16}  {'auc':>7}  {'logloss':>8}  {'bias':>6}")
     for r in records:
