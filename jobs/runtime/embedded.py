@@ -33,6 +33,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from common.errors import ServiceError
 from common.services import check_redis_durability, one_line, wait_until_reachable
+from common.task_contract import publish_task_contract
 from jobs.config import SampleJoinConfig
 from jobs.core import SampleJoin
 from jobs.errors import JobError
@@ -121,6 +122,14 @@ class EmbeddedRuntime:
             redis_state.close()
             raise
         self._redis = redis_state
+        # What the trainer must agree with (its horizon, its dedup): read by the sidecar at its start.
+        publish_task_contract(
+            redis_state.client,
+            cfg.join.tasks,
+            self.sample_topics,
+            published_by=f"sample-join (group {cfg.kafka.group_id})",
+            log=log,
+        )
         assignment = self._assignment = Assignment(
             redis_state,
             self.join,

@@ -27,6 +27,7 @@ import redis
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from common.task_contract import read_task_contract
 from common.topics import create_topics
 from infra.local import free_port
 from jobs.config import SampleJoinConfig
@@ -252,6 +253,14 @@ def test_runtime_gives_the_contracts_samples_and_unmatched(stack: Stack) -> None
     assert summary.events_in == sum(1 for _ in stack.events_file.open())
     assert summary.deadletter == 0
     assert summary.state_bytes_per_pending_impression and 20 < summary.state_bytes_per_pending_impression < 2000
+
+    # Each task's settings, as run, published for the trainer's start-up check (docs/trainer.md).
+    client = redis.Redis.from_url(stack.redis_url)
+    for task, window_ms in (("click", 60_000), ("conversion", 120_000)):
+        contract = read_task_contract(client, stack.samples_prefix + task)
+        assert contract is not None, task
+        assert (contract.task, contract.window_ms, contract.horizon_ms) == (task, window_ms, 600_000)
+        assert stack.group in contract.published_by
 
 
 def test_bad_records_go_to_the_deadletter_and_the_runtime_goes_on(stack: Stack) -> None:
