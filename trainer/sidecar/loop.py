@@ -28,6 +28,7 @@ from trainer.sidecar.checkpoint import CheckpointStore, Position
 from trainer.sidecar.consume import Decoded, Prefetcher, SampleSource
 from trainer.sidecar.dedup import Dedup
 from trainer.sidecar.errors import Unavailable
+from trainer.sidecar.join_contract import check_join_contract
 from trainer.sidecar.metrics import SidecarMetrics, Summaries
 from trainer.sidecar.publishing import Publisher
 from trainer.sidecar.registry import Registry, write_registry_file
@@ -125,6 +126,7 @@ class Sidecar:
         self.registry = Registry(sc.redis.url, prefix, self.store, password, retry_for_s=sc.retry_for / 1000.0)
         wait_s = sc.start_wait / 1000.0
         self.registry.connect(wait_s)
+        check_join_contract(self.config, self.registry.client, log)  # the join's horizon, from its Redis entry
         self.source = SampleSource(sc, lambda: dict(self.position.offsets))
         wait_until_reachable(
             lambda: self.source.check(timeout_s=min(KAFKA_PROBE_S, wait_s)),
