@@ -13,6 +13,12 @@ far more than the join itself, so the graph has exactly two Python steps per eve
 
 Events travel between the two as a pickled plain tuple (about 5x cheaper than pickling the slots
 dataclass itself).
+
+Metrics (docs/observability.md): both steps register Flink counters in the operator's metric group
+``sampleJoin`` (key/value subgroups, which Flink's Prometheus reporter turns into labels). A call
+into a Flink counter crosses into the JVM, so the join counts into Python ints per record and moves
+the differences into its Flink counters once a second, from a processing-time timer it registers
+while counts are waiting (which also reports the last counts of a stream that went quiet).
 """
 
 from __future__ import annotations
@@ -20,16 +26,19 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from pyflink.common import Row, Types
-from pyflink.datastream import OutputTag
+from pyflink.datastream import OutputTag, TimeDomain
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.metrics import Counter as FlinkCounter
+from pyflink.metrics import MetricGroup
 
 from common.output import AtomicFile
 from jobs.core.events import (
@@ -42,7 +51,7 @@ from jobs.core.events import (
     make_label,
     make_snapshot,
 )
-from jobs.core.join import Sample, SampleJoin, UnmatchedLabel
+from jobs.core.join import ATTRIBUTIONS, UNMATCHED_REASONS, Sample, SampleJoin, UnmatchedLabel
 from jobs.core.keyed import KeyedRunner
 from jobs.core.state import RequestState
 from jobs.runtime import _json
@@ -76,8 +85,14 @@ DEADLETTER_RECORDS = OutputTag("deadletter-records", KAFKA_OUT_TYPE)
 STATE_NAME = "request_state"
 DECODED_CACHE_SIZE = 20_000  # recently written states kept decoded (per parallel instance)
 
+# -- metrics (docs/observability.md) ---------------------------------------------------------------
+METRIC_GROUP = "sampleJoin"  # the operator's subgroup holding every metric of this module
+REPORT_INTERVAL_MS = 1_000  # how often the join moves its counts into Flink's counters
+
 # -- events as plain tuples ----------------------------------------------------------------------
 _IMPRESSION, _SNAPSHOT, _LABEL = 0, 1, 2
+#: the ``type`` label of eventsIn / lateEvents, by kind (the events' JSON ``type``, docs/wire-format.md)
+EVENT_TYPES = ("impression", "feature_snapshot", "label")
 _dumps = pickle.dumps
 _loads = pickle.loads
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -119,6 +134,45 @@ def subtask_index(runtime_context: RuntimeContext) -> int:
             return int(runtime_context.get_index_of_this_subtask())
         except Exception:
             return os.getpid() * 1000 + id(runtime_context) % 1000
+
+
+class FlinkCounters:
+    """Flink counters under ``<operator>.sampleJoin[.<key>.<value>...].<name>``, created once each.
+
+    :meth:`report` adds to each counter the difference between a running total the caller keeps in
+    Python and what was reported before: one JVM call per changed counter, not one per record.
+    A counter may go down (a level such as pendingImpressions): Flink's counters take negative increments.
+    """
+
+    def __init__(self, operator_group: MetricGroup) -> None:
+        self.group = operator_group.add_group(METRIC_GROUP)
+        self._counters: dict[tuple[str, tuple[str, ...]], FlinkCounter] = {}
+        self._reported: dict[tuple[str, tuple[str, ...]], int] = {}
+
+    def counter(self, name: str, label_names: tuple[str, ...] = (), values: tuple[str, ...] = ()) -> FlinkCounter:
+        key = (name, values)
+        counter = self._counters.get(key)
+        if counter is None:
+            group = self.group
+            for label, value in zip(label_names, values, strict=True):
+                group = group.add_group(label, value)
+            counter = self._counters[key] = group.counter(name)
+        return counter
+
+    def declare(self, name: str, label_names: tuple[str, ...], values: Iterable[tuple[str, ...]]) -> None:
+        """Register counters up front, so that they show (at 0) before their first count."""
+        for v in values:
+            self.counter(name, label_names, v)
+
+    def report(self, name: str, label_names: tuple[str, ...], totals: Mapping[tuple[str, ...], int]) -> None:
+        """Bring each counter of ``name`` up to its running total (keys: label values)."""
+        reported = self._reported
+        for values, total in totals.items():
+            key = (name, values)
+            delta = total - reported.get(key, 0)
+            if delta:
+                self.counter(name, label_names, values).inc(delta)
+                reported[key] = total
 
 
 def _write_stats(stats_dir: str | None, name: str, subtask: int, data: dict[str, Any]) -> None:
@@ -185,9 +239,12 @@ class DecodeKafkaRecords(ProcessFunction):
     def __init__(self, deadletter_topic: str) -> None:
         self.deadletter_topic = deadletter_topic
         self.decode: Callable[[bytes | None], Event] | None = None
+        self.metrics: FlinkCounters | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.decode = WireFormat().decode_event
+        # sampleJoin.source_topic.<topic>.deadLettered, counted per dead letter (they are rare)
+        self.metrics = FlinkCounters(runtime_context.get_metrics_group())
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> list[Any]:
         topic, partition, offset, key, data = value[0], value[1], value[2], value[3], value[4]
@@ -195,6 +252,7 @@ class DecodeKafkaRecords(ProcessFunction):
             event = self.decode(data)  # type: ignore[misc]
         except Exception as exc:  # undecodable or invalid: dead letter, and go on
             headers = deadletter_headers(_one_line(exc), topic, partition, offset)
+            self.metrics.counter("deadLettered", ("source_topic",), (topic,)).inc()  # type: ignore[union-attr]
             return [(DEADLETTER_RECORDS, Row(self.deadletter_topic, key, data or b"", headers))]
         return [(Row(event.request_id, event_to_bytes(event)), event.event_time_ms)]
 
@@ -226,20 +284,28 @@ class _ValueStateStore:
     def __init__(self, state: Any) -> None:
         self.state = state
         self.raw: bytes | None = None  # what get() read for the key being processed
+        self.held = 0  # impressions in that state (the core may change the state in place before put)
+        #: impressions taken into state minus impressions dropped from it, since this instance started
+        self.pending_impressions = 0
         self._decoded: dict[bytes, RequestState] = {}
 
     def get(self, key: str) -> RequestState | None:
         raw = self.raw = self.state.value()
         if raw is None:
+            self.held = 0
             return None
         # taken out of the cache: the core may change it in place; put() caches what it writes
         state = self._decoded.pop(raw, None)
-        return state_from_bytes(raw) if state is None else state
+        if state is None:
+            state = state_from_bytes(raw)
+        self.held = len(state.impressions)
+        return state
 
     def put(self, key: str, state: RequestState) -> None:
         data = state_to_bytes(state)
         if data != self.raw:
             self.state.update(data)
+        self.pending_impressions += len(state.impressions) - self.held
         decoded = self._decoded
         decoded[data] = state
         if len(decoded) > DECODED_CACHE_SIZE:
@@ -248,6 +314,7 @@ class _ValueStateStore:
     def delete(self, key: str) -> None:
         if self.raw is not None:
             self.state.clear()
+            self.pending_impressions -= self.held
 
 
 class _FlinkTimers:
@@ -262,6 +329,11 @@ class _FlinkTimers:
 
 class JoinFunction(KeyedProcessFunction):
     """The join core as a KeyedProcessFunction keyed by ``request_id``.
+
+    Its Flink metrics (group ``sampleJoin``): eventsIn and lateEvents by ``type``, samplesOut by
+    ``task`` and ``attribution``, unmatched by ``reason``, ignoredLabels by ``label_type``, and
+    pendingImpressions (taken into state minus dropped, since the instance started: after a restore
+    it starts from 0, see docs/observability.md). Reported once a second (:meth:`report`).
 
     ``output="json"`` (replay): samples are JSON lines on the main output, unmatched labels JSON
     lines on the ``UNMATCHED_LINES`` side output. ``output="avro"`` (streaming job): samples and
@@ -290,11 +362,15 @@ class JoinFunction(KeyedProcessFunction):
 
     def _reset(self) -> None:
         self.runner: KeyedRunner | None = None
+        self.store: _ValueStateStore | None = None
         self.timers = _FlinkTimers()
         self.subtask = 0
-        self.sample_counts: Counter[tuple[str, str]] = Counter()
+        self.sample_counts: Counter[tuple[str, ...]] = Counter()  # (task, attribution)
         self.reason_counts: Counter[str] = Counter()
-        self.events = 0
+        self.type_counts = [0, 0, 0]  # events in, by kind (_IMPRESSION, _SNAPSHOT, _LABEL)
+        self.late_counts = [0, 0, 0]  # events at or behind the watermark they were processed under
+        self.metrics: FlinkCounters | None = None
+        self.report_due = False  # a processing-time timer will report the counts
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from jobs.config import JoinConfig
@@ -302,8 +378,16 @@ class JoinFunction(KeyedProcessFunction):
         self._reset()
         core = SampleJoin(JoinConfig.model_validate(self.join_data).spec())
         state = runtime_context.get_state(ValueStateDescriptor(STATE_NAME, Types.PICKLED_BYTE_ARRAY()))
-        self.runner = KeyedRunner(core, _ValueStateStore(state), self.timers)
+        self.store = _ValueStateStore(state)
+        self.runner = KeyedRunner(core, self.store, self.timers)
         self.subtask = subtask_index(runtime_context)
+        metrics = self.metrics = FlinkCounters(runtime_context.get_metrics_group())
+        types = [(t,) for t in EVENT_TYPES]
+        metrics.declare("eventsIn", ("type",), types)
+        metrics.declare("lateEvents", ("type",), types)
+        metrics.declare("samplesOut", ("task", "attribution"), [(t, a) for t in core.task_names for a in ATTRIBUTIONS])
+        metrics.declare("unmatched", ("reason",), [(r,) for r in UNMATCHED_REASONS])
+        metrics.declare("pendingImpressions", (), [()])
         if self.output == "json":
             self.sample_out: Callable[[Sample], Any] = _sample_json_line()
             self.unmatched_out: Callable[[UnmatchedLabel], Any] = lambda u: (
@@ -323,6 +407,7 @@ class JoinFunction(KeyedProcessFunction):
             )
 
     def close(self) -> None:
+        self.report()
         _write_stats(
             self.stats_dir,
             "join",
@@ -331,25 +416,56 @@ class JoinFunction(KeyedProcessFunction):
                 "samples": [[t, a, n] for (t, a), n in self.sample_counts.items()],
                 "unmatched": dict(self.reason_counts),
                 "ignored_label_types": dict(self.runner.ignored_label_types) if self.runner else {},
-                "events": self.events,
+                "events": sum(self.type_counts),
                 "timers_fired": self.runner.timers_fired if self.runner else 0,
             },
         )
 
+    def report(self) -> None:
+        """Move the counts since the last report into the Flink counters (once a second, and at close)."""
+        metrics, runner, store = self.metrics, self.runner, self.store
+        if metrics is None or runner is None or store is None:
+            return
+        metrics.report("eventsIn", ("type",), {(t,): n for t, n in zip(EVENT_TYPES, self.type_counts, strict=True)})
+        metrics.report("lateEvents", ("type",), {(t,): n for t, n in zip(EVENT_TYPES, self.late_counts, strict=True)})
+        metrics.report("samplesOut", ("task", "attribution"), self.sample_counts)
+        metrics.report("unmatched", ("reason",), {(r,): n for r, n in self.reason_counts.items()})
+        metrics.report("ignoredLabels", ("label_type",), {(t,): n for t, n in runner.ignored_label_types.items()})
+        metrics.report("pendingImpressions", (), {(): store.pending_impressions})
+
+    def _report_soon(self, service: Any) -> None:
+        """Register the processing-time timer that reports the counts (one at a time)."""
+        self.report_due = True
+        service.register_processing_time_timer(int(time.time() * 1000) + REPORT_INTERVAL_MS)
+
     def process_element(self, value: bytes, ctx: KeyedProcessFunction.Context) -> list[Any]:
-        self.events += 1
         runner = self.runner
         assert runner is not None
         service = self.timers.service = ctx.timer_service()
-        runner.on_event(event_from_bytes(value), service.current_watermark())
+        t = _loads(value)  # event_from_bytes, with its kind counted on the way
+        kind = t[0]
+        self.type_counts[kind] += 1
+        event = _MAKE[kind](*t[1:])
+        watermark = service.current_watermark()
+        if event.event_time_ms <= watermark:
+            self.late_counts[kind] += 1
+        if not self.report_due:
+            self._report_soon(service)
+        runner.on_event(event, watermark)
         return self._drain(runner)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> list[Any]:
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:  # ours: report the counts; the join has none
+            self.report_due = False
+            self.report()
+            return []
         runner = self.runner
         assert runner is not None
         service = self.timers.service = ctx.timer_service()
         if not runner.on_timer("", timestamp, service.current_watermark()):
             return []  # the key's state was cleared since: nothing waits on this timer
+        if not self.report_due:
+            self._report_soon(service)
         return self._drain(runner)
 
     def _drain(self, runner: KeyedRunner) -> list[Any]:

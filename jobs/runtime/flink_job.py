@@ -12,6 +12,11 @@ Graph::
 Checkpointing is on (``flink.checkpoint_interval``), state in RocksDB (``flink.state_backend``); the
 Kafka source commits its offsets on checkpoints and resumes from them.
 
+Metrics: the two Python steps register Flink counters in the group ``sampleJoin`` of their operators
+(events in by type, samples out by task and attribution, unmatched by reason, dead letters by source
+topic, late events, pending impressions; :mod:`jobs.runtime.flink_functions`), and RocksDB's estimates
+of the state's keys and bytes are on; any Flink metric reporter exposes them (docs/observability.md).
+
 Watermarks are per Kafka partition: the source table's ``WATERMARK FOR`` (event time read from the
 Avro value by the SQL function ``ODL_EVENT_TIME_MS``) is pushed into the Kafka source, which takes
 the minimum over its partitions, with ``scan.watermark.idle-timeout`` = ``join.idleness``; the join
@@ -104,6 +109,10 @@ def streaming_options(config: SampleJoinConfig) -> dict[str, str]:
     }
     if config.flink.state_backend == "rocksdb":
         options["state.backend.incremental"] = "true"
+        # the state's size as metrics (docs/observability.md): RocksDB's own estimates, read when reported
+        options["state.backend.rocksdb.metrics.estimate-num-keys"] = "true"
+        options["state.backend.rocksdb.metrics.estimate-live-data-size"] = "true"
+        options["state.backend.rocksdb.metrics.column-family-as-variable"] = "true"
     checkpoint_dir = os.environ.get(CHECKPOINT_DIR_ENV)
     if checkpoint_dir:
         options["execution.checkpointing.dir"] = checkpoint_dir

@@ -192,16 +192,21 @@ class FileTables:
 
     The source reads ``source_path`` (a file or a directory of JSON lines with the fields topic,
     partition, offset, key, value); each sink writes a directory ``sink_dir/<topic>/``.
+    ``monitor_interval_ms``: an unbounded source that picks up new files of the directory at that
+    interval (a job that keeps running, e.g. to read its metrics while it runs).
     """
 
     source_watermarks = False
 
-    def __init__(self, source_path: Path, sink_dir: Path) -> None:
+    def __init__(self, source_path: Path, sink_dir: Path, monitor_interval_ms: int | None = None) -> None:
         self.source_path = Path(source_path)
         self.sink_dir = Path(sink_dir)
+        self.monitor_interval_ms = monitor_interval_ms
 
     def source_ddl(self) -> str:
         options = {"connector": "filesystem", "path": self.source_path.resolve().as_uri(), "format": "json"}
+        if self.monitor_interval_ms is not None:
+            options["source.monitor-interval"] = f"{self.monitor_interval_ms} ms"
         return (
             f"CREATE TEMPORARY TABLE {SOURCE_TABLE} (\n"
             "  `topic` STRING,\n  `partition` INT,\n  `offset` BIGINT,\n  `key` BYTES,\n  `value` BYTES\n"
