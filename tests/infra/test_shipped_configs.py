@@ -33,9 +33,6 @@ import pytest
 
 from infra.local import LocalStack, StackState, free_port
 from jobs.config import SampleJoinConfig
-from jobs.core.events import event_from_json
-from jobs.core.join import SampleJoin
-from jobs.core.local import LocalJoinRunner
 from tests.jobs.runtime.test_embedded import _assert_same_samples, _by_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,17 +66,21 @@ def shipped_env(stack: StackState, **more: str) -> dict[str, str]:
             "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers, "REDIS_URL": stack.redis_url, **more}
 
 
-def generate(stack: StackState, events: Path, impressions: int = IMPRESSIONS, *extra: str) -> None:
+def generate(stack: StackState, events: Path, *extra: str, python: str = sys.executable) -> None:
     """`python -m jobs.generate` into the shipped event topics (and `events` for the contract)."""
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.generate", "--bootstrap-servers", stack.kafka_bootstrap_servers,
-         "--impressions", str(impressions), "--seed", "23", "--out", str(events), "--quiet", *extra],
+        [python, "-m", "jobs.generate", "--bootstrap-servers", stack.kafka_bootstrap_servers,
+         "--impressions", str(IMPRESSIONS), "--seed", "23", "--out", str(events), "--quiet", *extra],
         cwd=ROOT, env=shipped_env(stack), capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
 
 
 def contract(config_file: Path, events: Path) -> dict[str, dict[str, Any]]:
     """The samples (by sample_id) of the reference runner with the file's join settings, input ended."""
+    from jobs.core.events import event_from_json
+    from jobs.core.join import SampleJoin
+    from jobs.core.local import LocalJoinRunner
+
     runner = LocalJoinRunner(SampleJoin(SampleJoinConfig.load(config_file).join))
     with events.open() as fh:
         for line in fh:
