@@ -149,3 +149,89 @@ def test_trainer_service_runs_the_sidecar_with_the_example_config(
     assert "HEALTHCHECK" in dockerfile and "/metrics" in dockerfile
     assert f"METRICS_PORT={config.metrics_port}" in dockerfile
     assert config.topic in yaml.safe_load((ROOT / "infra" / "topics.yaml").read_text())["topics"]
+
+
+# -- each service's environment against the variables its config file reads --------------------------
+
+# Variables a service sets for a program other than a config file, and which program reads them.
+READ_BY_PROGRAM = {
+    ("topics", "KAFKA_BOOTSTRAP_SERVERS"): "python -m infra.local topics reads it itself (it takes no --config)",
+    ("flink-jobmanager", "FLINK_PROPERTIES"): "the Flink image's entrypoint appends it to its config.yaml",
+    ("flink-taskmanager", "FLINK_PROPERTIES"): "the Flink image's entrypoint appends it to its config.yaml",
+}
+
+
+class _RecordingEnviron(dict[str, str]):
+    """An environment that records which variables `${VAR}` expansion looks up."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        self.read.add(str(name))
+        return super().__contains__(name)
+
+
+def _dockerfile_of(compose: dict[str, Any], service: dict[str, Any]) -> Path:
+    """The Dockerfile that builds the service's image (its own build, or the service building that image)."""
+    builder = service if "build" in service else next(
+        s for s in compose["services"].values() if "build" in s and s.get("image") == service["image"])
+    return COMPOSE.parent / builder["build"]["context"] / builder["build"]["dockerfile"]
+
+
+def _image_env(dockerfile: Path) -> dict[str, str]:
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    return dict(pair.split("=", 1) for line in re.findall(r"^ENV (.+)$", text, flags=re.M) for pair in line.split())
+
+
+def _repo_file(dockerfile: Path, container_path: str) -> Path:
+    """The file of this checkout that the image holds at ``container_path`` (its COPY and WORKDIR lines)."""
+    workdir = "/"
+    for keyword, args in re.findall(r"^(WORKDIR|COPY) (.+)$", dockerfile.read_text(), flags=re.M):
+        if keyword == "WORKDIR":
+            workdir = str(Path(workdir) / args.strip())
+            continue
+        *sources, dest = (a for a in args.split() if not a.startswith("--"))
+        if args.startswith("--from=") or len(sources) != 1:
+            continue
+        target = str(Path(workdir) / dest)  # an absolute dest replaces the working folder
+        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
+            found = ROOT / sources[0] / container_path[len(target):].lstrip("/")
+            if found.is_file():
+                return found
+    raise AssertionError(f"{dockerfile} copies no file of this checkout to {container_path}")
+
+
+def _argv(service: dict[str, Any]) -> list[str]:
+    return [*(service.get("entrypoint") or []), *(service.get("command") or [])]
+
+
+def test_every_service_sets_what_its_config_reads_and_nothing_else(compose: dict[str, Any]) -> None:
+    """Every `${VAR}` of a config file a service of this project runs with is set there (or in its image)
+    or has a default, and every variable the service sets is read by that file (or by the program named
+    in READ_BY_PROGRAM)."""
+    from common.config import expand_env
+    from common.errors import ConfigError
+
+    checked = []
+    built = {s.get("image") for s in compose["services"].values() if "build" in s}
+    for name, service in compose["services"].items():
+        if "build" not in service and service.get("image") not in built:
+            continue  # a third-party image (apache/kafka, redis): its variables are its own
+        environment = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+        argv = _argv(service)
+        read: set[str] = {var for (svc, var) in READ_BY_PROGRAM if svc == name}
+        if "--config" in argv:
+            dockerfile = _dockerfile_of(compose, service)
+            config = _repo_file(dockerfile, argv[argv.index("--config") + 1])
+            recording = _RecordingEnviron({**_image_env(dockerfile), **environment})
+            try:
+                expand_env(config.read_text(), recording)
+            except ConfigError as exc:  # a variable neither set nor defaulted
+                raise AssertionError(f"service {name} runs {config.relative_to(ROOT)}: {exc}") from None
+            read |= recording.read
+            checked.append(name)
+        unread = sorted(set(environment) - read)
+        assert not unread, f"service {name} sets {unread}, which nothing it runs reads"
+    assert {"sample-join", "trainer", "flink-submit"} <= set(checked), checked
