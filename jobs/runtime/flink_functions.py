@@ -87,7 +87,23 @@ DECODED_CACHE_SIZE = 20_000  # recently written states kept decoded (per paralle
 
 # -- metrics (docs/observability.md) ---------------------------------------------------------------
 METRIC_GROUP = "sampleJoin"  # the operator's subgroup holding every metric of this module
+#: every metric of this module and its labels (key/value subgroups, in this order)
+METRICS: dict[str, tuple[str, ...]] = {
+    "eventsIn": ("type",),
+    "lateEvents": ("type",),
+    "samplesOut": ("task", "attribution"),
+    "unmatched": ("reason",),
+    "ignoredLabels": ("label_type",),
+    "pendingImpressions": (),
+    "deadLettered": ("source_topic",),
+}
 REPORT_INTERVAL_MS = 1_000  # how often the join moves its counts into Flink's counters
+
+
+def prometheus_name(metric: str) -> str:
+    """The name Flink's Prometheus reporter gives a metric of :data:`METRICS` (its scope, the group,
+    the label keys, the name; the label values become labels, with '.' written as '_')."""
+    return "_".join(["flink_taskmanager_job_task_operator", METRIC_GROUP, *METRICS[metric], metric])
 
 # -- events as plain tuples ----------------------------------------------------------------------
 _IMPRESSION, _SNAPSHOT, _LABEL = 0, 1, 2
@@ -149,29 +165,30 @@ class FlinkCounters:
         self._counters: dict[tuple[str, tuple[str, ...]], FlinkCounter] = {}
         self._reported: dict[tuple[str, tuple[str, ...]], int] = {}
 
-    def counter(self, name: str, label_names: tuple[str, ...] = (), values: tuple[str, ...] = ()) -> FlinkCounter:
+    def counter(self, name: str, values: tuple[str, ...] = ()) -> FlinkCounter:
+        """The counter ``name`` of :data:`METRICS` with these label values."""
         key = (name, values)
         counter = self._counters.get(key)
         if counter is None:
             group = self.group
-            for label, value in zip(label_names, values, strict=True):
+            for label, value in zip(METRICS[name], values, strict=True):
                 group = group.add_group(label, value)
             counter = self._counters[key] = group.counter(name)
         return counter
 
-    def declare(self, name: str, label_names: tuple[str, ...], values: Iterable[tuple[str, ...]]) -> None:
+    def declare(self, name: str, values: Iterable[tuple[str, ...]]) -> None:
         """Register counters up front, so that they show (at 0) before their first count."""
         for v in values:
-            self.counter(name, label_names, v)
+            self.counter(name, v)
 
-    def report(self, name: str, label_names: tuple[str, ...], totals: Mapping[tuple[str, ...], int]) -> None:
+    def report(self, name: str, totals: Mapping[tuple[str, ...], int]) -> None:
         """Bring each counter of ``name`` up to its running total (keys: label values)."""
         reported = self._reported
         for values, total in totals.items():
             key = (name, values)
             delta = total - reported.get(key, 0)
             if delta:
-                self.counter(name, label_names, values).inc(delta)
+                self.counter(name, values).inc(delta)
                 reported[key] = total
 
 
@@ -252,7 +269,7 @@ class DecodeKafkaRecords(ProcessFunction):
             event = self.decode(data)  # type: ignore[misc]
         except Exception as exc:  # undecodable or invalid: dead letter, and go on
             headers = deadletter_headers(_one_line(exc), topic, partition, offset)
-            self.metrics.counter("deadLettered", ("source_topic",), (topic,)).inc()  # type: ignore[union-attr]
+            self.metrics.counter("deadLettered", (topic,)).inc()  # type: ignore[union-attr]
             return [(DEADLETTER_RECORDS, Row(self.deadletter_topic, key, data or b"", headers))]
         return [(Row(event.request_id, event_to_bytes(event)), event.event_time_ms)]
 
@@ -383,11 +400,11 @@ class JoinFunction(KeyedProcessFunction):
         self.subtask = subtask_index(runtime_context)
         metrics = self.metrics = FlinkCounters(runtime_context.get_metrics_group())
         types = [(t,) for t in EVENT_TYPES]
-        metrics.declare("eventsIn", ("type",), types)
-        metrics.declare("lateEvents", ("type",), types)
-        metrics.declare("samplesOut", ("task", "attribution"), [(t, a) for t in core.task_names for a in ATTRIBUTIONS])
-        metrics.declare("unmatched", ("reason",), [(r,) for r in UNMATCHED_REASONS])
-        metrics.declare("pendingImpressions", (), [()])
+        metrics.declare("eventsIn", types)
+        metrics.declare("lateEvents", types)
+        metrics.declare("samplesOut", [(t, a) for t in core.task_names for a in ATTRIBUTIONS])
+        metrics.declare("unmatched", [(r,) for r in UNMATCHED_REASONS])
+        metrics.declare("pendingImpressions", [()])
         if self.output == "json":
             self.sample_out: Callable[[Sample], Any] = _sample_json_line()
             self.unmatched_out: Callable[[UnmatchedLabel], Any] = lambda u: (
@@ -426,12 +443,12 @@ class JoinFunction(KeyedProcessFunction):
         metrics, runner, store = self.metrics, self.runner, self.store
         if metrics is None or runner is None or store is None:
             return
-        metrics.report("eventsIn", ("type",), {(t,): n for t, n in zip(EVENT_TYPES, self.type_counts, strict=True)})
-        metrics.report("lateEvents", ("type",), {(t,): n for t, n in zip(EVENT_TYPES, self.late_counts, strict=True)})
-        metrics.report("samplesOut", ("task", "attribution"), self.sample_counts)
-        metrics.report("unmatched", ("reason",), {(r,): n for r, n in self.reason_counts.items()})
-        metrics.report("ignoredLabels", ("label_type",), {(t,): n for t, n in runner.ignored_label_types.items()})
-        metrics.report("pendingImpressions", (), {(): store.pending_impressions})
+        metrics.report("eventsIn", {(t,): n for t, n in zip(EVENT_TYPES, self.type_counts, strict=True)})
+        metrics.report("lateEvents", {(t,): n for t, n in zip(EVENT_TYPES, self.late_counts, strict=True)})
+        metrics.report("samplesOut", self.sample_counts)
+        metrics.report("unmatched", {(r,): n for r, n in self.reason_counts.items()})
+        metrics.report("ignoredLabels", {(t,): n for t, n in runner.ignored_label_types.items()})
+        metrics.report("pendingImpressions", {(): store.pending_impressions})
 
     def _report_soon(self, service: Any) -> None:
         """Register the processing-time timer that reports the counts (one at a time)."""

@@ -5,7 +5,8 @@ connector in place of Kafka (:class:`FileTables`, here unbounded: it watches its
 the job keeps running and its metrics stay registered). The test scrapes the reporter's endpoint
 until the ``sampleJoin`` counters hold what the input makes them hold (events by type, samples by
 attribution, unmatched by reason, dead letters by source topic, ignored labels, pending impressions),
-then adds a file with an event far behind the watermark and waits for ``lateEvents``.
+checks that every ``flink_*`` name of infra/monitoring's dashboard and alert rules is exported, then
+adds a file with an event far behind the watermark and waits for ``lateEvents``.
 
 The job runs in a child process: a local MiniCluster loads metric reporters from its JVM's class
 path only (not from PyFlink's ``plugins/`` folder), and PyFlink's gateway launcher appends
@@ -31,7 +32,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_000
-PREFIX = "flink_taskmanager_job_task_operator_sampleJoin_"
 DEADLINE_S = 240.0
 
 CONFIG: dict[str, Any] = {
@@ -156,14 +156,16 @@ def _samples(port: int) -> Iterator[Any]:
 
 
 def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The job's sampleJoin metrics, summed over subtasks: (name after the group, own labels) -> value."""
-    own = {"type", "task", "attribution", "reason", "label_type", "source_topic"}
+    """The job's sampleJoin metrics, summed over subtasks: (metric, its own labels) -> value."""
+    from jobs.runtime.flink_functions import METRICS, prometheus_name
+
+    metric_of = {prometheus_name(m): m for m in METRICS}
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for sample in _samples(port):
-        if sample.name.startswith(PREFIX):
-            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k in own))
-            # the name ends with the metric; the label keys sit between the group and it
-            key = (sample.name.rsplit("_", 1)[-1], labels)
+        metric = metric_of.get(sample.name)
+        if metric is not None:
+            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k in METRICS[metric]))
+            key = (metric, labels)
             values[key] = values.get(key, 0.0) + sample.value
     return values
 
@@ -231,6 +233,13 @@ def test_the_job_reports_its_counts_as_flink_metrics(tmp_path: Path) -> None:
         # mostly deleted, reads 0; at scale it is the figure RocksDB users know.
         for estimate in ("estimate_num_keys", "estimate_live_data_size"):
             assert "request_state" in _rocksdb(port, estimate)
+
+        # every Flink name the dashboard and the alert rules use is one this running job exports
+        from infra.monitoring import expressions, metric_names
+
+        used = {n for expr in expressions().values() for n in metric_names(expr) if n.startswith("flink_")}
+        exported = {sample.name for sample in _samples(port)}
+        assert used and used <= exported, f"not exported by the running job: {sorted(used - exported)}"
 
         # an impression an hour behind the watermark, and a label behind it too
         late = [_impression("late", T0 + 5_000), _label("late", T0 + 6_000)]
