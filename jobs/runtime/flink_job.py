@@ -172,6 +172,7 @@ def build_job(env: Any, config: SampleJoinConfig, tables: Any) -> None:
 def run(config: SampleJoinConfig) -> None:
     """Run the streaming job (blocks while it runs on the local MiniCluster; under ``flink run`` it
     submits the job to the cluster). Raises ConnectorJarMissing (one line) without the connector."""
+    refuse_confluent_framing(config)
     from jobs.runtime.flink_env import make_environment, one_line
     from jobs.runtime.flink_kafka import KafkaTables
 
@@ -183,14 +184,31 @@ def run(config: SampleJoinConfig) -> None:
         raise JobError(f"the Flink job failed: {one_line(exc)}") from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for ``flink run -pym jobs.runtime.flink_job --config FILE`` (and ``python -m``)."""
+def refuse_confluent_framing(config: SampleJoinConfig) -> None:
+    """The job reads and writes single-object encoding only (its event-time UDF reads that header
+    from the Kafka value): ``kafka.wire.format: confluent`` is refused in one line (docs/wire-format.md)."""
+    if config.kafka.wire.format != "single_object":
+        from common.errors import ConfigError
+
+        raise ConfigError(
+            f"kafka.wire.format is {config.kafka.wire.format}: the Flink job reads and writes Avro single-object "
+            "encoding only; run the confluent framing with --engine local (docs/wire-format.md)"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The arguments of the job's entry point (also what a FlinkDeployment's ``job.args`` pass)."""
     parser = argparse.ArgumentParser(prog="jobs.runtime.flink_job", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, help="sample-join config (YAML)")
     parser.add_argument("--parallelism", type=int, help="overrides flink.parallelism")
     parser.add_argument("--exit-when-idle", metavar="DURATION",
                         help="bounded: read up to the end offsets at start, resolve everything and finish")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point for ``flink run -pym jobs.runtime.flink_job --config FILE`` (and ``python -m``)."""
+    args = build_parser().parse_args(argv)
     from common.errors import CommonError
 
     try:
