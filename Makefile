@@ -40,7 +40,7 @@ test: setup  ## every suite, each in its own venv; fails if any fails
 	@bash infra/run_tests.sh $(PYTEST_ARGS)
 
 test-jobs:  ## schemas, common, jobs, infra, end-to-end, docs and layout suites (.venv/jobs)
-	$(JOBS_PY) -m pytest tests/schemas tests/common tests/jobs tests/infra tests/e2e tests/test_docs.py tests/test_layout.py $(PYTEST_ARGS)
+	$(JOBS_PY) -m pytest tests/schemas tests/common tests/jobs tests/infra tests/e2e tests/test_docs.py tests/test_layout.py tests/test_cli_conventions.py $(PYTEST_ARGS)
 
 test-trainer:  ## trainer suite (.venv/trainer)
 	$(TRAINER_PY) -m pytest tests/trainer $(PYTEST_ARGS)

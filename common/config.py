@@ -2,8 +2,9 @@
 
 Every deployable (the sample join, the trainer sidecar, the local stack) has one config model
 derived from :class:`StrictConfig` and loads it with :func:`load_config`, so all of them accept the
-same duration syntax, expand ``${VAR}`` / ``${VAR:-default}`` the same way and report validation
-errors as one :class:`~common.errors.ConfigError` that names the file.
+same duration syntax (a number and its unit: a bare number is refused in a file and on a command
+line), expand ``${VAR}`` / ``${VAR:-default}`` the same way and report validation errors as one
+:class:`~common.errors.ConfigError` that names the file.
 """
 
 from __future__ import annotations
@@ -14,28 +15,35 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 from common.errors import ConfigError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+DURATION_EXPECTED = "expected a duration with a unit (ms, s, m, h, d) such as '10m', '30s' or '250ms'"
+
+
 def parse_duration_ms(value: str | int | float) -> int:
-    """Parse ``"10m"``, ``"30s"``, ``"250ms"``, ``"24h"``, ``"7d"`` (or a bare number of ms) to ms."""
+    """Parse ``"10m"``, ``"30s"``, ``"250ms"``, ``"24h"``, ``"7d"`` to ms.
+
+    Text needs its unit: a bare ``"10"`` is refused (ten what?). A number given by code (an int or a
+    float) is taken as milliseconds, which is what the config models hold."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as '10m' or '500ms', got {value!r}")
+        raise ValueError(f"{DURATION_EXPECTED}, got {value!r}")
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"expected a non-negative duration, got {value!r}")
         return int(value)
     match = _DURATION.match(str(value))
     if not match:
-        raise ValueError(f"expected a duration such as '10m', '30s', '250ms', '24h' or '7d', got {value!r}")
+        raise ValueError(f"{DURATION_EXPECTED}, got {value!r}")
     number, unit = match.groups()
-    return int(float(number) * _UNIT_MS[unit or "ms"])
+    return int(float(number) * _UNIT_MS[unit])
 
 
 def format_duration_ms(ms: int) -> str:
@@ -46,8 +54,26 @@ def format_duration_ms(ms: int) -> str:
     return f"{ms}ms"
 
 
-DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
-"""A config field holding a duration in milliseconds, written as ``"10m"`` etc. in YAML."""
+# Set in the validation context while a config file's own values are checked (load_config).
+_FROM_FILE = "odl_config_from_file"
+UNITLESS_DURATION = "duration_without_unit"
+
+
+def _duration_field(value: Any, info: ValidationInfo) -> int:
+    """A duration field's value: text with a unit; a number only from code, never from a file."""
+    from_file = bool(info.context and info.context.get(_FROM_FILE))
+    if from_file and isinstance(value, int | float) and not isinstance(value, bool):
+        raise PydanticCustomError(
+            UNITLESS_DURATION, "{expected}, got {value} (a bare number has no unit)",
+            {"expected": DURATION_EXPECTED, "value": repr(value)},
+        )
+    return parse_duration_ms(value)
+
+
+DURATION_VALIDATOR = BeforeValidator(_duration_field)
+DurationMs = Annotated[int, DURATION_VALIDATOR]
+"""A config field holding a duration in milliseconds, written as ``"10m"`` etc. in YAML (a unit is
+required there); code may give it an int of milliseconds."""
 
 
 class StrictConfig(BaseModel):
@@ -90,7 +116,21 @@ def load_config(path: str | os.PathLike[str], model: type[M], overrides: dict[st
         raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {file} must hold a mapping at the top level, got {type(data).__name__}")
+    _refuse_unitless_durations(data, model, str(file))
     return validate_config(apply_overrides(data, overrides or {}), model, source=str(file))
+
+
+def _refuse_unitless_durations(data: dict[str, Any], model: type[BaseModel], source: str) -> None:
+    """A duration written in the file as a bare number (``window: 10``) is an error naming the key.
+
+    Checked on the file's own values, before the command line's overrides (which arrive as
+    milliseconds) are merged in; every other problem is left to the validation that follows."""
+    try:
+        model.model_validate(data, context={_FROM_FILE: True})
+    except ValidationError as exc:
+        unitless = [err for err in exc.errors() if err["type"] == UNITLESS_DURATION]
+        if unitless:
+            raise ConfigError(f"invalid config {source}: {_problems(unitless)}") from None
 
 
 def validate_config(data: dict[str, Any], model: type[M], source: str = "<arguments>") -> M:
@@ -98,10 +138,12 @@ def validate_config(data: dict[str, Any], model: type[M], source: str = "<argume
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid config {source}: {problems}") from exc
+        raise ConfigError(f"invalid config {source}: {_problems(exc.errors())}") from exc
+
+
+def _problems(errors: Any) -> str:
+    """Pydantic's errors as ``a.b: message; c: message``."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in errors)
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from docs/performance.md. The registry below is the list: a benchmark not named 
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
@@ -21,6 +20,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / ".bench"
+PROG = "python -m infra.bench"
 VENVS = {"jobs": ROOT / ".venv" / "jobs" / "bin" / "python", "trainer": ROOT / ".venv" / "trainer" / "bin" / "python"}
 
 
@@ -153,6 +153,51 @@ def delayed_feedback_rows(per_seed: list[dict[str, Any]]) -> list[Row]:
     return rows
 
 
+def gate_rows(data: dict[str, Any]) -> list[Row]:
+    healthy, corrupted = list(data["healthy"].values()), list(data["corrupted"].values())
+    rows = []
+    if healthy:
+        rows += [
+            Row("gate: healthy streams, versions published", min(h["published_share"] for h in healthy), "(worst seed)",
+                target=">= 0.9"),
+            Row("gate: healthy streams, rollbacks", sum(h["rollbacks"] for h in healthy), "", target="0"),
+            Row("gate: healthy streams, served version behind the newest", max(h["served_behind_exports"]
+                                                                               for h in healthy), "exports",
+                target="<= 2"),
+        ]
+    if corrupted:
+        caught = [c for c in corrupted if c["meets_target"]]
+        rows.append(Row("gate: corruptions caught (every version on them refused or rolled back)", len(caught), "",
+                        "corruptions", len(corrupted), "all"))
+        until = [c["samples_until_caught"] for c in corrupted if c["samples_until_caught"] is not None]
+        if until:
+            rows.append(Row("gate: samples from a corruption's start until caught (mean)", statistics.fmean(until),
+                            "samples", target="reported"))
+    if data.get("kafka"):
+        k = data["kafka"]["figures"]
+        rows.append(Row("gate: trainer run on Kafka, SIGKILLed 3x, versions published", k["published_share"], "",
+                        target=">= 0.9"))
+    return rows
+
+
+def grid_rows(data: dict[str, Any]) -> list[Row]:
+    """The delayed-feedback grid's summary (trainer/bench/grid.py): per setting, over cells and seeds."""
+    rows = []
+    for setting, summary in data["summary"].items():
+        if setting == "sidecar":
+            rows.append(Row("grid: sidecar - fit, held-out log loss (largest)", summary["max_abs_dlogloss"], "",
+                            target="< 0.005"))
+            continue
+        rows.append(Row(f"grid, pu {setting}: R-NLL (mean)", summary["r_nll_mean"], "", target=summary["r_nll_target"]))
+        if summary.get("bias_min") is not None:
+            for end in ("min", "max"):
+                rows.append(Row(f"grid, pu {setting}: prediction bias ({end})", summary[f"bias_{end}"], "",
+                                target=summary["bias_target"]))
+        rows.append(Row(f"grid, pu {setting}: cells x seeds meeting the targets", summary["met"], "",
+                        "cells x seeds run", summary["of"]))
+    return rows
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("codec", "jobs", ("-m", "schemas.bench.codec", "--json"), ("--n", "2000", "--repeat", "1"), codec_rows),
     Benchmark("replay", "jobs", ("-m", "jobs.bench.replay", "--json"), ("--events-count", "20000"),
@@ -162,9 +207,16 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("kafka", "jobs", ("-m", "jobs.bench.kafka", "--json", "{out}"), ("--impressions", "3000"), kafka_rows),
     Benchmark("trainer-kafka", "trainer", ("-m", "trainer.bench.sidecar", "--json", "{out}"),
               ("--samples", "3000", "--rounds", "1"), sidecar_rows),
+    # A reduced grid (7 cells, one seed, the sidecar on two: ~30 min on 2 cores); the full one (30 cells x 3
+    # seeds, hours): .venv/trainer/bin/python -m trainer.bench.grid --full.
+    Benchmark("delayed-feedback-grid", "trainer", ("-m", "trainer.bench.grid", "--workdir", "{dir}", "--json", "{out}"),
+              ("--quick",), grid_rows),
     Benchmark("delayed-feedback", "trainer",
               ("-m", "trainer.bench.delayed_feedback", "--workdir", "{dir}", "--out", "{dir}/BENCHMARK.md"),
               ("--quick", "--no-stability"), delayed_feedback_rows),
+    Benchmark("gate", "trainer",
+              ("-m", "trainer.bench.gate", "--kafka", "--json", "{out}", "--workdir", "{dir}", "--out",
+               "{dir}/GATE_BENCHMARK.md"), ("--quick",), gate_rows),
 )
 
 
@@ -226,15 +278,18 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     names = [b.name for b in BENCHMARKS]
-    parser = argparse.ArgumentParser(prog="python -m infra.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=names, help="run only these (default: all)")
+    from common.cli import EXIT_FAILED, Parser, fail
+
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=names, metavar="NAME",
+                        help=f"run only these, of {', '.join(names)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the chain, not for quoting")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench-results.json", help="default: bench-results.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results.json", metavar="FILE.json",
+                        help="the results (default: bench-results.json)")
     args = parser.parse_args(argv)
     for venv, python in VENVS.items():
         if not python.exists():
-            print(f"bench: {python} is missing; run 'make setup' first ({venv} venv)", file=sys.stderr)
-            return 1
+            return fail(PROG, f"{python} is missing; run 'make setup' first ({venv} venv)", EXIT_FAILED)
     BENCH_DIR.mkdir(exist_ok=True)
     on_machine = machine()
     results: list[tuple[str, list[Row]]] = []

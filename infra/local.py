@@ -28,9 +28,10 @@ from pathlib import Path
 
 from pydantic import Field
 
+from common.cli import EXIT_FAILED, EXIT_USAGE, Parser, command_prog, fail, port
 from common.config import DurationMs, StrictConfig, load_config
 from common.defaults import LOCAL_KAFKA_PORT, LOCAL_REDIS_PORT
-from common.errors import CommonError
+from common.errors import CommonError, ConfigError
 from common.output import AtomicFile
 from common.topics import create_topics
 from infra import kafka_broker
@@ -43,6 +44,7 @@ STATE_FILE_NAME = "local-stack.json"
 # What `up` keeps in the state folder and `clean-state` deletes: the services' data and logs.
 STACK_DATA = ("broker", "redis", "broker.log", "redis.log")
 FLINK_COMMANDS = ("flink-up", "flink-down", "flink-submit")
+DEFAULT_JOB_CONFIG = PACKAGE_DIR / "flink" / "local" / "sample-join.yaml"
 
 
 class TopicSettings(StrictConfig):
@@ -328,48 +330,77 @@ class LocalStack:
         self.state_file.unlink(missing_ok=True)
 
 
+PROG = "python -m infra.local"
+COMMANDS = {
+    "up": "start the broker and redis-server (data kept in the state folder) and create the topics",
+    "down": "stop them (their data stays for the next up)",
+    "status": "the stack's addresses and health (exit 1 when not running or unhealthy)",
+    "topics": "create the configured topics on $KAFKA_BOOTSTRAP_SERVERS (or the local broker)",
+    "clean-state": "delete the stack's data: topics, offsets, checkpoints, the model registry (refused while up)",
+    "flink-up": "start the local Flink session cluster (JobManager + TaskManager)",
+    "flink-down": "stop the local Flink session cluster",
+    "flink-submit": "run the sample join on the local Flink session cluster",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m infra.local",
+    from infra.flink_cluster import DEFAULT_REST_PORT
+
+    parser = Parser(
+        prog=PROG,
         description="Start, inspect or stop the local Apache Kafka broker and redis-server (up, down, status, "
                     "topics; clean-state deletes their data: topics, checkpoints, the model registry), or the "
                     "local Flink session cluster (flink-up, flink-down, flink-submit). "
                     "KAFKA_BOOTSTRAP_SERVERS / REDIS_URL select external services instead.",
     )
-    parser.add_argument("command", choices=["up", "down", "status", "topics", "clean-state", *FLINK_COMMANDS])
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                        help="where the state file and logs live (default: %(default)s)")
-    parser.add_argument("--kafka-port", type=int, default=LOCAL_KAFKA_PORT, help="default: %(default)s")
-    parser.add_argument("--redis-port", type=int, default=LOCAL_REDIS_PORT, help="default: %(default)s")
-    parser.add_argument("--topics", type=Path, default=DEFAULT_TOPICS_FILE, help="topics config (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="status: print one JSON object")
-    flink = parser.add_argument_group("Flink session cluster")
-    flink.add_argument("--flink-rest-port", type=int, default=8081, help="REST and web UI port (default: %(default)s)")
-    flink.add_argument("--job-config", type=Path, default=PACKAGE_DIR / "flink" / "local" / "sample-join.yaml",
-                       help="flink-submit: the sample-join config (default: infra/flink/local/sample-join.yaml)")
-    flink.add_argument("--from-checkpoint", metavar="PATH", help="flink-submit: resume from this checkpoint/savepoint")
+    state = Parser(add_help=False)
+    state.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
+                       help="where the state file, the services' data and logs live")
+    stack = Parser(add_help=False)
+    stack.add_argument("--kafka-port", type=port, default=LOCAL_KAFKA_PORT, metavar="PORT", help="the broker's port")
+    stack.add_argument("--redis-port", type=port, default=LOCAL_REDIS_PORT, metavar="PORT", help="redis-server's port")
+    stack.add_argument("--topics", type=Path, default=DEFAULT_TOPICS_FILE, metavar="TOPICS.yaml",
+                       help="topics config")
+    flink = Parser(add_help=False)
+    flink.add_argument("--flink-rest-port", type=port, default=DEFAULT_REST_PORT, metavar="PORT",
+                       help="the cluster's REST and web UI port")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}", required=True)
+    parents = {"up": [state, stack], "down": [state], "status": [state], "topics": [stack],
+               "clean-state": [state], "flink-up": [state, flink], "flink-down": [state, flink],
+               "flink-submit": [state, flink]}
+    for name, text in COMMANDS.items():
+        command = sub.add_parser(name, parents=parents[name], help=text, description=text[0].upper() + text[1:] + ".")
+        if name == "status":
+            command.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "flink-submit":
+            command.add_argument("--job-config", type=Path, default=DEFAULT_JOB_CONFIG, metavar="CONFIG.yaml",
+                                 help="the sample-join config")
+            command.add_argument("--from-checkpoint", metavar="PATH",
+                                 help="resume from this checkpoint or savepoint (default: none: a fresh start)")
     return parser
 
 
 def main(argv: Iterable[str] | None = None) -> int:
     args = _parser().parse_args(list(argv) if argv is not None else None)
-    stack = LocalStack(args.state_dir, args.kafka_port, args.redis_port, args.topics)
+    prog = command_prog(args, PROG)
     try:
         if args.command in FLINK_COMMANDS:
             from infra.flink_cluster import run_command
 
-            return run_command(args.command, args.state_dir, args.flink_rest_port, args.job_config,
-                               args.from_checkpoint)
-        if args.command == "up":
-            started = stack.up()
-            print(f"KAFKA_BOOTSTRAP_SERVERS={started.kafka_bootstrap_servers}")
-            print(f"REDIS_URL={started.redis_url}")
-            return 0
+            return run_command(args.command, args.state_dir, args.flink_rest_port,
+                               getattr(args, "job_config", DEFAULT_JOB_CONFIG), getattr(args, "from_checkpoint", None))
         if args.command == "topics":
             bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{args.kafka_port}"
             topics = load_topics(args.topics)
             created = create_topics(bootstrap, topics)
             print(f"topics on {bootstrap}: {len(topics)} configured, {len(created)} created")
+            return 0
+        stack = LocalStack(args.state_dir, getattr(args, "kafka_port", LOCAL_KAFKA_PORT),
+                           getattr(args, "redis_port", LOCAL_REDIS_PORT), getattr(args, "topics", DEFAULT_TOPICS_FILE))
+        if args.command == "up":
+            started = stack.up()
+            print(f"KAFKA_BOOTSTRAP_SERVERS={started.kafka_bootstrap_servers}")
+            print(f"REDIS_URL={started.redis_url}")
             return 0
         if args.command == "down":
             stack.down()
@@ -389,9 +420,10 @@ def main(argv: Iterable[str] | None = None) -> int:
             print(f"kafka  {state.kafka_bootstrap_servers}  {'ok' if health['kafka'] else 'DOWN'}")
             print(f"redis  {state.redis_url}  {'ok' if health['redis'] else 'DOWN'}")
         return 0 if healthy else 1
+    except ConfigError as exc:  # topics.yaml or the job's config
+        return fail(prog, exc, EXIT_USAGE)
     except CommonError as exc:
-        print(f"infra.local: {exc}", file=sys.stderr)
-        return 1
+        return fail(prog, exc, EXIT_FAILED)
 
 
 if __name__ == "__main__":

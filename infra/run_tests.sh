@@ -27,7 +27,7 @@ run_suite() {  # name python paths...
   fi
 }
 
-run_suite jobs .venv/jobs/bin/python tests/schemas tests/common tests/jobs tests/infra tests/e2e tests/test_docs.py tests/test_layout.py "$@"
+run_suite jobs .venv/jobs/bin/python tests/schemas tests/common tests/jobs tests/infra tests/e2e tests/test_docs.py tests/test_layout.py tests/test_cli_conventions.py "$@"
 run_suite trainer .venv/trainer/bin/python tests/trainer "$@"
 
 python3 - "$reports" <<'PY'

@@ -2,13 +2,14 @@
 
     replay --events EVENTS.jsonl --out SAMPLES.jsonl [--unmatched U.jsonl] [--deadletter BAD.jsonl]
            [--task click ...] [--window 10m] [--horizon 24h] [--snapshot-wait 30s]
-           [--out-of-orderness 5s] [--config CONFIG.yaml] [--engine local|flink] [--json-summary]
+           [--out-of-orderness 5s] [--config CONFIG.yaml] [--engine local|flink] [--json]
     run --config CONFIG.yaml [--engine local|flink] [--bootstrap-servers …] [--redis-url …]
         [--group-id …] [--task …] [--window …] [--horizon …] [topic names …]
         [--on-missing-checkpoint fail|earliest|committed] [--start-wait DURATION]
 
 Engines are imported lazily: a missing engine gives a one-line error, not a traceback.
-Exit status: 0 done; 1 the run failed; 2 bad arguments, bad config or unreadable input.
+The conventions (common.cli): exit status 0 done; 1 the run failed; 2 bad arguments, bad config or
+unreadable input.
 """
 
 from __future__ import annotations
@@ -19,47 +20,48 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from common.config import format_duration_ms, parse_duration_ms, validate_config
-from common.errors import CommonError
-from common.services import START_WAIT_S
-from jobs.config import JoinConfig, SampleJoinConfig
+from common.cli import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    command_prog,
+    config_default,
+    deprecated_alias,
+    duration,
+    fail,
+    port,
+    positive_int,
+)
+from common.config import format_duration_ms, validate_config
+from common.errors import CommonError, ConfigError
+from common.task_contract import TaskContractError
+from jobs.config import (
+    CheckpointConfig,
+    FlinkConfig,
+    JoinConfig,
+    KafkaConfig,
+    LocalRuntimeConfig,
+    MetricsConfig,
+    RedisConfig,
+    SampleJoinConfig,
+    TaskConfig,
+    TopicsConfig,
+)
 from jobs.errors import JobError
 
 PROG = "python -m jobs.sample_join"
 
 
-class UsageError(Exception):
-    """Bad arguments; printed as one line, exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, not usage + error
-        raise UsageError(f"{self.prog}: error: {message} (see --help)")
-
-
-def _duration(text: str) -> int:
-    try:
-        return parse_duration_ms(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Streaming sample join: impressions + feature snapshots + labels.")
-    sub = parser.add_subparsers(dest="command", metavar="{replay,run}", parser_class=_Parser)
-    sub.required = True
+    parser = Parser(
+        prog=PROG,
+        description="Streaming sample join: impressions + feature snapshots + labels. Flags override the config "
+        "file; the defaults shown are the config's own.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{replay,run}", required=True)
 
     rp = sub.add_parser(
         "replay",
@@ -76,14 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--deadletter", type=Path, metavar="BAD.jsonl", help="bad input lines (default: OUT.deadletter.jsonl)"
     )
     _join_flags(rp)
-    rp.add_argument("--config", type=Path, metavar="CONFIG.yaml", help="take tasks etc. from a sample-join config")
-    rp.add_argument("--engine", choices=("local", "flink"), default="local", help="default: local")
+    rp.add_argument(
+        "--config", type=Path, metavar="CONFIG.yaml",
+        help="take tasks etc. from a sample-join config (default: none: the built-in defaults)",
+    )
+    rp.add_argument("--engine", choices=("local", "flink"), default="local", help="which engine joins")
     rp.add_argument(
         "--parallelism",
-        type=_positive_int,
-        help="flink engine parallelism (default: $SAMPLE_JOIN_FLINK_PARALLELISM, the config's, or 1)",
+        type=positive_int,
+        metavar="N",
+        help="flink engine parallelism: $SAMPLE_JOIN_FLINK_PARALLELISM, else the config's "
+        + config_default(FlinkConfig, "parallelism"),
     )
-    rp.add_argument("--json-summary", action="store_true", help="also print the summary as JSON on stdout")
+    json_flag = rp.add_argument("--json", action="store_true", help="also print the summary as JSON on stdout")
+    deprecated_alias(rp, json_flag, "--json-summary")
     rp.add_argument("--quiet", action="store_true", help="no human summary on stderr")
 
     rn = sub.add_parser(
@@ -92,57 +100,95 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the streaming sample join: Kafka in, Kafka out (local: embedded runtime with Redis "
         "state; flink: the PyFlink job). Flags override the config file.",
     )
-    rn.add_argument("--config", type=Path, metavar="CONFIG.yaml", help="sample-join config (YAML)")
-    rn.add_argument("--engine", choices=("local", "flink"), default="local", help="default: local")
-    rn.add_argument("--bootstrap-servers", metavar="HOST:PORT[,…]")
-    rn.add_argument("--redis-url", metavar="redis://HOST:PORT/DB",
-                    help="no credentials here (a command line is visible to every user): set redis.password "
-                         "in the config file, e.g. from the environment")
-    rn.add_argument("--group-id")
+    rn.add_argument(
+        "--config", type=Path, metavar="CONFIG.yaml",
+        help="sample-join config (YAML) (default: none: the built-in defaults)",
+    )
+    rn.add_argument("--engine", choices=("local", "flink"), default="local", help="which engine runs the job")
+    rn.add_argument(
+        "--bootstrap-servers", metavar="HOST:PORT[,…]",
+        help=f"Kafka brokers {config_default(KafkaConfig, 'bootstrap_servers')}",
+    )
+    rn.add_argument(
+        "--redis-url", metavar="redis://HOST:PORT/DB",
+        help="the state's Redis; no credentials here (a command line is visible to every user): set redis.password "
+        f"in the config file, e.g. from the environment {config_default(RedisConfig, 'url')}",
+    )
+    rn.add_argument("--group-id", help=f"Kafka consumer group {config_default(KafkaConfig, 'group_id')}")
     _join_flags(rn)
-    rn.add_argument("--impressions-topic")
-    rn.add_argument("--snapshots-topic", "--feature-snapshots-topic", dest="snapshots_topic")
-    rn.add_argument("--labels-topic")
-    rn.add_argument("--samples-prefix", metavar="PREFIX", help="samples go to PREFIX<task> (default samples.)")
-    rn.add_argument("--unmatched-topic")
-    rn.add_argument("--deadletter-topic")
-    rn.add_argument("--parallelism", type=_positive_int, help="flink parallelism")
-    rn.add_argument("--metrics-port", type=int, help="Prometheus port (0: any free port)")
+    topics = rn.add_argument_group("topics")
+    topics.add_argument(
+        "--impressions-topic", metavar="TOPIC", help=config_default(TopicsConfig, "impressions")
+    )
+    snapshots = topics.add_argument(
+        "--feature-snapshots-topic", dest="snapshots_topic", metavar="TOPIC",
+        help=config_default(TopicsConfig, "feature_snapshots"),
+    )
+    deprecated_alias(topics, snapshots, "--snapshots-topic")
+    topics.add_argument("--labels-topic", metavar="TOPIC", help=config_default(TopicsConfig, "labels"))
+    topics.add_argument(
+        "--samples-prefix", metavar="PREFIX",
+        help=f"samples go to PREFIX<task> {config_default(TopicsConfig, 'samples_prefix')}",
+    )
+    topics.add_argument("--unmatched-topic", metavar="TOPIC", help=config_default(TopicsConfig, "unmatched"))
+    topics.add_argument("--deadletter-topic", metavar="TOPIC", help=config_default(TopicsConfig, "deadletter"))
+    rn.add_argument(
+        "--parallelism", type=positive_int, metavar="N",
+        help=f"flink parallelism {config_default(FlinkConfig, 'parallelism')}",
+    )
+    rn.add_argument(
+        "--metrics-port", type=port, metavar="PORT",
+        help="Prometheus /metrics port; 0: any free port (the start log line names it) "
+        f"{config_default(MetricsConfig, 'port', none='none: no endpoint')}",
+    )
     rn.add_argument(
         "--exit-when-idle",
-        type=_duration,
+        type=duration,
         metavar="DURATION",
         help="bounded mode: read up to the end offsets at start (local: then idle this long), resolve "
-        "everything and exit",
+        f"everything and exit {config_default(LocalRuntimeConfig, 'exit_when_idle', none='none: run until stopped')}",
     )
     rn.add_argument(
         "--on-missing-checkpoint",
         choices=("fail", "earliest", "committed"),
         help="local: what a partition whose checkpoint is gone from Redis while the consumer group has committed "
-        "offsets does (docs/guarantees.md): fail (default) exits 1 naming the group and partitions; earliest "
+        "offsets does (docs/guarantees.md): fail exits 1 naming the group and partitions; earliest "
         "re-reads every retained event (state rebuilt, samples emitted again); committed resumes at the "
-        "committed offsets (the pending impressions' state is lost)",
+        f"committed offsets (the pending impressions' state is lost) {config_default(CheckpointConfig, 'on_missing')}",
     )
     rn.add_argument(
         "--start-wait",
-        type=_duration,
+        type=duration,
         metavar="DURATION",
-        help=f"local: how long the start waits for Redis and Kafka before it gives up (default {START_WAIT_S:g}s)",
+        help="local: how long the start waits for Redis and Kafka before it gives up "
+        f"{config_default(LocalRuntimeConfig, 'start_wait')}",
     )
     return parser
 
 
 def _join_flags(p: argparse.ArgumentParser) -> None:
+    tasks = ", ".join(t.name for t in JoinConfig().tasks)
     p.add_argument(
         "--task",
         action="append",
         metavar="NAME",
-        help="task name = label type (repeatable; default: the config's tasks, or click)",
+        help=f"task name = label type (repeatable) (default: the config's tasks, else {tasks})",
     )
-    p.add_argument("--window", type=_duration, metavar="DURATION", help="negative window W (default 10m)")
-    p.add_argument("--horizon", type=_duration, metavar="DURATION", help="attribution horizon H (default 24h)")
-    p.add_argument("--snapshot-wait", type=_duration, metavar="DURATION", help="snapshot wait S (default 30s)")
-    p.add_argument("--out-of-orderness", type=_duration, metavar="DURATION", help="allowed disorder (default 5s)")
+    p.add_argument(
+        "--window", type=duration, metavar="DURATION", help=f"negative window W {config_default(TaskConfig, 'window')}"
+    )
+    p.add_argument(
+        "--horizon", type=duration, metavar="DURATION",
+        help=f"attribution horizon H {config_default(TaskConfig, 'horizon')}",
+    )
+    p.add_argument(
+        "--snapshot-wait", type=duration, metavar="DURATION",
+        help=f"snapshot wait S, at most W {config_default(TaskConfig, 'snapshot_wait')}",
+    )
+    p.add_argument(
+        "--out-of-orderness", type=duration, metavar="DURATION",
+        help=f"allowed disorder {config_default(JoinConfig, 'out_of_orderness')}",
+    )
 
 
 # -- config assembly ---------------------------------------------------------------------------
@@ -212,7 +258,7 @@ def _env_parallelism() -> int | None:
     except ValueError:
         value = 0
     if value < 1:
-        raise UsageError(f"{PROG}: error: SAMPLE_JOIN_FLINK_PARALLELISM must be a positive integer, got {text!r}")
+        raise UsageError(f"SAMPLE_JOIN_FLINK_PARALLELISM must be a positive integer, got {text!r}")
     return value
 
 
@@ -221,7 +267,7 @@ def _engine(module: str, engine: str, what: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise UsageError(f"{PROG}: error: the {engine} engine ({what}) is not available: {exc}") from None
+        raise UsageError(f"--engine {engine}: the {engine} engine ({what}) is not available: {exc}") from None
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -230,16 +276,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     events: Path = args.events
     if not events.is_file():
         what = "does not exist" if not events.exists() else "is not a regular file"
-        raise UsageError(f"{PROG}: error: events file {events} {what}")
+        raise UsageError(f"--events: events file {events} {what}")
     out: Path = args.out
     unmatched = args.unmatched or default_side_output(out, "unmatched")
     deadletter = args.deadletter or default_side_output(out, "deadletter")
     paths = [out.resolve(), unmatched.resolve(), deadletter.resolve()]
     if len(set(paths)) != 3 or events.resolve() in paths:
-        raise UsageError(f"{PROG}: error: --events, --out, --unmatched and --deadletter must be distinct files")
+        raise UsageError("--events, --out, --unmatched and --deadletter must be distinct files")
     for path in (out, unmatched, deadletter):
         if path.is_dir():
-            raise UsageError(f"{PROG}: error: output {path} is a directory")
+            raise UsageError(f"output {path} is a directory")
     parallelism = args.parallelism or _env_parallelism() or (base.flink.parallelism if base else 1)
     if args.engine == "local":
         from jobs.runtime.replay import run_replay
@@ -255,7 +301,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(summary.format_human(), file=sys.stderr)
         print(f"  tasks: {tasks}; out-of-orderness {format_duration_ms(join.out_of_orderness)}", file=sys.stderr)
         print(f"  wrote {out}, {unmatched}, {deadletter}", file=sys.stderr)
-    if args.json_summary:
+    if args.json:
         import json
 
         print(json.dumps(summary.to_json(), sort_keys=True))
@@ -273,28 +319,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    args = build_parser().parse_args(argv)
+    prog = command_prog(args, PROG)
     try:
-        args = parser.parse_args(argv)
         if args.command == "replay":
             return cmd_replay(args)
         return cmd_run(args)
-    except UsageError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    except CommonError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    except (UsageError, ConfigError, TaskContractError) as exc:
+        return fail(prog, exc, EXIT_USAGE)
+    except CommonError as exc:  # a service unreachable or unfit, a topic that cannot be made
+        return fail(prog, exc, EXIT_FAILED)
     except JobError as exc:
         from jobs.runtime.replay import InputError
 
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, InputError) else 1
+        return fail(prog, exc, EXIT_USAGE if isinstance(exc, InputError) else EXIT_FAILED)
     except OSError as exc:  # e.g. an output directory that cannot be created or written
-        print(f"{PROG}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 1
+        return fail(prog, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), EXIT_FAILED)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -29,7 +29,8 @@ import yaml
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.config import format_duration_ms, parse_duration_ms
+from common.cli import EXIT_FAILED, EXIT_USAGE, Parser, duration, fail, positive_int
+from common.config import format_duration_ms
 from common.errors import CommonError
 from common.output import AtomicFile
 from common.topics import create_topics
@@ -42,6 +43,7 @@ from jobs.generate import GeneratorConfig, KafkaTarget
 from jobs.generate import run as generate
 from schemas.codec import Codec
 
+PROG = "python -m jobs.soak"
 MAX_DURATION_MS = 24 * 3_600_000
 WINDOW_MS, HORIZON_MS = 5_000, 20_000  # short, so that state turns over many times during a soak
 # The runtime ends its input after this much silence: longer than any gap in the generator's stream
@@ -297,36 +299,31 @@ def soak(duration_ms: int, rate: float, every_s: float, partitions: int, workdir
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m jobs.soak", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", default="2m", help="generator run time (default 2m, at most 24h)")
-    parser.add_argument("--rate", type=float, default=300.0, help="impressions per second (default 300)")
-    parser.add_argument("--every", default="5s", help="sampling interval (default 5s)")
-    parser.add_argument("--partitions", type=int, default=2, help="partitions of each topic (default 2)")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
-    parser.add_argument("--workdir", type=Path, help="keep logs and events here (default: a temporary dir)")
+    parser = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=duration, metavar="DURATION", default="2m",
+                        help=f"generator run time, at most {format_duration_ms(MAX_DURATION_MS)}")
+    parser.add_argument("--rate", type=float, default=300.0, help="impressions per second")
+    parser.add_argument("--every", type=duration, metavar="DURATION", default="5s", help="sampling interval")
+    parser.add_argument("--partitions", type=positive_int, default=2, metavar="N", help="partitions of each topic")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON (default: none)")
+    parser.add_argument("--workdir", type=Path, metavar="DIR",
+                        help="keep logs and events here (default: a temporary dir)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        duration_ms = parse_duration_ms(args.duration)
-        every_s = parse_duration_ms(args.every) / 1000
-    except ValueError as exc:
-        print(f"python -m jobs.soak: error: {exc}", file=sys.stderr)
-        return 2
-    if not 0 < duration_ms <= MAX_DURATION_MS or args.rate <= 0 or args.partitions < 1 or every_s <= 0:
-        print(f"python -m jobs.soak: error: need 0 < --duration <= {format_duration_ms(MAX_DURATION_MS)}, "
-              "--rate > 0, --partitions >= 1 and --every > 0", file=sys.stderr)
-        return 2
+    duration_ms, every_s = args.duration, args.every / 1000
+    if not 0 < duration_ms <= MAX_DURATION_MS or args.rate <= 0 or every_s <= 0:
+        return fail(PROG, f"need 0 < --duration <= {format_duration_ms(MAX_DURATION_MS)}, --rate > 0 and --every > 0",
+                    EXIT_USAGE)
     try:
         with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
             report = soak(duration_ms, args.rate, every_s, args.partitions, workdir)
     except (JobError, CommonError, OSError) as exc:
-        print(f"python -m jobs.soak: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
+        return fail(PROG, exc, EXIT_FAILED)
     print(report.format_human())
     if args.json:
         with AtomicFile(args.json) as out:

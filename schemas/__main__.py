@@ -5,7 +5,8 @@
     python -m schemas docs [--out FILE]                Markdown documentation of every record
 
 Every command takes --schemas-dir DIR (default: the package's own directory).
-Exit status: 0 ok, 1 check failed or a definition is broken, 2 bad arguments.
+Exit status (the project's conventions, common.cli): 0 ok, 1 check failed or a definition is broken,
+2 bad arguments.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
+
+from common.cli import EXIT_USAGE, Parser, command_prog, fail
 
 from .compat import RecordReport, check_record, check_schema_set, load_compat_config
 from .errors import SchemaDefinitionError, UnknownRecord
@@ -31,17 +33,12 @@ from .registry import (
 PROG = "python -m schemas"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 class _UsageError(Exception):
     """Bad arguments detected after parsing (unknown record, missing directory): exit 2."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--schemas-dir",
         type=Path,
@@ -49,12 +46,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"schema directory to work on (default: {PACKAGE_DIR})",
     )
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description="Avro schemas of the data loop: compatibility gate, releases, documentation.",
         parents=[common],
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
         "check",
@@ -216,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except _UsageError as exc:
-        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(command_prog(args, PROG), exc, EXIT_USAGE)
     except SchemaDefinitionError as exc:
         print(f"{PROG} {args.command}: FAILED: {exc}", file=sys.stderr)
         return 1

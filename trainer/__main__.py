@@ -6,6 +6,9 @@ python -m trainer run --config TRAINER.yaml [--exit-when-idle 5s]
 python -m trainer versions --config TRAINER.yaml [--redis-url URL] [--model-dir DIR] [--json]
 python -m trainer rollback --config TRAINER.yaml [--redis-url URL] [--model-dir DIR] [--to VERSION]
 python -m trainer registry rebuild --config TRAINER.yaml [--redis-url URL] [--model-dir DIR] [--json]
+
+The conventions (common.cli): one-line errors naming the command and the flag; exit status 0 done,
+1 the run failed, 2 bad arguments, a bad config, or an input or model directory that cannot be used.
 """
 
 from __future__ import annotations
@@ -15,34 +18,41 @@ import json
 import logging
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
 
-from common.errors import CommonError
-from trainer.config import LOSS_NAMES, TrainerConfig
-from trainer.errors import TrainerError
+from common.cli import EXIT_FAILED, EXIT_USAGE, Parser, command_prog, config_default, fail, positive_int
+from common.errors import CommonError, ConfigError
+from trainer import serving
+from trainer.config import FitConfig, TrainerConfig
+from trainer.errors import InputError, ModelDirError, TrainerError
 from trainer.quiet import import_tensorflow
 from trainer.sidecar import cli as sidecar_cli
 from trainer.sidecar.errors import UsageError
+from trainer.sidecar.join_contract import JoinContractError
 
 log = logging.getLogger("trainer")
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """One line, no usage dump (docs/cli.md); exit status 2 as argparse's."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
+PROG = "python -m trainer"
+# What the user typed or pointed at is unusable: exit status 2, as for argparse's own errors.
+USAGE_ERRORS: tuple[type[Exception], ...] = (
+    UsageError, ConfigError, InputError, ModelDirError, JoinContractError
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
-        prog="python -m trainer",
+        prog=PROG,
         description="Offline fit and evaluation of the ODL ranking model, and its streaming trainer sidecar.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub = parser.add_subparsers(dest="command", required=True)
 
-    fit = sub.add_parser("fit", help="train on files of samples and export a SavedModel")
+    fit = sub.add_parser(
+        "fit",
+        help="train on files of samples and export a SavedModel",
+        description="Train on files of samples and export a SavedModel. Flags override the config file; the "
+        "defaults shown are the config's own.",
+    )
     fit.add_argument(
         "--samples",
         action="extend",
@@ -51,39 +61,63 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="JSONL or Avro container files of samples (repeatable)",
     )
-    fit.add_argument("--loss", choices=LOSS_NAMES, help="delayed-feedback correction (default: pu)")
-    fit.add_argument("--export", metavar="DIR", help="write the SavedModel here (atomically)")
-    fit.add_argument("--checkpoint-dir", metavar="DIR", help="also write a tf.train checkpoint here")
-    fit.add_argument("--seed", type=int, help="random seed (same seed, same data: same model)")
-    fit.add_argument("--epochs", type=int, help="passes over the samples (default 3)")
-    fit.add_argument("--batch-size", type=int, help="samples per step (default 256)")
-    fit.add_argument("--order", choices=("shuffle", "stream"), help="batch order (default shuffle)")
-    fit.add_argument("--warm-start", metavar="PATH", help="start from this checkpoint directory or export")
-    fit.add_argument("--distill-from", metavar="MODEL_DIR", help="distil toward this export's predictions")
     fit.add_argument(
-        "--distill-weight",
-        type=float,
-        metavar="LAMBDA",
-        help="weight of the distillation term (default 0.5 with --distill-from)",
+        "--export", metavar="DIR",
+        help="write the SavedModel here (atomically) (default: none: give it or --checkpoint-dir)",
     )
-    fit.add_argument("--config", metavar="YAML", help="trainer config file; flags override it")
-    fit.add_argument("--deadletter", metavar="FILE", help="write skipped bad records here, with reasons")
+    fit.add_argument(
+        "--checkpoint-dir", metavar="DIR", help="also write a tf.train checkpoint here (default: none)"
+    )
+    fit.add_argument(
+        "--seed", type=int, help=f"random seed (same seed, same data: same model) {config_default(FitConfig, 'seed')}"
+    )
+    fit.add_argument(
+        "--epochs", type=positive_int, metavar="N",
+        help=f"passes over the samples {config_default(FitConfig, 'epochs')}",
+    )
+    fit.add_argument(
+        "--batch-size", type=positive_int, metavar="N",
+        help=f"samples per step {config_default(FitConfig, 'batch_size')}",
+    )
+    fit.add_argument(
+        "--order", choices=("shuffle", "stream"), help=f"batch order {config_default(FitConfig, 'order')}"
+    )
+    fit.add_argument(
+        "--warm-start", metavar="PATH", help="start from this checkpoint directory or export (default: none)"
+    )
+    sidecar_cli.add_loss_flags(fit)
+    fit.add_argument(
+        "--config", metavar="CONFIG.yaml", help="trainer config file (default: none: the built-in defaults)"
+    )
+    fit.add_argument(
+        "--deadletter", metavar="FILE", help="write skipped bad records here, with reasons (default: none)"
+    )
     fit.add_argument("--quiet", action="store_true", help="warnings and errors only on stderr")
 
-    ev = sub.add_parser("evaluate", help="AUC, log loss, prediction bias and RCE of an export on samples")
+    ev = sub.add_parser(
+        "evaluate",
+        help="AUC, log loss, prediction bias and RCE of an export on samples",
+        description="AUC, log loss, prediction bias and RCE of an export on files of samples.",
+    )
     ev.add_argument("--model", required=True, metavar="DIR", help="an export (or a base dir of versions)")
-    ev.add_argument("--samples", action="extend", nargs="+", required=True, metavar="FILE")
+    ev.add_argument(
+        "--samples", action="extend", nargs="+", required=True, metavar="FILE",
+        help="JSONL or Avro container files of samples (repeatable)",
+    )
     ev.add_argument(
         "--per",
         choices=("impression", "sample"),
         default="impression",
-        help="impression (default): one row per impression with its final label (a NEGATIVE and its "
-        "LATE_POSITIVE count once, as a positive); sample: every sample as it is",
+        help="impression: one row per impression with its final label (a NEGATIVE and its LATE_POSITIVE count "
+        "once, as a positive); sample: every sample as it is",
     )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--deadletter", metavar="FILE", help="write skipped bad records here, with reasons")
+    ev.add_argument(
+        "--deadletter", metavar="FILE", help="write skipped bad records here, with reasons (default: none)"
+    )
     ev.add_argument("--quiet", action="store_true", help="warnings and errors only on stderr")
     sidecar_cli.add_parsers(sub)
+    serving.add_parser(sub)
     return parser
 
 
@@ -109,7 +143,7 @@ def quiet_tensorflow() -> None:
 
 def fit_config(args: argparse.Namespace) -> TrainerConfig:
     if args.distill_weight is not None and not args.distill_from:
-        raise TrainerError("--distill-weight needs --distill-from MODEL_DIR")
+        raise UsageError("--distill-weight needs --distill-from MODEL_DIR")
     overrides: dict[str, Any] = {
         "loss.name": args.loss,
         "fit.seed": args.seed,
@@ -120,7 +154,7 @@ def fit_config(args: argparse.Namespace) -> TrainerConfig:
     }
     config = TrainerConfig.load(args.config, overrides)
     if args.distill_from and config.loss.distill_weight == 0.0:
-        config = TrainerConfig.load(args.config, {**overrides, "loss.distill_weight": 0.5})
+        config = TrainerConfig.load(args.config, {**overrides, "loss.distill_weight": sidecar_cli.TEACHER_WEIGHT})
     return config
 
 
@@ -128,7 +162,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from trainer.fit import fit
 
     if not args.export and not args.checkpoint_dir:
-        raise TrainerError("give --export DIR (and/or --checkpoint-dir DIR)")
+        raise UsageError("give --export DIR (and/or --checkpoint-dir DIR)")
     result = fit(
         args.samples,
         fit_config(args),
@@ -157,6 +191,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    prog = command_prog(args, PROG)
     _setup_logging(args.quiet)
     if args.command in ("fit", "evaluate", "run"):
         import_tensorflow()
@@ -170,16 +205,15 @@ def main(argv: list[str] | None = None) -> int:
             "versions": sidecar_cli.versions,
             "rollback": sidecar_cli.rollback,
             "registry": sidecar_cli.registry,
+            serving.COMMAND: serving.run,
         }
         return command[args.command](args)
-    except UsageError as exc:
-        print(f"trainer {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except USAGE_ERRORS as exc:
+        return fail(prog, exc, EXIT_USAGE)
     except (TrainerError, CommonError) as exc:
-        print(f"trainer {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return fail(prog, exc, EXIT_FAILED)
     except KeyboardInterrupt:
-        print(f"trainer {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

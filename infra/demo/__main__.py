@@ -1,4 +1,4 @@
-"""`python -m infra.demo [--minutes 3]`: see the package docstring. Everything lands in `.demo/`."""
+"""`python -m infra.demo [--duration 3m]`: see the package docstring. Everything lands in `.demo/`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from common.cli import EXIT_FAILED, Parser, deprecated_alias, duration, fail, positive_int
 from common.errors import CommonError
 from common.output import write_atomic
 from infra.demo import report
@@ -32,6 +33,7 @@ JOBS_PY = str(ROOT / ".venv" / "jobs" / "bin" / "python")
 TRAINER_PY = str(ROOT / ".venv" / "trainer" / "bin" / "python")
 TASK = "click"
 DEMO_TRAINER_CONFIG = Path(__file__).resolve().parent / "trainer.yaml"
+PROG = "python -m infra.demo"
 
 
 class DemoError(InfraError):
@@ -250,31 +252,41 @@ def print_report(console: Console, result: dict[str, Any], out: Path) -> None:
     console.print(f"report: {out / 'report.json'}, plot: {out / 'report.png'}")
 
 
+def _minutes(text: str) -> int:
+    """The deprecated ``--minutes N`` (a number of minutes) as milliseconds."""
+    try:
+        return int(float(text) * 60_000)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=float(os.environ.get("DEMO_MINUTES", "3")),
-                        help="about how long the demo runs (default: $DEMO_MINUTES or 3)")
-    parser.add_argument("--impressions", type=int, help="default: 6000 per minute")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--dir", type=Path, default=Path(".demo"), help="output folder (default: .demo)")
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    default_minutes = os.environ.get("DEMO_MINUTES", "3")
+    length = parser.add_argument(
+        "--duration", type=duration, metavar="DURATION", default=f"{default_minutes}m",
+        help="about how long the demo runs (default: $DEMO_MINUTES minutes, else 3m)",
+    )
+    deprecated_alias(parser, length, "--minutes", convert=_minutes)
+    parser.add_argument("--impressions", type=positive_int, help="impressions in all (default: 6000 per minute)")
+    parser.add_argument("--seed", type=int, default=7, help="the generator's seed")
+    parser.add_argument("--dir", type=Path, default=Path(".demo"), metavar="DIR", help="output folder")
     args = parser.parse_args(argv)
     console = Console()
     try:
-        plan = DemoPlan.for_minutes(args.minutes, args.impressions, args.seed)
+        plan = DemoPlan.for_minutes(args.duration / 60_000, args.impressions, args.seed)
     except ValueError as exc:
-        parser.error(str(exc))
+        parser.error(f"--duration: {exc}")
     for tool in (JOBS_PY, TRAINER_PY):
         if not Path(tool).exists():
-            print(f"infra.demo: {tool} is missing; run 'make setup' first", file=sys.stderr)
-            return 1
+            return fail(PROG, f"{tool} is missing; run 'make setup' first", EXIT_FAILED)
     shutil.rmtree(args.dir, ignore_errors=True)
     (args.dir / "logs").mkdir(parents=True)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = Demo(plan, args.dir, console).run()
     except (CommonError, KeyboardInterrupt) as exc:
-        print(f"infra.demo: {exc}", file=sys.stderr)
-        return 1
+        return fail(PROG, exc, EXIT_FAILED)
     print_report(console, result, args.dir)
     return 0 if result["versions"].get("current") is not None else 1
 

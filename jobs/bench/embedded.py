@@ -25,7 +25,6 @@ An Apache Kafka broker and a redis-server are started on free loopback ports unl
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import subprocess
@@ -211,27 +210,37 @@ def replay_peers(events_file: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.bench_embedded", description=__doc__.split("\n")[0])
-    p.add_argument("--impressions", type=int, default=100_000, help="stream size for the throughput runs")
-    p.add_argument("--partitions", type=int, default=4)
+    from common.cli import Parser, duration_text, positive_int
+
+    p = Parser(prog="python -m jobs.bench_embedded", description=__doc__.split("\n")[0])
+    p.add_argument("--impressions", type=positive_int, default=100_000, help="stream size for the throughput runs")
+    p.add_argument("--partitions", type=positive_int, default=4, metavar="N", help="partitions of each topic")
     p.add_argument("--rate", type=float, default=50.0, help="impressions per second of event time")
-    p.add_argument("--window", default="1m")
-    p.add_argument("--horizon", default="10m")
+    p.add_argument("--window", type=duration_text, metavar="DURATION", default="1m", help="the join's window W")
+    p.add_argument("--horizon", type=duration_text, metavar="DURATION", default="10m", help="the join's horizon H")
     p.add_argument(
-        "--checkpoint-interval", default="1s", help="Redis checkpoints in the throughput runs (some fall inside a run)"
+        "--checkpoint-interval", type=duration_text, metavar="DURATION", default="1s",
+        help="Redis checkpoints in the throughput runs (some fall inside a run)",
     )
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--freshness-impressions", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=1, help="the generator's seed")
+    p.add_argument(
+        "--freshness-impressions", type=positive_int, default=20_000, metavar="N",
+        help="stream size of the freshness run",
+    )
     p.add_argument("--speedup", type=float, default=20.0, help="event-time ms per wall ms in the freshness run")
-    p.add_argument("--repeat", type=int, default=3, help="runs of each contender (alternating); the best counts")
-    p.add_argument("--skip-freshness", action="store_true")
+    p.add_argument(
+        "--repeat", type=positive_int, default=3, metavar="N",
+        help="runs of each contender (alternating); the best counts",
+    )
+    p.add_argument("--skip-freshness", action="store_true", help="do not run the freshness measurement")
     p.add_argument("--skip-peer", action="store_true", help="do not run the Flink SQL peer / local replay")
     p.add_argument(
         "--runtime-log",
         default=".bench/embedded-freshness-runtime.log",
+        metavar="FILE",
         help="the freshness run's runtime log (JSON lines)",
     )
-    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON here (default: none)")
     args = p.parse_args(argv)
     results: dict[str, Any] = {"impressions": args.impressions, "partitions": args.partitions}
     with (

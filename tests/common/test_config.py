@@ -23,13 +23,14 @@ from common.errors import ConfigError
 @pytest.mark.parametrize(
     ("text", "ms"),
     [("250ms", 250), ("30s", 30_000), ("10m", 600_000), ("24h", 86_400_000), ("7d", 604_800_000),
-     ("1.5s", 1_500), ("42", 42), (" 5 s ", 5_000), (0, 0), (1200, 1200)],
+     ("1.5s", 1_500), (" 5 s ", 5_000), ("0ms", 0), (0, 0), (1200, 1200)],
 )
 def test_parse_duration(text: str | int, ms: int) -> None:
-    assert parse_duration_ms(text) == ms
+    assert parse_duration_ms(text) == ms  # numbers from code are milliseconds, text carries its unit
 
 
-@pytest.mark.parametrize("bad", ["", "ten minutes", "5w", "-3s", "1e3", True, -5])
+# "42" was 42 ms until the command-line conventions (issue #28): text without a unit is refused
+@pytest.mark.parametrize("bad", ["", "42", "0", "ten minutes", "5w", "-3s", "1e3", True, -5])
 def test_parse_duration_rejects_with_what_was_received(bad: object) -> None:
     with pytest.raises(ValueError, match=repr(bad).replace("(", r"\(").replace(")", r"\)")):
         parse_duration_ms(bad)  # type: ignore[arg-type]
@@ -73,6 +74,8 @@ def test_load_config_expands_env_and_validates(tmp_path: Path, monkeypatch: pyte
     ("content", "message"),
     [("windw: 5s\n", r"c\.yaml: windw: Extra inputs are not permitted"),
      ("window: soon\n", r"c\.yaml: window: Value error, expected a duration"),
+     ("window: 10\n", r"c\.yaml: window: expected a duration with a unit .*, got 10 \(a bare number has no unit\)"),
+     ("window: '10'\n", r"c\.yaml: window: Value error, expected a duration with a unit .*, got '10'"),
      ("window: [\n", r"c\.yaml is not valid YAML"),
      ("- 1\n", r"c\.yaml must hold a mapping")],
 )
@@ -81,6 +84,14 @@ def test_load_config_errors_name_the_file(tmp_path: Path, content: str, message:
     file.write_text(content)
     with pytest.raises(ConfigError, match=message):
         load_config(file, _Sample)
+
+
+def test_a_bare_number_in_a_file_is_refused_but_overrides_and_code_give_milliseconds(tmp_path: Path) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text("name: y\n")
+    assert load_config(file, _Sample, {"window": 2_500}).window == 2_500  # a flag's value, parsed to ms
+    assert _Sample(window=300).window == 300
+    assert _Sample.model_validate({"window": 300}).window == 300
 
 
 def test_load_config_missing_file(tmp_path: Path) -> None:

@@ -90,7 +90,8 @@ def test_redis_data_survives_down_and_up_and_clean_state_deletes_it(kafka_bootst
                                   str(stack.state_dir)], capture_output=True, text=True, check=False, timeout=60)
         assert refused.returncode == 1
         assert refused.stderr.strip() == (
-            f"infra.local: the local stack is running ({kafka_bootstrap}, {state.redis_url}); stop it with "
+            f"python -m infra.local clean-state: error: the local stack is running ({kafka_bootstrap}, "
+            f"{state.redis_url}); stop it with "
             "'make down' before 'make clean-state'")
     finally:
         stack.down(log=lambda _: None)
@@ -136,7 +137,7 @@ def test_external_kafka_that_is_unreachable_is_a_one_line_error(tmp_path: Path) 
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        f"infra.local: cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}"
+        f"python -m infra.local up: error: cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}"
     )
 
 
@@ -201,7 +202,8 @@ def test_cat_unknown_topic_is_one_line(kafka_bootstrap: str) -> None:
     result = subprocess.run([sys.executable, "-m", "infra.cat", "no.such.topic", "--bootstrap-servers",
                              kafka_bootstrap], capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"infra.cat: topic no.such.topic does not exist on {kafka_bootstrap}"
+    assert result.stderr.strip() == (
+        f"python -m infra.cat: error: topic no.such.topic does not exist on {kafka_bootstrap}")
 
 
 def test_list_offsets_answers_the_true_high_watermark(kafka_bootstrap: str, unique_topic) -> None:
@@ -223,7 +225,8 @@ def test_list_offsets_answers_the_true_high_watermark(kafka_bootstrap: str, uniq
 
 
 @pytest.mark.parametrize(("command", "expected"), [
-    ("flink-submit", "infra.local: the Flink cluster is not running; start it with 'make flink-up'"),
+    ("flink-submit",
+     "python -m infra.local flink-submit: error: the Flink cluster is not running; start it with 'make flink-up'"),
     ("flink-down", None),
 ])
 def test_flink_commands_without_a_cluster(tmp_path: Path, command: str, expected: str | None) -> None:

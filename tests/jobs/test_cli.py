@@ -74,8 +74,9 @@ def test_replay_flags_window_horizon_tasks_and_json_summary(tmp_path: Path) -> N
     out, unmatched, bad = tmp_path / "s.jsonl", tmp_path / "u.jsonl", tmp_path / "b.jsonl"
     result = cli("replay", "--events", events, "--out", out, "--unmatched", unmatched, "--deadletter", bad,
                  "--task", "click", "--task", "purchase", "--window", "1m", "--horizon", "10m",
-                 "--snapshot-wait", "5s", "--json-summary")
+                 "--snapshot-wait", "5s", "--json-summary")  # the old spelling of --json still works
     assert result.returncode == 0, result.stderr
+    assert result.stderr.count("--json-summary is deprecated; use --json") == 1
     summary = json.loads(result.stdout)
     assert summary["samples"] == {
         "click": {"POSITIVE": 0, "NEGATIVE": 2, "LATE_POSITIVE": 1},
@@ -115,15 +116,17 @@ def test_short_window_shortens_the_default_snapshot_wait(tmp_path: Path) -> None
     [
         (["replay"], "required: --events, --out"),
         (["replay", "--events", "E"], "required: --out"),
-        (["replay", "--events", "E", "--out", "O", "--window", "ten minutes"], "argument --window"),
+        (["replay", "--events", "E", "--out", "O", "--window", "ten minutes"], "replay: error: --window: expected a"),
+        (["replay", "--events", "E", "--out", "O", "--window", "10"], "replay: error: --window: expected a duration"),
         (["replay", "--events", "E", "--out", "O", "--engine", "spark"], "invalid choice: 'spark'"),
         (["replay", "--events", "E", "--out", "O", "--horizon", "1m"], "must be at least the window"),
         (["replay", "--events", "E", "--out", "O", "--task", "bad name"], "tasks.0.name"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         ([], "required: {replay,run}"),
         (["run", "--config", "/nonexistent/join.yaml"], "cannot read config file"),
-        (["run", "--on-missing-checkpoint", "latest"], "argument --on-missing-checkpoint: invalid choice: 'latest'"),
-        (["run", "--start-wait", "soon"], "argument --start-wait"),
+        (["run", "--on-missing-checkpoint", "latest"], "run: error: --on-missing-checkpoint: invalid choice: 'latest'"),
+        (["run", "--start-wait", "soon"], "run: error: --start-wait: "),
+        (["run", "--metrics-port", "70000"], "run: error: --metrics-port: expected a port 0..65535"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
@@ -204,7 +207,7 @@ def test_run_flags_override_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
         "run", "--bootstrap-servers", "h:1", "--redis-url", "redis://h:2/0", "--group-id", "g",
         "--task", "click", "--task", "buy", "--window", "5m", "--horizon", "2h", "--labels-topic", "L",
         "--samples-prefix", "out.", "--unmatched-topic", "U", "--deadletter-topic", "D",
-        "--impressions-topic", "I", "--snapshots-topic", "F", "--exit-when-idle", "3s",
+        "--impressions-topic", "I", "--feature-snapshots-topic", "F", "--exit-when-idle", "3s",
         "--on-missing-checkpoint", "committed", "--start-wait", "2m",
     ])
     config = sample_join.run_config_from_args(args)
@@ -225,13 +228,13 @@ def test_run_flags_override_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_byte_order_mark_crlf_and_empty_files(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\xef\xbb\xbf" + json.dumps(IMP).encode() + b"\r\n" + json.dumps(SNAP).encode() + b"\r\n")
-    result = cli("replay", "--events", events, "--out", tmp_path / "s.jsonl", "--json-summary", "--quiet")
+    result = cli("replay", "--events", events, "--out", tmp_path / "s.jsonl", "--json", "--quiet")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["deadlettered"] == 0
     assert read_jsonl(tmp_path / "s.jsonl")[0]["has_snapshot"] is True
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
-    result = cli("replay", "--events", empty, "--out", tmp_path / "e.jsonl", "--json-summary", "--quiet")
+    result = cli("replay", "--events", empty, "--out", tmp_path / "e.jsonl", "--json", "--quiet")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["events_read"] == 0
     assert (tmp_path / "e.jsonl").read_text() == ""

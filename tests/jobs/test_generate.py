@@ -168,7 +168,7 @@ def test_no_output_is_an_error() -> None:
 
 def test_cli_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "e.jsonl"
-    assert main(["--out", str(out), "--impressions", "500", "--summary", "--quiet", "--window", "1m"]) == 0
+    assert main(["--out", str(out), "--impressions", "500", "--json", "--quiet", "--window", "1m"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["impressions"] == 500
     assert summary["events"] == len(out.read_text().splitlines())
@@ -178,7 +178,7 @@ def _cli_run(tmp_path: Path, name: str, *flags: str) -> tuple[list[dict], dict]:
     out = tmp_path / f"{name}.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "jobs.generate", "--out", str(out), "--impressions", "400", "--seed", "5",
-         "--summary", "--quiet", *flags],
+         "--json", "--quiet", *flags],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -218,7 +218,9 @@ def test_a_bad_run_id_is_one_line_exit_2(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode == 2
-    assert proc.stderr == "generate: error: --run-id must be at most 32 letters, digits, '_' or '-', got 'a:b'\n"
+    assert proc.stderr == (
+        "python -m jobs.generate: error: --run-id must be at most 32 letters, digits, '_' or '-', got 'a:b'\n"
+    )
 
 
 @pytest.mark.integration

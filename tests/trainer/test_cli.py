@@ -152,16 +152,18 @@ def test_progress_and_device_are_logged(train_file: Path, tmp_path: Path, capsys
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
-        (["fit", "--samples", "{missing}", "--export", "{out}"], 1, "cannot read samples file"),
-        (["fit", "--samples", "{garbage}", "--export", "{out}"], 1, "holds no usable sample"),
-        (["fit", "--samples", "{empty}", "--export", "{out}"], 1, "holds no samples"),
-        (["fit", "--samples", "{train}", "--loss", "magic", "--export", "{out}"], 2, "invalid choice"),
-        (["fit", "--samples", "{train}"], 1, "--export"),
-        (["fit", "--samples", "{train}", "--export", "{out}", "--distill-weight", "1"], 1, "--distill-from"),
-        (["fit", "--samples", "{train}", "--export", "{out}", "--config", "{missing}"], 1, "cannot read config"),
-        (["fit", "--samples", "{train}", "--export", "{out}", "--warm-start", "{empty_dir}"], 1, "not a trainer"),
-        (["evaluate", "--model", "{empty_dir}", "--samples", "{train}"], 1, "holds no SavedModel"),
-        (["evaluate", "--model", "{missing}", "--samples", "{train}"], 1, "does not exist"),
+        # the conventions (common.cli): an input or model directory that cannot be used is exit 2, like a bad flag
+        (["fit", "--samples", "{missing}", "--export", "{out}"], 2, "fit: error: cannot read samples file"),
+        (["fit", "--samples", "{garbage}", "--export", "{out}"], 2, "holds no usable sample"),
+        (["fit", "--samples", "{empty}", "--export", "{out}"], 2, "holds no samples"),
+        (["fit", "--samples", "{train}", "--loss", "magic", "--export", "{out}"], -2, "fit: error: --loss: invalid"),
+        (["fit", "--samples", "{train}", "--epochs", "0", "--export", "{out}"], -2, "--epochs: expected a positive"),
+        (["fit", "--samples", "{train}"], 2, "--export"),
+        (["fit", "--samples", "{train}", "--export", "{out}", "--distill-weight", "1"], 2, "--distill-from"),
+        (["fit", "--samples", "{train}", "--export", "{out}", "--config", "{missing}"], 2, "cannot read config"),
+        (["fit", "--samples", "{train}", "--export", "{out}", "--warm-start", "{empty_dir}"], 2, "not a trainer"),
+        (["evaluate", "--model", "{empty_dir}", "--samples", "{train}"], 2, "holds no SavedModel"),
+        (["evaluate", "--model", "{missing}", "--samples", "{train}"], 2, "does not exist"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(argv, code, message, train_file: Path, tmp_path: Path, capsys) -> None:
@@ -177,12 +179,13 @@ def test_bad_input_is_one_line_and_non_zero(argv, code, message, train_file: Pat
         "empty_dir": tmp_path / "empty_dir",
     }
     argv = [a.format(**{k: str(v) for k, v in paths.items()}) for a in argv]
-    with pytest.raises(SystemExit) if code == 2 else _no_raise() as raised:
+    # -2: argparse's own refusal (SystemExit 2) rather than main's return value 2
+    with pytest.raises(SystemExit) if code == -2 else _no_raise() as raised:
         result = main([*argv, "--quiet"] if argv[0] == "fit" else argv)
-    result = raised.value.code if code == 2 else result
+    result = raised.value.code if code == -2 else result
     err = capsys.readouterr().err.strip()
-    assert result == code
-    assert len(err.splitlines()) == 1 and message in err
+    assert result == abs(code)
+    assert len(err.splitlines()) == 1 and err.startswith(f"python -m trainer {argv[0]}: error: ") and message in err
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
@@ -207,8 +210,8 @@ def test_real_process_bad_file_and_help(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("trainer fit: error: samples file")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("python -m trainer fit: error: samples file")
     help_out = subprocess.run(
         [sys.executable, "-m", "trainer", "evaluate", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
@@ -240,5 +243,5 @@ def test_config_file_with_flags_on_top(train_file: Path, tmp_path: Path, capsys)
     meta = json.loads((tmp_path / "m" / "assets.extra" / "trainer.json").read_text())
     assert meta["loss"] == "fnw" and meta["config"]["fit"]["batch_size"] == 512 and meta["spec"]["crosses"] == []
     config.write_text("fit:\n  epoch: 3\n")  # a typo is an error, not a silent default
-    assert main(["fit", "--samples", str(train_file), "--export", str(tmp_path / "m2"), "--config", str(config)]) == 1
+    assert main(["fit", "--samples", str(train_file), "--export", str(tmp_path / "m2"), "--config", str(config)]) == 2
     assert "fit.epoch" in capsys.readouterr().err

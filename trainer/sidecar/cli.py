@@ -1,5 +1,8 @@
 """The sidecar's commands: ``run`` (the streaming trainer), ``versions``, ``rollback`` and
-``registry rebuild`` (the registry restored from the version directories on disk)."""
+``registry rebuild`` (the registry restored from the version directories on disk).
+
+Their flags follow the project's conventions (common.cli): the defaults shown come from the config
+models, durations need a unit, ``--metrics-port 0`` is any free port."""
 
 from __future__ import annotations
 
@@ -12,45 +15,65 @@ import sys
 import threading
 from typing import Any
 
-from common.config import parse_duration_ms
-from trainer.config import LOSS_NAMES, TrainerConfig
+from common.cli import config_default, default_of, duration, format_default, port
+from trainer.config import LOSS_NAMES, LossConfig, TrainerConfig
+from trainer.sidecar.config import KafkaConfig, RedisConfig, SidecarConfig
 from trainer.sidecar.errors import SidecarError, UsageError
 
-
-def _duration(text: str) -> int:
-    try:
-        return parse_duration_ms(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0..65535 (0: no metrics endpoint), got {value}")
-    return value
+# --distill-weight when --distill-from is given and the config leaves loss.distill_weight at 0.
+TEACHER_WEIGHT = 0.5
 
 
 def add_parsers(sub: Any) -> None:
-    run = sub.add_parser("run", help="train continuously from samples.<task> on Kafka, publish checked versions")
-    run.add_argument("--config", metavar="YAML", help="trainer config file (section sidecar:); flags override it")
-    run.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="Kafka bootstrap servers")
-    run.add_argument("--redis-url", metavar="URL", help="Redis of the model registry, e.g. redis://localhost:6379/0")
-    run.add_argument("--group-id", help="Kafka consumer group")
-    run.add_argument("--task", help="reads samples.<task> (default click)")
-    run.add_argument("--model-dir", metavar="DIR", help="versions, checkpoints and summaries go here")
-    run.add_argument("--loss", choices=LOSS_NAMES, help="delayed-feedback correction (default: pu)")
-    run.add_argument("--export-interval", type=_duration, metavar="DURATION", help="e.g. 1m, 10s (default 1m)")
-    run.add_argument("--warm-start", metavar="PATH", help="start from this offline export or checkpoint")
-    run.add_argument("--distill-from", metavar="MODEL_DIR", help="distil toward this export's predictions")
-    run.add_argument("--distill-weight", type=float, metavar="LAMBDA", help="default 0.5 with --distill-from")
-    run.add_argument("--metrics-port", type=_port, metavar="PORT", help="Prometheus /metrics port (0: none)")
+    run = sub.add_parser(
+        "run",
+        help="train continuously from samples.<task> on Kafka, publish checked versions",
+        description="Train continuously from samples.<task> on Kafka and publish checked versions. Flags override "
+        "the config file; the defaults shown are the config's own.",
+    )
+    run.add_argument(
+        "--config", metavar="CONFIG.yaml",
+        help="trainer config file (section sidecar:) (default: none: the built-in defaults)",
+    )
+    run.add_argument(
+        "--bootstrap-servers", metavar="HOST:PORT[,…]",
+        help=f"Kafka brokers {config_default(KafkaConfig, 'bootstrap_servers')}",
+    )
+    run.add_argument(
+        "--redis-url", metavar="redis://HOST:PORT/DB",
+        help=f"Redis of the model registry {config_default(RedisConfig, 'url')}",
+    )
+    run.add_argument("--group-id", help=f"Kafka consumer group {config_default(KafkaConfig, 'group_id')}")
+    run.add_argument("--task", metavar="NAME", help=f"reads samples.<task> {config_default(SidecarConfig, 'task')}")
+    run.add_argument(
+        "--model-dir", metavar="DIR",
+        help=f"versions, checkpoints and summaries go here {config_default(SidecarConfig, 'model_dir')}",
+    )
+    add_loss_flags(run)
+    run.add_argument(
+        "--export-interval", type=duration, metavar="DURATION",
+        help=f"a candidate version this often {config_default(SidecarConfig, 'export_interval')}",
+    )
+    run.add_argument(
+        "--warm-start", metavar="PATH",
+        help=f"start from this offline export or checkpoint {config_default(SidecarConfig, 'warm_start')}",
+    )
+    run.add_argument(
+        "--metrics-port", type=port, metavar="PORT",
+        help="Prometheus /metrics port; 0: any free port (the start log line names it) "
+        f"{config_default(SidecarConfig, 'metrics_port', none='none: no endpoint')}",
+    )
     run.add_argument(
         "--exit-when-idle",
-        type=_duration,
+        type=duration,
         metavar="DURATION",
         help="bounded mode: once every partition is drained and nothing arrived for DURATION, export, "
-        "checkpoint and exit",
+        f"checkpoint and exit {config_default(SidecarConfig, 'exit_when_idle', none='none: run until stopped')}",
+    )
+    run.add_argument(
+        "--start-wait", type=duration, metavar="DURATION",
+        help="how long the start waits for Redis and Kafka before it gives up "
+        f"{config_default(SidecarConfig, 'start_wait')}",
     )
     run.add_argument("--quiet", action="store_true", help="warnings and errors only on stderr")
 
@@ -58,26 +81,51 @@ def add_parsers(sub: Any) -> None:
         ("versions", "list the model versions of the registry"),
         ("rollback", "move the current pointer back (to the last good version, or --to VERSION)"),
     ):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         _registry_arguments(p)
         if name == "rollback":
-            p.add_argument("--to", type=int, metavar="VERSION", help="the version to point at")
-    registry = sub.add_parser("registry", help="the Redis registry of a model directory")
-    actions = registry.add_subparsers(
-        dest="registry_command", metavar="rebuild", required=True, parser_class=type(registry)
+            p.add_argument(
+                "--to", type=int, metavar="VERSION", help="the version to point at (default: the last good one)"
+            )
+    registry = sub.add_parser(
+        "registry", help="the Redis registry of a model directory", description="The Redis registry of a model "
+        "directory: rebuild restores it from the version directories on disk."
     )
+    actions = registry.add_subparsers(dest="registry_command", metavar="rebuild", required=True)
     rebuild = "restore the registry (versions and current pointer) from the version directories on disk"
     _registry_arguments(actions.add_parser("rebuild", help=rebuild, description=rebuild))
+
+
+def add_loss_flags(p: argparse.ArgumentParser) -> None:
+    """``--loss``, ``--distill-from`` and ``--distill-weight``, the same in ``fit`` and ``run``."""
+    p.add_argument(
+        "--loss", choices=LOSS_NAMES, help=f"delayed-feedback correction {config_default(LossConfig, 'name')}"
+    )
+    p.add_argument(
+        "--distill-from", metavar="MODEL_DIR", help="distil toward this export's predictions (default: none)"
+    )
+    p.add_argument(
+        "--distill-weight", type=float, metavar="LAMBDA",
+        help=f"weight of the distillation term (default: {TEACHER_WEIGHT:g} with --distill-from, else the config's "
+        f"loss.distill_weight: {format_default(*default_of(LossConfig, 'distill_weight'))})",
+    )
 
 
 def _registry_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
-        metavar="YAML",
-        help="trainer config file: the Redis url, password, key prefix and model dir (section sidecar:)",
+        metavar="CONFIG.yaml",
+        help="trainer config file: the Redis url, password, key prefix and model dir (section sidecar:) "
+        "(default: none: give --redis-url and --model-dir)",
     )
-    p.add_argument("--redis-url", metavar="URL", help="overrides sidecar.redis.url (needed without --config)")
-    p.add_argument("--model-dir", metavar="DIR", help="overrides sidecar.model_dir (needed without --config)")
+    p.add_argument(
+        "--redis-url", metavar="redis://HOST:PORT/DB",
+        help="overrides sidecar.redis.url (needed without --config) (default: the config's)",
+    )
+    p.add_argument(
+        "--model-dir", metavar="DIR",
+        help="overrides sidecar.model_dir (needed without --config) (default: the config's)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only on stderr")
 
@@ -95,11 +143,13 @@ def run_config(args: argparse.Namespace) -> TrainerConfig:
         "sidecar.distill_from": args.distill_from,
         "sidecar.metrics_port": args.metrics_port,
         "sidecar.exit_when_idle": args.exit_when_idle,
+        "sidecar.start_wait": args.start_wait,
         "loss.distill_weight": args.distill_weight,
     }
     config = TrainerConfig.load(args.config, overrides)
     if config.sidecar.distill_from is not None and config.loss.distill_weight == 0.0:
-        config = config.model_copy(update={"loss": config.loss.model_copy(update={"distill_weight": 0.5})})
+        loss = config.loss.model_copy(update={"distill_weight": TEACHER_WEIGHT})
+        config = config.model_copy(update={"loss": loss})
     return config
 
 

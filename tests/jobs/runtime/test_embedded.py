@@ -441,7 +441,7 @@ def test_unreachable_kafka_or_redis_is_waited_for_then_one_line_and_exit_1(stack
         rc, err = _wait(stack.cli(path, "--start-wait", "2s"), 60)
         lines = err.strip().splitlines()
         assert rc == 1, err
-        assert lines[-1].startswith(f"python -m jobs.sample_join: error: {words} unreachable after 2 s: "), err
+        assert lines[-1].startswith(f"python -m jobs.sample_join run: error: {words} unreachable after 2 s: "), err
         assert all(line.startswith("{") for line in lines[:-1]), err  # the rest: JSON log lines
         assert time.monotonic() - started < 30
     # the Redis wait shows its progress from the first refusal on (Kafka's first probe takes the 2 s)
@@ -459,7 +459,7 @@ def test_a_redis_that_may_evict_keys_is_refused_at_start(stack: Stack, tmp_path:
         rc, err = _wait(stack.cli(stack.config_file(redis={"url": server.address, "key_prefix": "x"})), 60)
         assert rc == 1
         assert err.strip().splitlines()[-1] == (
-            f"python -m jobs.sample_join: error: Redis at {server.address} may evict keys (maxmemory 67108864, "
+            f"python -m jobs.sample_join run: error: Redis at {server.address} may evict keys (maxmemory 67108864, "
             "maxmemory-policy allkeys-lru): checkpoints and the model registry would vanish under memory pressure; "
             "set maxmemory-policy noeviction"
         )

@@ -94,7 +94,7 @@ def test_a_lost_checkpoint_fails_or_resumes_as_configured(stack: Stack, caplog: 
     assert rc == 1, err[-3000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith(
-        f"python -m jobs.sample_join: error: lost checkpoint: group {stack.group} has committed offsets for "
+        f"python -m jobs.sample_join run: error: lost checkpoint: group {stack.group} has committed offsets for "
         "partitions [0, 1, 2] ("
     ), last
     assert all(f"{tp}={offset}" in last for tp, offset in committed.items()), last
