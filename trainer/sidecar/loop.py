@@ -157,11 +157,12 @@ class Sidecar:
             self.teacher = ExportedModel(sc.distill_from)
         self.source.subscribe()
         self.summaries = Summaries(sc.model_dir / "tensorboard" if sc.tensorboard else None)
-        if sc.metrics_port:
-            self.metrics.serve(sc.metrics_port, sc.metrics_host)
+        # 0: any free port (the common command-line convention); the one bound is in the start line
+        metrics_port = None if sc.metrics_port is None else self.metrics.serve(sc.metrics_port, sc.metrics_host)
         log.info(
             "trainer sidecar started",
-            extra={"topic": sc.topic, "model_dir": str(sc.model_dir), "resumed": self.position.checkpoint is not None},
+            extra={"topic": sc.topic, "model_dir": str(sc.model_dir), "resumed": self.position.checkpoint is not None,
+                   "metrics_port": metrics_port},
         )
 
     def _warm_start(self, path: Any) -> None:

@@ -70,8 +70,10 @@ class SidecarMetrics:
         for partition, value in per_partition.items():
             self.lag_gauge.labels(task=self.task, partition=str(partition)).set(value)
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve /metrics on ``host``:``port`` (0: any free port); returns the port bound."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)
 
 
 class Summaries:

@@ -270,7 +270,8 @@ def test_an_evicting_redis_is_refused_at_start_with_one_line(
     result = env.run()
     assert result.returncode == 1
     _, other = stderr_lines(result.stderr)
-    assert len(other) == 1 and other[0].startswith("trainer run: error: Redis at ") and "may evict keys" in other[0]
+    assert len(other) == 1 and other[0].startswith("python -m trainer run: error: Redis at ")
+    assert "may evict keys" in other[0]
     assert "maxmemory-policy allkeys-lru" in other[0]
 
 
@@ -290,5 +291,5 @@ def test_an_unreachable_service_at_start_is_one_line_after_the_start_wait(
     assert result.returncode == 1
     logs, other = stderr_lines(result.stderr)
     assert [line for line in logs if line["msg"].startswith(f"waiting for {what} (")], logs
-    assert len(other) == 1 and other[0].startswith(f"trainer run: error: {what} unreachable after 5 s"), other
+    assert len(other) == 1 and other[0].startswith(f"python -m trainer run: error: {what} unreachable after 5 s"), other
     assert took < 60  # not the 2 minutes of retries (retry_for) meant for an outage while running
