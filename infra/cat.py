@@ -1,7 +1,8 @@
-"""`python -m infra.cat TOPIC ...`: dump topics of Avro single-object records as JSON lines.
+"""`python -m infra.cat TOPIC ...`: dump topics of Avro records as JSON lines.
 
 Reads every partition from the beginning up to the end it finds at start (a bounded snapshot, no
-consumer group), decodes each value with the `schemas` codec and writes the record's JSON form
+consumer group), decodes each value with the `schemas` codec (Avro single-object encoding; with
+`--wire-format confluent`, the Confluent Schema Registry framing too) and writes the record's JSON form
 (events with their "type"). Undecodable values are reported on stderr with their offsets and skipped.
 """
 
@@ -16,7 +17,9 @@ from typing import IO, Any
 import orjson
 
 from common.defaults import kafka_bootstrap_servers
+from common.errors import ConfigError
 from common.output import AtomicFile
+from common.wire import WIRE_FORMATS, WireFormatConfig
 from infra.errors import InfraError
 
 
@@ -64,11 +67,16 @@ def to_json(codec: Any, value: bytes) -> dict[str, Any]:
     return avro_to_event_json(name, record) if name in EVENT_TYPE_OF else from_avro(name, record)
 
 
-def dump(bootstrap: str, topics: Sequence[str], out: IO[bytes]) -> tuple[int, int]:
+def dump(
+    bootstrap: str, topics: Sequence[str], out: IO[bytes], wire: WireFormatConfig | None = None
+) -> tuple[int, int]:
     """Write the topics' records as JSON lines; returns (written, undecodable)."""
-    from schemas import Codec, DecodeError
+    from schemas import DecodeError, SchemaError
 
-    codec = Codec.default()
+    try:
+        codec = (wire or WireFormatConfig()).codec()
+    except SchemaError as exc:  # the registry's client cannot be used
+        raise InfraError(str(exc)) from exc
     written = bad = 0
     for topic, partition, offset, _, value in read_topics(bootstrap, topics):
         try:
@@ -88,15 +96,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bootstrap-servers", default=None,
                         help="default: KAFKA_BOOTSTRAP_SERVERS or the local stack's broker")
     parser.add_argument("--out", type=Path, help="write here (atomically) instead of stdout")
+    parser.add_argument("--wire-format", choices=WIRE_FORMATS, default="single_object",
+                        help="confluent: read the Confluent Schema Registry framing too (needs "
+                        "--schema-registry-url; basic auth from $SCHEMA_REGISTRY_BASIC_AUTH); default: single_object")
+    parser.add_argument("--schema-registry-url", metavar="URL", help="the registry of --wire-format confluent")
     args = parser.parse_args(argv)
     bootstrap = args.bootstrap_servers or kafka_bootstrap_servers()
     try:
+        wire = WireFormatConfig.from_flags(args.wire_format, args.schema_registry_url)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    try:
         if args.out:
             with AtomicFile(args.out) as out:
-                written, bad = dump(bootstrap, args.topics, out.file)
+                written, bad = dump(bootstrap, args.topics, out.file, wire)
                 out.commit()
         else:
-            written, bad = dump(bootstrap, args.topics, sys.stdout.buffer)
+            written, bad = dump(bootstrap, args.topics, sys.stdout.buffer, wire)
     except InfraError as exc:
         print(f"infra.cat: {exc}", file=sys.stderr)
         return 1

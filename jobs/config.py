@@ -24,6 +24,7 @@ from common.topics import (
     UNMATCHED_TOPIC,
     samples_topic,
 )
+from common.wire import WireFormatConfig
 from jobs.core.spec import (
     DEFAULT_IDLENESS_MS,
     DEFAULT_MAX_BUFFERED_LABELS_PER_REQUEST,
@@ -156,6 +157,8 @@ class KafkaConfig(StrictConfig):
     group_id: str = "sample-join"
     topics: TopicsConfig = TopicsConfig()
     security: KafkaSecurity = KafkaSecurity()
+    # How values are framed: single_object (default) or confluent, with its registry (docs/wire-format.md).
+    wire: WireFormatConfig = WireFormatConfig()
     # Extra librdkafka settings for consumer and producer (tuning); these win over ours. No secrets here.
     consumer: dict[str, Any] = {}
     producer: dict[str, Any] = {}

@@ -45,6 +45,7 @@ from typing import Any
 
 from common.config import parse_duration_ms
 from common.output import AtomicFile
+from common.wire import WireFormatConfig
 from jobs.synthetic import DEFAULT_START_MS, GenerateError, Generator, GeneratorConfig, Stats
 
 __all__ = ["GenerateError", "Generator", "GeneratorConfig", "KafkaSink", "KafkaTarget", "Stats", "main", "run"]
@@ -69,22 +70,25 @@ class KafkaTarget:
     labels: str = "events.labels"
     create_partitions: int | None = None  # create missing topics with this many partitions
     extra: dict[str, Any] = field(default_factory=dict)
+    wire: WireFormatConfig = field(default_factory=WireFormatConfig)  # single_object, or confluent + registry
 
 
 class KafkaSink:
-    """Avro single-object encoded events keyed by request_id, to the three event topics."""
+    """Avro events keyed by request_id, to the three event topics: single-object encoded, or in the
+    Confluent framing (their schemas registered under each topic's subject at start)."""
 
     def __init__(self, target: KafkaTarget):
         from confluent_kafka import Producer
 
         from jobs.runtime.kafka_io import ensure_topics, event_json_to_wire
 
-        self._encode = event_json_to_wire
         self.topics = {
             "impression": target.impressions,
             "feature_snapshot": target.feature_snapshots,
             "label": target.labels,
         }
+        single_object = target.wire.format == "single_object"
+        self._encode = event_json_to_wire if single_object else _confluent(target.wire, self.topics)
         if target.create_partitions:
             ensure_topics(target.bootstrap_servers, list(self.topics.values()), target.create_partitions)
         conf = {
@@ -131,6 +135,22 @@ class KafkaSink:
                 f"Kafka producer failed: {remaining} undelivered, {self._failed} failed"
                 + (f" ({self._errors[0]})" if self._errors else "")
             )
+
+
+def _confluent(wire: WireFormatConfig, topics: dict[str, str]) -> Callable[[dict[str, Any]], bytes]:
+    """The events' encoder in the Confluent framing (registering their schemas); GenerateError if the
+    registry cannot be used."""
+    from jobs.errors import JobError
+    from jobs.runtime.kafka_io import ConfluentWireFormat
+    from schemas.confluent import ConfluentCodec
+    from schemas.errors import SchemaError
+
+    try:
+        confluent = wire.codec()
+        assert isinstance(confluent, ConfluentCodec)
+        return ConfluentWireFormat(confluent, events=topics).encode_event_json
+    except (JobError, SchemaError) as exc:
+        raise GenerateError(str(exc)) from exc
 
 
 def run(

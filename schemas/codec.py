@@ -31,6 +31,7 @@ from .errors import (
     DecodeError,
     EncodeError,
     ResolutionError,
+    SchemaError,
     TruncatedMessage,
     UnknownFingerprint,
     UnknownRecord,
@@ -223,9 +224,11 @@ class Codec:
                     f"message of {len(data)} bytes is shorter than the 10-byte single-object header: "
                     f"[{_show(data)}]"
                 )
+            hint = " (the Confluent framing's magic byte 00: read it with wire format confluent)" if (
+                data[:1] == b"\x00") else ""
             raise BadMagic(
                 f"message does not start with the single-object marker c3 01: got [{_show(data)}] "
-                f"({len(data)} bytes)"
+                f"({len(data)} bytes){hint}"
             )
         if len(data) < HEADER_SIZE:
             raise TruncatedMessage(
@@ -250,25 +253,72 @@ class Codec:
 
         With `expected`, return the dict only, and raise WrongRecord if the message holds another record.
         """
-        name, writer, reader, label, project, body = self._lookup(data)
+        entry = self._lookup(data)
+        name, body = entry[0], entry[5]
         if expected is not None and expected != name:
-            if expected not in self._writers:
-                raise self._unknown(expected)
-            raise WrongRecord(
-                f"expected a {expected} message, got {name} ({label}, fingerprint {bytes(data[2:10]).hex()})"
-            )
-        if body is not None:
+            raise self._wrong(expected, entry, f"fingerprint {bytes(data[2:10]).hex()}")
+        if body is not None:  # the current version (inlined from _read: the hot path pays no extra call)
             try:
                 decoded = body(data, HEADER_SIZE)
             except native.Malformed as exc:
-                raise self._native_error(exc, data, name, label) from None
+                raise self._native_error(exc, data, HEADER_SIZE, name, entry[3]) from None
             return (name, decoded) if expected is None else decoded
+        return self._read(entry, data, HEADER_SIZE, expected is None)
+
+    @overload
+    def decode_body(
+        self, fingerprint: bytes, data: bytes | bytearray | memoryview, offset: int, expected: None = None,
+        writer: str = "",
+    ) -> tuple[str, dict[str, Any]]: ...
+
+    @overload
+    def decode_body(
+        self, fingerprint: bytes, data: bytes | bytearray | memoryview, offset: int, expected: str, writer: str = ""
+    ) -> dict[str, Any]: ...
+
+    def decode_body(
+        self,
+        fingerprint: bytes,
+        data: bytes | bytearray | memoryview,
+        offset: int,
+        expected: str | None = None,
+        writer: str = "",
+    ) -> tuple[str, dict[str, Any]] | dict[str, Any]:
+        """:meth:`decode` for another framing of the same records (schemas/confluent.py): the Avro body
+        from `offset` to the end of `data`, written with the schema whose fingerprint is `fingerprint`;
+        `writer` names that schema in errors (e.g. its registry id)."""
+        entry = self._readers.get(fingerprint)
+        if entry is None:
+            raise UnknownFingerprint(
+                f"{writer or 'the writer schema'} (fingerprint {fingerprint.hex()}) is no released or current "
+                f"version of {', '.join(self._writers)}"
+            )
+        if expected is not None and expected != entry[0]:
+            raise self._wrong(expected, entry, writer or f"fingerprint {fingerprint.hex()}")
+        return self._read(entry, data, offset, expected is None)
+
+    def _wrong(self, expected: str, entry: _Reader, writer: str) -> SchemaError:
+        if expected not in self._writers:
+            return self._unknown(expected)
+        return WrongRecord(f"expected a {expected} message, got {entry[0]} ({entry[3]}, {writer})")
+
+    def _read(
+        self, entry: _Reader, data: bytes | bytearray | memoryview, offset: int, named: bool
+    ) -> tuple[str, dict[str, Any]] | dict[str, Any]:
+        """The record of the body at `offset` (as ``(name, record)`` when `named`)."""
+        name, writer, reader, label, project, body = entry
+        if body is not None:
+            try:
+                decoded = body(data, offset)
+            except native.Malformed as exc:
+                raise self._native_error(exc, data, offset, name, label) from None
+            return (name, decoded) if named else decoded
         fo = BytesIO(data)
-        fo.seek(HEADER_SIZE)
+        fo.seek(offset)
         try:
             record: dict[str, Any] = schemaless_reader(fo, writer, reader)  # type: ignore[assignment]
         except Exception as exc:
-            raise self._body_error(exc, data, fo, name, label) from exc
+            raise self._body_error(exc, data, offset, fo, name, label) from exc
         if fo.tell() != len(data):
             raise _trailing(data, fo.tell(), name, label)
         if project is not None:
@@ -279,25 +329,25 @@ class Codec:
                 raise BadBody(
                     f"{name} ({label}) field {field!r} holds {value}, outside the 32-bit range of an Avro int"
                 )
-        if expected is None:
-            return name, record
-        return record
+        return (name, record) if named else record
 
     @staticmethod
-    def _native_error(exc: ValueError, data: bytes | bytearray | memoryview, name: str, label: str) -> DecodeError:
+    def _native_error(
+        exc: ValueError, data: bytes | bytearray | memoryview, start: int, name: str, label: str
+    ) -> DecodeError:
         kind, detail, offset = exc.args
         if kind == native.TRAILING:
             return _trailing(data, offset, name, label)
-        where = _where(data, offset, name, label)
+        where = _where(data, start, offset, name, label)
         if kind == native.TRUNCATED:
             return TruncatedMessage(f"{where}: {detail}")
-        return BadBody(f"{where}: {detail}; body starts [{_show(data[HEADER_SIZE:])}]")
+        return BadBody(f"{where}: {detail}; body starts [{_show(data[start:])}]")
 
     @staticmethod
     def _body_error(
-        exc: Exception, data: bytes | bytearray | memoryview, fo: BytesIO, name: str, label: str
+        exc: Exception, data: bytes | bytearray | memoryview, start: int, fo: BytesIO, name: str, label: str
     ) -> DecodeError:
-        where = _where(data, fo.tell(), name, label)
+        where = _where(data, start, fo.tell(), name, label)
         if type(exc).__name__ == "SchemaResolutionError":
             return ResolutionError(f"cannot resolve {name} {label} to the current schema: {exc}")
         # fastavro signals the end of data with EOFError, or IndexError from reading past the buffer;
@@ -311,12 +361,12 @@ class Codec:
             exc_text = f"an enum symbol or union branch index is out of range ({exc})"
         else:
             exc_text = f"{type(exc).__name__}: {exc}"
-        return BadBody(f"{where}: {exc_text}; body starts [{_show(data[HEADER_SIZE:])}]")
+        return BadBody(f"{where}: {exc_text}; body starts [{_show(data[start:])}]")
 
 
-def _where(data: bytes | bytearray | memoryview, offset: int, name: str, label: str) -> str:
+def _where(data: bytes | bytearray | memoryview, start: int, offset: int, name: str, label: str) -> str:
     size = len(data)
-    return f"{name} ({label}) body of {size - HEADER_SIZE} bytes, at offset {offset} of the {size}-byte message"
+    return f"{name} ({label}) body of {size - start} bytes, at offset {offset} of the {size}-byte message"
 
 
 def _trailing(data: bytes | bytearray | memoryview, end: int, name: str, label: str) -> BadBody:

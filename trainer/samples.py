@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 from pydantic import ValidationError
@@ -32,6 +32,9 @@ from schemas.models import Sample as SampleRecord
 from schemas.records import POSITION_MAX, POSITION_MIN
 from trainer.contract import codec_contract_check
 from trainer.errors import InputError
+
+if TYPE_CHECKING:
+    from schemas.confluent import ConfluentCodec
 
 log = logging.getLogger("trainer")
 
@@ -182,15 +185,17 @@ def _contract_sample(record: dict[str, Any]) -> Sample:
     )
 
 
-def decode_sample(data: bytes | None, codec: Codec | None = None) -> Sample:
-    """A Kafka message value (Avro single-object encoding) -> a sample; :class:`BadRecord` with the
-    reason for an undecodable value or a record that breaks the Sample contract."""
+def decode_sample(data: bytes | None, codec: Codec | ConfluentCodec | None = None) -> Sample:
+    """A Kafka message value (Avro single-object encoding; or, with a ConfluentCodec, the Confluent
+    framing too) -> a sample; :class:`BadRecord` with the reason for an undecodable value (an unknown
+    schema id, a registry that does not answer) or a record that breaks the Sample contract."""
     if data is None:
         raise BadRecord("empty message (null value)")
     codec = codec or Codec.default()
     try:
         record = codec.decode(data, "Sample")
-        if codec_contract_check(SampleRecord, codec, "Sample")(record):
+        # (a ConfluentCodec gives its codec's fingerprint and schema: the records follow the same schema)
+        if codec_contract_check(SampleRecord, codec, "Sample")(record):  # type: ignore[arg-type]
             return _contract_sample(record)
         SampleRecord.model_validate(record)  # refused by the fast check: the model's own reasons
     except DecodeError as exc:

@@ -76,7 +76,7 @@ class EmbeddedRuntime:
         self.config = config
         self.clock = clock
         self.join = SampleJoin(config.join.spec())
-        self.wire = WireFormat()
+        self.wire = WireFormat.for_join(config.kafka, config.join.tasks)  # (confluent: registers the outputs)
         self.metrics = metrics or RuntimeMetrics()
         topics = config.kafka.topics
         self.inputs = [topics.impressions, topics.feature_snapshots, topics.labels]

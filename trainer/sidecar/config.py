@@ -15,6 +15,7 @@ from common.config import DurationMs, StrictConfig
 from common.defaults import DEDUP_HORIZON_MS, kafka_bootstrap_servers, redis_url
 from common.services import START_WAIT_S
 from common.topics import DEADLETTER_TOPIC, samples_topic
+from common.wire import WireFormatConfig
 
 
 class KafkaConfig(StrictConfig):
@@ -25,6 +26,8 @@ class KafkaConfig(StrictConfig):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # How values are framed: single_object (default) or confluent, with its registry (docs/wire-format.md).
+    wire: WireFormatConfig = WireFormatConfig()
     # Extra librdkafka settings for the consumer (and the dead-letter producer), e.g. timeouts.
     client: dict[str, Any] = Field(default_factory=dict)
 

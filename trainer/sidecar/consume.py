@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from schemas import Codec
+from schemas.confluent import ConfluentCodec, RegistryError
 from schemas.deadletter import deadletter_headers
 from trainer.samples import BadRecord, Sample, SampleTable, decode_sample
 from trainer.sidecar.config import SidecarConfig
@@ -53,7 +53,10 @@ class SampleSource:
         self.config = config
         self.topic = config.topic
         self._start_offsets = start_offsets
-        self._codec = Codec.default()
+        try:  # single_object: the schemas codec; confluent: the framing over the registry
+            self._codec = config.kafka.wire.codec()
+        except RegistryError as exc:
+            raise SidecarError(str(exc)) from exc
         settings = config.kafka.client_settings()
         self.consumer = Consumer(
             {
@@ -87,6 +90,16 @@ class SampleSource:
         info = meta.topics.get(self.topic)
         if info is None or info.error is not None or not info.partitions:
             raise SidecarError(f"topic {self.topic} does not exist on {self.config.kafka.bootstrap_servers}")
+        self._check_registry()
+
+    def _check_registry(self) -> None:
+        """With the confluent framing the registry must answer too: otherwise every sample would go to
+        the dead letter (a transient Unavailable, so the start-up wait covers a registry still starting)."""
+        if isinstance(self._codec, ConfluentCodec):
+            try:
+                self._codec.check()
+            except RegistryError as exc:
+                raise Unavailable(str(exc)) from exc
 
     def subscribe(self) -> None:
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
