@@ -92,13 +92,20 @@ class LossConfig(StrictConfig):
     pu_nnpu: bool = True
     pu_nnpu_beta: float = Field(default=0.0, ge=0.0)
     pu_nnpu_gamma: float = Field(default=1.0, ge=0.0)
-    # pu, online: live LATE_POSITIVEs are weighted 1 / F(stream age), F the share of late clicks that
-    # can have arrived (estimated from the stream's delays up to the join's attribution horizon),
-    # capped at pending_max_weight; standing in for the clicks still to come. False: plain PU.
+    # pu, stream training (the sidecar, fit --order stream): a LATE_POSITIVE emitted at stream age A
+    # (its emit time minus the stream start) is weighted 1 / F(A), F the share of late clicks with a
+    # delay up to A (the delay model of trainer/delay_model.py: a shuffled fit's matured history, the
+    # stream's own censored delays), capped at pending_max_weight; standing in for the clicks still to
+    # come. False: plain PU.
     pending_clicks: bool = True
     # The join's H for this task (the same default; checked against the join's at the sidecar's start).
     attribution_horizon_ms: int = Field(default=ATTRIBUTION_HORIZON_MS, gt=0)
     pending_max_weight: float = Field(default=4.0, ge=1.0)
+    # Delays a young stream cannot have shown yet, without history covering them: gamma (a censored
+    # fit of log rate = a + b log d - d / tau) or log-flat (the last observed log-density continued).
+    delay_tail: Literal["gamma", "log-flat"] = "gamma"
+    # Also learn the delays from the stream (censored, pooled with the history); False: history only.
+    delay_learn_from_stream: bool = True
     fnc_max_probability: float = Field(default=0.999, gt=0.0, lt=1.0)  # clip of b / (1 - b)
     esdfm_aux_weight: float = Field(default=1.0, ge=0.0)  # weight of the f_dp and f_rn heads' losses
     distill_weight: float = Field(default=0.0, ge=0.0)  # lambda of the distillation term

@@ -141,6 +141,10 @@ def _fit(
         teacher = ExportedModel(distill_from).predict(table)
         log.info("distilling toward %s (weight %g)", distill_from, config.loss.distill_weight)
     fit_cfg = config.fit
+    state.set_order(fit_cfg.order)
+    if fit_cfg.order == "shuffle":
+        # Offline epochs train on matured labels: their delays are the history a stream starts from.
+        state.pending.record_history(table.times, table.attributions)
     prepared = state.prepare(table)
     hashes = impression_hashes(table, fit_cfg.seed) if fit_cfg.order == "shuffle" else None
     steps_per_epoch = sum(1 for _ in batch_rows(table, fit_cfg.batch_size, fit_cfg.order, fit_cfg.seed, 0, hashes))

@@ -91,7 +91,10 @@ class TrainerState:
         )
         self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self._step = 0  # step_var's value, read without an eager op (several a batch otherwise)
-        self.pending = PendingClicks(config.loss.attribution_horizon_ms, config.loss.pending_max_weight)
+        loss = config.loss
+        self.pending = PendingClicks(
+            loss.attribution_horizon_ms, loss.pending_max_weight, loss.delay_tail, loss.delay_learn_from_stream
+        )
         n_ids = len(spec.base_fields) + len(spec.crosses)
         signature = (
             (
@@ -185,6 +188,12 @@ class TrainerState:
         self._step += 1
         logits = result.pop("logit").numpy()
         return {k: float(v) for k, v in result.items()}, logits
+
+    def set_order(self, order: str) -> None:
+        """``stream`` (the default, as the sidecar trains; ``fit --order stream``): LATE_POSITIVEs are
+        weighted by the delay model; ``shuffle`` (offline epochs, a NEGATIVE and its LATE_POSITIVE in
+        one batch): every weight is 1."""
+        self.pending.set_stream(order == "stream")
 
     def late_weights(self, targets: dict[str, np.ndarray]) -> np.ndarray:
         """Each sample's ``late_weight`` (:mod:`trainer.losses.pending`), updating the estimate."""

@@ -1,115 +1,40 @@
-"""The estimate of the clicks still to come (trainer.losses.pending), fed by the samples' own times."""
+"""The delay model inside a training state (trainer.losses.pending): saved with checkpoints and
+exports, recorded as history by a shuffled fit, and handed by its export to the stream that starts
+from it (the day-level hot start). The estimate itself is tested in test_delay_model.py."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 import tensorflow as tf
+from synth import make_samples, online_split, write_jsonl
+from test_delay_model import TIME_KEYS, feed, stream
 
+from trainer.bench.families import HORIZON_MS, HOUR
+from trainer.config import TrainerConfig
+from trainer.delay_model import DelayModel
+from trainer.export import export_state
+from trainer.fit import fit, targets
 from trainer.losses.pending import PendingClicks
-from trainer.samples import LATE_POSITIVE, MISSING_TIME, NEGATIVE, POSITIVE
-
-W, H = 10 * 60_000, 24 * 3_600_000
-
-
-def stream(hours: float, seed: int = 0, late_share: float = 0.2) -> dict[str, np.ndarray]:
-    """A live stream's samples in emission order: impressions every 2 s for ``hours``, a share of them
-    with a late click (log-uniform delay in (W, H]) that has arrived by the end, or not."""
-    rng = np.random.default_rng(seed)
-    end = hours * 3_600_000
-    impressions = np.arange(0, end, 2000, dtype=np.float64)
-    late = rng.random(len(impressions)) < late_share
-    delays = np.exp(rng.uniform(math.log(W), math.log(H), len(impressions)))
-    rows = [(t + W, t, t + W, MISSING_TIME, NEGATIVE) for t in impressions if t + W <= end]
-    rows += [
-        (t + d, t, t + d, d, LATE_POSITIVE)
-        for t, d, is_late in zip(impressions, delays, late, strict=False)
-        if is_late and t + d <= end
-    ]
-    rows.sort()
-    table = np.array([r[1:] for r in rows], np.float64)
-    return {
-        "impression_time_ms": table[:, 0].astype(np.int64),
-        "emit_time_ms": table[:, 1].astype(np.int64),
-        "delay_ms": table[:, 2].astype(np.int64),
-        "attribution": table[:, 3].astype(np.int32),
-    }
-
-
-def feed(pending: PendingClicks, samples: dict[str, np.ndarray], batch: int = 256) -> list[np.ndarray]:
-    out = []
-    for start in range(0, len(samples["attribution"]), batch):
-        part = {k: v[start : start + batch] for k, v in samples.items()}
-        out.append(pending.observe(part, part["attribution"]))
-    return out
-
-
-def test_arrived_fraction_follows_the_stream_age() -> None:
-    for hours in (3.0, 12.0):
-        pending = PendingClicks(H, max_weight=10.0)
-        feed(pending, stream(hours))
-        truth = math.log(hours * 3_600_000 / W) / math.log(H / W)
-        assert abs(pending.arrived_fraction() - truth) < 0.05
-
-
-def test_live_late_positives_weigh_one_over_the_arrived_fraction() -> None:
-    pending = PendingClicks(H, max_weight=4.0)
-    samples = stream(12.0)
-    weights = np.concatenate(feed(pending, samples))
-    late = samples["attribution"] == LATE_POSITIVE
-    assert np.all(weights[~late] == 1.0)
-    assert weights[late][-1] == np.float32(1.0 / pending.arrived_fraction())
-    assert 1.0 < weights[late][-1] < 1.3
-    assert np.all(weights[late] <= 4.0)  # capped early in the stream
-
-
-def test_a_stream_older_than_the_horizon_is_plain_pu() -> None:
-    pending = PendingClicks(H, max_weight=4.0)
-    feed(pending, stream(30.0, late_share=0.05))
-    assert pending.arrived_fraction() == 1.0
-
-
-def test_samples_far_behind_the_stream_time_are_not_live() -> None:
-    """Shuffled offline epochs: a LATE_POSITIVE emitted long before the stream time weighs 1."""
-    pending = PendingClicks(H, max_weight=4.0)
-    samples = stream(12.0)
-    feed(pending, samples)
-    late = np.flatnonzero(samples["attribution"] == LATE_POSITIVE)[:50]
-    part = {k: v[late] for k, v in samples.items()}
-    assert np.all(pending.observe(part, part["attribution"]) == 1.0)
-
-
-def test_missing_times_weigh_one() -> None:
-    pending = PendingClicks(H, max_weight=4.0)
-    missing = np.full(3, MISSING_TIME, np.int64)
-    times = {"impression_time_ms": missing, "emit_time_ms": missing, "delay_ms": missing}
-    assert np.all(pending.observe(times, np.array([POSITIVE, NEGATIVE, LATE_POSITIVE], np.int32)) == 1.0)
+from trainer.samples import LATE_POSITIVE, SampleTable, parse_sample, read_samples
+from trainer.state import TrainerState
 
 
 def test_the_estimate_survives_a_checkpoint(tmp_path: Path) -> None:
-    pending = PendingClicks(H, max_weight=4.0)
-    feed(pending, stream(6.0))
+    pending = PendingClicks(HORIZON_MS, max_weight=4.0)
+    feed(pending, stream(6.0, "uniform"))
     path = tf.train.Checkpoint(pending=pending).save(str(tmp_path / "ckpt"))
-    restored = PendingClicks(H, max_weight=4.0)
+    restored = PendingClicks(HORIZON_MS, max_weight=4.0)
     tf.train.Checkpoint(pending=restored).restore(path).assert_consumed()
     assert restored.to_json() == pending.to_json()
-    assert restored.arrived_fraction() == pending.arrived_fraction()
-    copied = PendingClicks(H, max_weight=4.0)
-    copied.load_json(pending.to_json())
-    assert copied.arrived_fraction() == pending.arrived_fraction()
+    ages = np.array([1.0, 3.0, 6.0]) * HOUR
+    np.testing.assert_array_equal(restored.arrived_fraction(ages), pending.arrived_fraction(ages))
 
 
 def test_the_trainer_state_keeps_the_estimate_in_checkpoints_and_exports(tmp_path: Path) -> None:
-    from synth import make_samples, online_split
-
-    from trainer.config import TrainerConfig
-    from trainer.export import export_state
-    from trainer.fit import targets
-    from trainer.samples import SampleTable, parse_sample
-    from trainer.state import TrainerState
-
     rows, truth = make_samples(600, late_fraction=0.6, ctr_logit=0.0, seed=4, spacing_ms=60_000)
     rows, _ = online_split(rows, truth, test_fraction=0.1)  # 9 h of a live stream
     table = SampleTable([parse_sample(r) for r in rows])
@@ -120,10 +45,69 @@ def test_the_trainer_state_keeps_the_estimate_in_checkpoints_and_exports(tmp_pat
         batch = np.arange(start, min(start + 128, len(table)))
         state.train_on_batch(state.encode(prepared, batch), targets(table, batch, None))
     saved = state.pending.to_json()
-    assert 0.0 < state.pending.arrived_fraction() < 1.0 and sum(saved["late_counts"]) > 0  # type: ignore[arg-type]
+    assert 0.0 < float(state.pending.arrived_fraction(5 * HOUR)) < 1.0 and sum(saved["stream_counts"]) > 0
     state.save_checkpoint(tmp_path / "ckpt")
     export_state(state, tmp_path / "export")
     for saved_in in ("ckpt", "export"):
         restored = TrainerState.warm_start(tmp_path / saved_in, config)
         assert restored.pending.to_json() == saved
         assert restored.step == state.step == -(-len(table) // 128)  # the step counter too
+
+
+def _shifted(rows: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
+    """The same samples ``offset`` ms later."""
+    keys = ("impression_time_ms", "emit_time_ms", "label_time_ms")
+    return [{**r, **{k: r[k] + offset for k in keys if r.get(k) is not None}} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def day_level(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A shuffled fit over a complete previous day (the day-level hot start), and the stream after it."""
+    directory = tmp_path_factory.mktemp("day")
+    day, _ = make_samples(3000, late_fraction=0.5, ctr_logit=-0.5, seed=11, spacing_ms=int(24 * HOUR) // 3000)
+    later, truth = make_samples(1500, late_fraction=0.5, ctr_logit=-0.5, seed=12, spacing_ms=int(12 * HOUR) // 1500)
+    config = TrainerConfig.load(None, {"fit.epochs": 1, "model.hidden_units": [8]})
+    fit([write_jsonl(directory / "day.jsonl", day)], config, export=directory / "day-export")
+    online, _ = online_split(_shifted(later, int(24 * HOUR)), truth, test_fraction=0.01)
+    return directory / "day-export", write_jsonl(directory / "stream.jsonl", online)
+
+
+def test_a_shuffled_fit_records_its_delays_as_history(day_level: tuple[Path, Path]) -> None:
+    export, _ = day_level
+    state = TrainerState.warm_start(export, TrainerConfig.load(None, {}))
+    assert state.pending.history_counts.sum() > 300 and state.pending.history_exposure.max() > 2900
+    assert not np.isfinite(state.pending.start_ms)  # at no stream position: the next stream starts afresh
+    # synth.py's late delays are log-uniform in (W, H]: F grows with the log of the age
+    shares = state.pending.arrived_fraction(np.array([1.0, 12.0]) * HOUR)
+    assert abs(shares[0] - np.log(6) / np.log(144)) < 0.08 and abs(shares[1] - np.log(72) / np.log(144)) < 0.08
+
+
+def test_a_stream_warm_started_from_the_day_level_export_weighs_by_its_history(day_level: tuple[Path, Path]) -> None:
+    export, stream_file = day_level
+    config = TrainerConfig.load(None, {"fit.order": "stream", "loss.pending_max_weight": 8.0})
+    state = TrainerState.warm_start(export, config)
+    history = DelayModel(HORIZON_MS, max_weight=8.0, learn_from_stream=False)
+    history.load_json(state.pending.to_json())
+    table = SampleTable(read_samples([stream_file])[0])
+    weights = []
+    for start in range(0, len(table), 128):
+        step_targets = targets(table, np.arange(start, min(start + 128, len(table))), None)
+        weights.append(state.late_weights(step_targets))
+    got = np.concatenate(weights)
+    late = table.attributions == LATE_POSITIVE
+    ages = table.times["emit_time_ms"][late] - table.times["impression_time_ms"].min()
+    expected = 1.0 / np.maximum(history.arrived_fraction(ages), 1.0 / 8.0)
+    assert np.abs(got[late] / expected - 1).mean() < 0.05  # the history's shape from the first sample on
+    assert np.all(got[~late] == 1.0) and got[late].max() == 8.0
+
+
+def test_shuffled_order_weighs_every_sample_one_and_stream_order_does_not() -> None:
+    times = stream(6.0, "uniform")
+    step_targets = {**{k: times[k] for k in TIME_KEYS}, "attribution": times["attribution"]}
+    step_targets["label"] = (times["attribution"] != 1).astype(np.float32)
+    table = SampleTable([parse_sample(r) for r in make_samples(50, seed=1)[0]])
+    state = TrainerState.create(TrainerConfig.load(None, {}), table)
+    state.set_order("shuffle")
+    assert np.all(state.late_weights(step_targets) == 1.0)
+    state.set_order("stream")
+    assert state.late_weights(step_targets).max() > 1.0
