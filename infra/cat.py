@@ -8,7 +8,6 @@ consumer group), decodes each value with the `schemas` codec (Avro single-object
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,11 +15,14 @@ from typing import IO, Any
 
 import orjson
 
-from common.defaults import kafka_bootstrap_servers
+from common.cli import EXIT_FAILED, Parser, fail
+from common.defaults import LOCAL_KAFKA_BOOTSTRAP, kafka_bootstrap_servers
 from common.errors import ConfigError
 from common.output import AtomicFile
 from common.wire import WIRE_FORMATS, WireFormatConfig
 from infra.errors import InfraError
+
+PROG = "python -m infra.cat"
 
 
 def read_topics(
@@ -91,15 +93,17 @@ def dump(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.cat", description=__doc__.splitlines()[0])
-    parser.add_argument("topics", nargs="+", metavar="TOPIC")
-    parser.add_argument("--bootstrap-servers", default=None,
-                        help="default: KAFKA_BOOTSTRAP_SERVERS or the local stack's broker")
-    parser.add_argument("--out", type=Path, help="write here (atomically) instead of stdout")
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("topics", nargs="+", metavar="TOPIC", help="topics to dump, each from its start")
+    parser.add_argument("--bootstrap-servers", default=None, metavar="HOST:PORT[,…]",
+                        help=f"Kafka brokers (default: $KAFKA_BOOTSTRAP_SERVERS, else {LOCAL_KAFKA_BOOTSTRAP})")
+    parser.add_argument("--out", type=Path, metavar="FILE.jsonl",
+                        help="write here (atomically) (default: none: standard output)")
     parser.add_argument("--wire-format", choices=WIRE_FORMATS, default="single_object",
                         help="confluent: read the Confluent Schema Registry framing too (needs "
-                        "--schema-registry-url; basic auth from $SCHEMA_REGISTRY_BASIC_AUTH); default: single_object")
-    parser.add_argument("--schema-registry-url", metavar="URL", help="the registry of --wire-format confluent")
+                        "--schema-registry-url; basic auth from $SCHEMA_REGISTRY_BASIC_AUTH)")
+    parser.add_argument("--schema-registry-url", metavar="URL",
+                        help="the registry of --wire-format confluent (default: none)")
     args = parser.parse_args(argv)
     bootstrap = args.bootstrap_servers or kafka_bootstrap_servers()
     try:
@@ -114,8 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             written, bad = dump(bootstrap, args.topics, sys.stdout.buffer, wire)
     except InfraError as exc:
-        print(f"infra.cat: {exc}", file=sys.stderr)
-        return 1
+        return fail(PROG, exc, EXIT_FAILED)
     print(f"infra.cat: {written} records from {', '.join(args.topics)}" + (f", {bad} undecodable" if bad else ""),
           file=sys.stderr)
     return 0

@@ -43,12 +43,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.config import parse_duration_ms
+from common.cli import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Parser,
+    default_of,
+    deprecated_alias,
+    duration,
+    fail,
+    non_negative_int,
+    positive_int,
+)
+from common.config import format_duration_ms
+from common.errors import CommonError, ConfigError
 from common.output import AtomicFile
-from common.wire import WireFormatConfig
-from jobs.synthetic import DEFAULT_START_MS, GenerateError, Generator, GeneratorConfig, Stats
+from common.wire import WIRE_FORMATS, WireFormatConfig
+from jobs.config import TopicsConfig
+from jobs.synthetic import GenerateError, Generator, GeneratorConfig, Stats
 
 __all__ = ["GenerateError", "Generator", "GeneratorConfig", "KafkaSink", "KafkaTarget", "Stats", "main", "run"]
+
+PROG = "python -m jobs.generate"
 
 
 # -- sinks --------------------------------------------------------------------------------------------
@@ -221,21 +236,51 @@ def run(
             f.discard()
 
 
+def _start_ms(text: str) -> int:
+    """``--start``: ms since the epoch, or ``now`` (the wall clock at parse time)."""
+    if text == "now":
+        return int(time.time() * 1000)
+    try:
+        return non_negative_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected ms since the epoch or 'now', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m jobs.generate",
+    p = Parser(
+        prog=PROG,
         description="Generate delayed-feedback events (impressions, feature snapshots, labels) with ground truth.",
     )
     d = GeneratorConfig()
+
+    def shown(name: str) -> str:
+        """The library's default of a duration field, as text the duration type parses."""
+        return format_duration_ms(getattr(d, name))
+
     out = p.add_argument_group("outputs")
-    out.add_argument("--out", help="JSONL file of events in arrival order")
-    out.add_argument("--truth", help="JSONL ground truth, one line per distinct impression")
-    out.add_argument("--bootstrap-servers", help="write Avro events to this Kafka cluster")
-    out.add_argument("--topic-impressions", default="events.impressions")
-    out.add_argument("--topic-feature-snapshots", default="events.feature_snapshots")
-    out.add_argument("--topic-labels", default="events.labels")
+    out.add_argument("--out", metavar="EVENTS.jsonl", help="JSONL file of events in arrival order (default: none)")
     out.add_argument(
-        "--create-topics", type=int, metavar="PARTITIONS", help="create missing event topics with this many partitions"
+        "--truth", metavar="TRUTH.jsonl", help="JSONL ground truth, one line per distinct impression (default: none)"
+    )
+    out.add_argument(
+        "--bootstrap-servers", metavar="HOST:PORT[,…]", help="write Avro events to this Kafka cluster (default: none)"
+    )
+    for kind, key in (("impressions", "impressions"), ("feature-snapshots", "feature_snapshots"), ("labels", "labels")):
+        topic = out.add_argument(
+            f"--{kind}-topic", metavar="TOPIC", default=default_of(TopicsConfig, key)[0], help="Kafka mode"
+        )
+        deprecated_alias(out, topic, f"--topic-{kind}")
+    out.add_argument(
+        "--wire-format", choices=WIRE_FORMATS, default=default_of(WireFormatConfig, "format")[0],
+        help="Kafka mode: confluent writes the Confluent Schema Registry framing (needs --schema-registry-url; "
+        "basic auth from $SCHEMA_REGISTRY_BASIC_AUTH)",
+    )
+    out.add_argument(
+        "--schema-registry-url", metavar="URL", help="the registry of --wire-format confluent (default: none)"
+    )
+    out.add_argument(
+        "--create-topics", type=positive_int, metavar="PARTITIONS",
+        help="create missing event topics with this many partitions (default: none: they must exist)",
     )
     out.add_argument(
         "--speedup",
@@ -244,17 +289,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="Kafka mode: event-time ms per wall ms (600 = 10 min/s); 0 = no pacing",
     )
     out.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    out.add_argument("--summary", action="store_true", help="print the stream's statistics as JSON on stdout")
+    json_flag = out.add_argument("--json", action="store_true", help="print the stream's statistics as JSON on stdout")
+    deprecated_alias(out, json_flag, "--summary")
     m = p.add_argument_group("stream")
-    m.add_argument("--impressions", type=int, default=d.impressions)
-    m.add_argument("--users", type=int, default=d.users)
-    m.add_argument("--items", type=int, default=d.items)
+    m.add_argument("--impressions", type=non_negative_int, default=d.impressions, help="impressions to generate")
+    m.add_argument("--users", type=positive_int, default=d.users, help="distinct users")
+    m.add_argument("--items", type=positive_int, default=d.items, help="distinct items")
     m.add_argument("--ctr", type=float, default=d.ctr, help="mean click probability")
     m.add_argument("--rate", type=float, default=d.rate, help="impressions per second of event time")
-    m.add_argument("--slate", type=int, default=d.slate, help="at most this many impressions per request")
-    m.add_argument("--window", default="10m", help="the join's negative window W (places delays)")
-    m.add_argument("--horizon", default="24h", help="the join's attribution horizon H (places delays)")
-    m.add_argument("--delay-mean", default="60s", help="mean click delay within the window (exponential)")
+    m.add_argument("--slate", type=positive_int, default=d.slate, help="at most this many impressions per request")
+    m.add_argument(
+        "--window", type=duration, metavar="DURATION", default=shown("window_ms"),
+        help="the join's negative window W (places delays)",
+    )
+    m.add_argument(
+        "--horizon", type=duration, metavar="DURATION", default=shown("horizon_ms"),
+        help="the join's attribution horizon H (places delays)",
+    )
+    m.add_argument(
+        "--delay-mean", type=duration, metavar="DURATION", default=shown("delay_mean_ms"),
+        help="mean click delay within the window (exponential)",
+    )
     m.add_argument(
         "--late-fraction", type=float, default=d.late_fraction, help="fraction of clicks with W < delay <= H"
     )
@@ -264,7 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.beyond_horizon_fraction,
         help="fraction of clicks with delay > H",
     )
-    m.add_argument("--snapshot-max-delay", default="2s", help="feature snapshots lag their request by up to this")
+    m.add_argument(
+        "--snapshot-max-delay", type=duration, metavar="DURATION", default=shown("snapshot_max_delay_ms"),
+        help="feature snapshots lag their request by up to this",
+    )
     m.add_argument(
         "--snapshot-missing", type=float, default=d.snapshot_missing, help="fraction of requests without a snapshot"
     )
@@ -284,9 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of clicks followed by a 'conversion' label",
     )
     m.add_argument("--like-rate", type=float, default=d.like_rate, help="'like' labels per impression")
-    m.add_argument("--disorder", default="2s", help="bound on out-of-orderness (keep <= the join's)")
-    m.add_argument("--start", default=str(DEFAULT_START_MS), help="first event time (ms since epoch, or 'now')")
-    m.add_argument("--seed", type=int, default=d.seed)
+    m.add_argument(
+        "--disorder", type=duration, metavar="DURATION", default=shown("disorder_ms"),
+        help="bound on out-of-orderness (keep <= the join's)",
+    )
+    m.add_argument(
+        "--start", type=_start_ms, metavar="MS|now", default=str(d.start_ms),
+        help="first event time (ms since the epoch, or 'now')",
+    )
+    m.add_argument("--seed", type=int, default=d.seed, help="random seed")
     m.add_argument(
         "--run-id",
         metavar="ID",
@@ -298,17 +362,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> GeneratorConfig:
-    try:
-        start = int(time.time() * 1000) if args.start == "now" else int(args.start)
-    except ValueError as exc:
-        raise GenerateError(f"--start must be ms since the epoch or 'now', got {args.start!r}") from exc
-    try:
-        durations = {
-            name: parse_duration_ms(getattr(args, name))
-            for name in ("window", "horizon", "delay_mean", "snapshot_max_delay", "disorder")
-        }
-    except ValueError as exc:
-        raise GenerateError(str(exc)) from exc
     cfg = GeneratorConfig(
         impressions=args.impressions,
         users=args.users,
@@ -316,19 +369,19 @@ def config_from_args(args: argparse.Namespace) -> GeneratorConfig:
         ctr=args.ctr,
         rate=args.rate,
         slate=args.slate,
-        window_ms=durations["window"],
-        horizon_ms=durations["horizon"],
-        delay_mean_ms=durations["delay_mean"],
+        window_ms=args.window,
+        horizon_ms=args.horizon,
+        delay_mean_ms=args.delay_mean,
         late_fraction=args.late_fraction,
         beyond_horizon_fraction=args.beyond_horizon_fraction,
-        snapshot_max_delay_ms=durations["snapshot_max_delay"],
+        snapshot_max_delay_ms=args.snapshot_max_delay,
         snapshot_missing=args.snapshot_missing,
         duplicate_rate=args.duplicate_rate,
         orphan_rate=args.orphan_rate,
         conversion_rate=args.conversion_rate,
         like_rate=args.like_rate,
-        disorder_ms=durations["disorder"],
-        start_ms=start,
+        disorder_ms=args.disorder,
+        start_ms=args.start,
         seed=args.seed,
         run_id=secrets.token_hex(4) if args.run_id is None else args.run_id,
     )
@@ -340,21 +393,28 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        kafka = None
-        if args.bootstrap_servers:
-            kafka = KafkaTarget(
-                bootstrap_servers=args.bootstrap_servers,
-                impressions=args.topic_impressions,
-                feature_snapshots=args.topic_feature_snapshots,
-                labels=args.topic_labels,
-                create_partitions=args.create_topics,
-            )
-        elif args.speedup:
+        if not args.out and not args.bootstrap_servers:
+            raise GenerateError("give --out FILE and/or --bootstrap-servers HOST:PORT")
+        if args.speedup and not args.bootstrap_servers:
             raise GenerateError("--speedup paces Kafka writes; give --bootstrap-servers")
+        wire = WireFormatConfig.from_flags(args.wire_format, args.schema_registry_url)
+    except (GenerateError, ConfigError) as exc:  # the flags' values do not make a stream
+        return fail(PROG, exc, EXIT_USAGE)
+    kafka = None
+    if args.bootstrap_servers:
+        kafka = KafkaTarget(
+            bootstrap_servers=args.bootstrap_servers,
+            impressions=args.impressions_topic,
+            feature_snapshots=args.feature_snapshots_topic,
+            labels=args.labels_topic,
+            create_partitions=args.create_topics,
+            wire=wire,
+        )
 
-        def progress(line: str) -> None:
-            print(line, file=sys.stderr, flush=True)
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
 
+    try:
         stats = run(
             cfg,
             out=args.out,
@@ -363,14 +423,13 @@ def main(argv: list[str] | None = None) -> int:
             speedup=args.speedup,
             progress=None if args.quiet else progress,
         )
-    except (GenerateError, OSError) as exc:
-        print(f"generate: error: {exc}", file=sys.stderr)
-        return 2
+    except (GenerateError, CommonError, OSError) as exc:  # Kafka refused the events, an output failed
+        return fail(PROG, exc, EXIT_FAILED)
     except KeyboardInterrupt:
-        print("generate: interrupted", file=sys.stderr)
+        print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     summary = json.dumps({"run_id": cfg.run_id, **stats.to_json()}, sort_keys=True)
-    if args.summary:
+    if args.json:
         print(summary)
     elif not args.quiet:
         print(f"generate: {summary}", file=sys.stderr)
