@@ -180,7 +180,7 @@ class DelayModel:
         past every impression's clicks that it holds; for a dump of a topic cut at some time, at the
         cut. Whatever the model had learnt from a stream joins the history first (a shuffled fit is
         at no stream position: its export starts the next stream afresh)."""
-        self._fold_stream_into_history()
+        self.new_stream()
         impression, emit, delay = (
             np.asarray(times[k], np.float64) for k in ("impression_time_ms", "emit_time_ms", "delay_ms")
         )
@@ -200,7 +200,9 @@ class DelayModel:
         self.history_counts += np.bincount(bins, minlength=BINS)
         self._dirty = True
 
-    def _fold_stream_into_history(self) -> None:
+    def new_stream(self) -> None:
+        """Start another stream: what this one has counted (consistent counts and exposures) joins
+        the history, its position is forgotten."""
         counts, stream_exposure = self.stream_counts, self._stream_exposure()
         if counts.sum() > 0:
             self.history_counts += counts

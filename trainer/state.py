@@ -123,7 +123,17 @@ class TrainerState:
 
     @classmethod
     def warm_start(cls, path: str | os.PathLike[str], config: TrainerConfig) -> TrainerState:
-        """From a checkpoint directory (``trainer.json`` + a tf.train checkpoint) or an export."""
+        """From a checkpoint directory (``trainer.json`` + a tf.train checkpoint) or an export.
+
+        A warm start begins another stream (the day-level hot start, a model handed to a new
+        sidecar): the delays the saved state counted join its history, its stream position does not
+        carry over. (A sidecar resuming its own checkpoint restores it as it was.)"""
+        state = cls._warm_start(path, config)
+        state.pending.new_stream()
+        return state
+
+    @classmethod
+    def _warm_start(cls, path: str | os.PathLike[str], config: TrainerConfig) -> TrainerState:
         from trainer import export
 
         directory = Path(path)

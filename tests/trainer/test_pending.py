@@ -46,11 +46,16 @@ def test_the_trainer_state_keeps_the_estimate_in_checkpoints_and_exports(tmp_pat
         state.train_on_batch(state.encode(prepared, batch), targets(table, batch, None))
     saved = state.pending.to_json()
     assert 0.0 < float(state.pending.arrived_fraction(5 * HOUR)) < 1.0 and sum(saved["stream_counts"]) > 0
-    state.save_checkpoint(tmp_path / "ckpt")
+    prefix = state.save_checkpoint(tmp_path / "ckpt")
     export_state(state, tmp_path / "export")
+    resumed = TrainerState(config, state.spec)  # as the sidecar resumes its own checkpoint: the same stream
+    resumed.restore_checkpoint(prefix)
+    assert resumed.pending.to_json() == saved
     for saved_in in ("ckpt", "export"):
+        # A warm start begins another stream: the counted delays become history, the position goes.
         restored = TrainerState.warm_start(tmp_path / saved_in, config)
-        assert restored.pending.to_json() == saved
+        assert not np.isfinite(restored.pending.start_ms) and restored.pending.stream_counts.sum() == 0
+        np.testing.assert_array_equal(restored.pending.history_counts, saved["stream_counts"])
         assert restored.step == state.step == -(-len(table) // 128)  # the step counter too
 
 
