@@ -204,13 +204,15 @@ def soak(duration_ms: int, rate: float, every_s: float, partitions: int, workdir
         bootstrap, redis_url = services[0].address, services[1].address
         metrics_port = free_port()
         create_topics(bootstrap, {t: (partitions, 0) for t in INPUTS})
+        # durations as text with their unit: a config file refuses a bare number
+        window, horizon = format_duration_ms(WINDOW_MS), format_duration_ms(HORIZON_MS)
         config = {
-            "join": {"tasks": [{"name": "click", "window": WINDOW_MS, "horizon": HORIZON_MS, "snapshot_wait": 3_000}],
+            "join": {"tasks": [{"name": "click", "window": window, "horizon": horizon, "snapshot_wait": "3s"}],
                      "idleness": "5s"},
             "kafka": {"bootstrap_servers": bootstrap, "group_id": GROUP},
             "redis": {"url": redis_url},
             "checkpoint": {"interval": "2s"},
-            "local": {"exit_when_idle": IDLE_END_MS},
+            "local": {"exit_when_idle": format_duration_ms(IDLE_END_MS)},
             "metrics": {"port": metrics_port},
         }
         config_file = workdir / "soak.yaml"
