@@ -156,7 +156,7 @@ def replay(events: Path, out_dir: Path, *extra: str) -> tuple[dict[str, Any], di
             "1m",
             "--horizon",
             "10m",
-            "--json-summary",
+            "--json",
             *extra,
         ],
         capture_output=True,
