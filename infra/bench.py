@@ -14,13 +14,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / ".bench"
 PROG = "python -m infra.bench"
+README_RESULTS = ROOT / "docs" / "bench-results.json"  # the run whose table the README shows
 VENVS = {"jobs": ROOT / ".venv" / "jobs" / "bin" / "python", "trainer": ROOT / ".venv" / "trainer" / "bin" / "python"}
 
 
@@ -263,6 +264,27 @@ def table(results: list[tuple[str, list[Row]]]) -> str:
     return "\n".join(lines)
 
 
+def readme_table(data: dict[str, Any]) -> str:
+    """The README's table (`--readme-table`): a results file's rows as `make bench` printed them, under a
+    line saying when and where they were measured, so that the README holds no figure the file lacks."""
+    if data.get("quick"):
+        raise ValueError("it holds a --quick run, which is not for quoting")
+    names = [f.name for f in fields(Row)]
+    results = [(b["name"], [Row(**{k: r[k] for k in names if k in r}) for r in b.get("rows", [])])
+               for b in data["benchmarks"]]
+    when = f" of {data['date']}" if data.get("date") else ""
+    caption = [f"`make bench`{when} on {data['machine']}."]
+    failed = [f"{b['name']} ({b['error']})" for b in data["benchmarks"] if "error" in b]
+    if failed:
+        caption.append(f"Failed in this run: {'; '.join(failed)}.")
+    ran = {b["name"] for b in data["benchmarks"]}
+    if missing := [b.name for b in BENCHMARKS if b.name not in ran]:
+        caption.append(f"Not in this run: {', '.join(missing)}.")
+    if data.get("note"):
+        caption.append(str(data["note"]))
+    return " ".join(caption) + "\n\n" + table(results)
+
+
 def machine() -> str:
     import os
 
@@ -278,7 +300,7 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     names = [b.name for b in BENCHMARKS]
-    from common.cli import EXIT_FAILED, Parser, fail
+    from common.cli import EXIT_FAILED, EXIT_USAGE, Parser, fail
 
     parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=names, metavar="NAME",
@@ -286,7 +308,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the chain, not for quoting")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results.json", metavar="FILE.json",
                         help="the results (default: bench-results.json)")
+    parser.add_argument("--readme-table", action="store_true",
+                        help="run nothing: print the README's table (markdown) from the --results file")
+    parser.add_argument("--results", type=Path, default=README_RESULTS, metavar="FILE.json",
+                        help="the results file --readme-table reads (default: docs/bench-results.json, the one "
+                             "the README cites)")
     args = parser.parse_args(argv)
+    if args.readme_table:
+        try:
+            print(readme_table(json.loads(args.results.read_text())))
+        except (OSError, ValueError, LookupError, TypeError) as exc:
+            return fail(PROG, f"--results: cannot use {args.results}: {exc}", EXIT_USAGE)
+        return 0
     for venv, python in VENVS.items():
         if not python.exists():
             return fail(PROG, f"{python} is missing; run 'make setup' first ({venv} venv)", EXIT_FAILED)
@@ -307,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     from common.output import AtomicFile
 
     with AtomicFile(args.out) as out:
-        out.file.write(json.dumps({"machine": on_machine, "quick": args.quick, "benchmarks": records}, indent=1,
+        out.file.write(json.dumps({"machine": on_machine, "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                                  "quick": args.quick, "benchmarks": records}, indent=1,
                                   default=str).encode())
         out.commit()
     failed = [r["name"] for r in records if "error" in r]

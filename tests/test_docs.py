@@ -106,3 +106,73 @@ def test_documented_commands_name_runnable_modules() -> None:
     assert ("docs/cli.md", "jobs.sample_join") in named
     missing = sorted(f"{doc}: python -m {module}" for doc, module in named if not _runnable(module))
     assert not missing, "documented commands that do not exist:\n" + "\n".join(missing)
+
+
+FENCE = re.compile(r"^\s*(```|~~~)")
+HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+HTML_ANCHOR = re.compile(r"<a\s+(?:id|name)=\"([^\"]+)\"")
+ANCHOR_LINK = re.compile(r"\]\(([^)\s#]*)#([^)\s]+)\)")
+
+
+def _headings(text: str) -> list[tuple[int, str]]:
+    """(level, title) of the Markdown headings outside fenced code blocks."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and (m := HEADING.match(line)):
+            out.append((len(m.group(1)), m.group(2)))
+    return out
+
+
+def _slug(title: str) -> str:
+    """GitHub's anchor for a heading: link text kept, lower case, punctuation dropped, spaces to '-'."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title).strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def _anchors(text: str) -> set[str]:
+    seen: dict[str, int] = {}
+    anchors = set(HTML_ANCHOR.findall(text))
+    for _, title in _headings(text):
+        base = _slug(title)
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        anchors.add(base if n == 0 else f"{base}-{n}")
+    return anchors
+
+
+def test_readme_has_a_table_of_contents_of_its_sections() -> None:
+    """The README's "Contents" lists every `##` section, in order, each linked to its heading's anchor."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    sections = [title for level, title in _headings(text) if level == 2 and title != "Contents"]
+    start = text.index("## Contents\n")
+    block = text[start : text.index("\n## ", start + 1)]
+    entries = re.findall(r"^- \[(.+)\]\(#([^)]+)\)$", block, flags=re.M)
+    assert [title for title, _ in entries] == sections
+    assert [anchor for _, anchor in entries] == [_slug(title) for title in sections]
+
+
+def test_anchor_links_of_the_documents_resolve() -> None:
+    """A link to `#anchor`, in the same document or another one, names a heading or an `<a id>` there."""
+    broken = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target, anchor in ANCHOR_LINK.findall(path.read_text(encoding="utf-8")):
+            doc = (path.parent / target) if target else path
+            if "://" in target or doc.suffix != ".md":
+                continue
+            if not doc.is_file() or anchor not in _anchors(doc.read_text(encoding="utf-8")):
+                broken.append(f"{path.relative_to(ROOT)}: {target}#{anchor}")
+    assert not broken, "\n".join(broken)
+
+
+def test_readme_quick_start_opens_with_demo_and_test_and_fits_a_screen() -> None:
+    """The first commands a reader meets are `make demo` and `make test`, and the quick start stays short
+    (issue #28: "the quick start in a screen"; the results it used to carry live in docs/performance.md)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    first = re.search(r"```bash\n(.*?)```", text, flags=re.S)
+    assert first is not None
+    assert [line.split()[:2] for line in first.group(1).splitlines()] == [["make", "demo"], ["make", "test"]]
+    start = text.index("## Quick start\n")
+    assert text.index("## Quick start\n") < text.index("## Run it yourself on the local stack")
+    assert len(text[start : text.index("\n## ", start + 1)].splitlines()) <= 40
