@@ -102,8 +102,9 @@ class LossConfig(StrictConfig):
     attribution_horizon_ms: int = Field(default=ATTRIBUTION_HORIZON_MS, gt=0)
     pending_max_weight: float = Field(default=4.0, ge=1.0)
     # Delays a young stream cannot have shown yet, without history covering them: gamma (a censored
-    # fit of log rate = a + b log d - d / tau) or log-flat (the last observed log-density continued).
-    delay_tail: Literal["gamma", "log-flat"] = "gamma"
+    # fit of log rate = a + b log d - d / tau), log-flat (the last observed log-density continued), or
+    # blend, the mean of the two (the smallest error over the shapes of trainer/delay_model.py's doc).
+    delay_tail: Literal["blend", "gamma", "log-flat"] = "blend"
     # Also learn the delays from the stream (censored, pooled with the history); False: history only.
     delay_learn_from_stream: bool = True
     fnc_max_probability: float = Field(default=0.999, gt=0.0, lt=1.0)  # clip of b / (1 - b)

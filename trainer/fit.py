@@ -14,13 +14,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trainer.config import FitConfig, TrainerConfig
 from trainer.pipeline import batch_rows, impression_hashes
 from trainer.samples import ReadStats, SampleTable, read_samples
+
+if TYPE_CHECKING:
+    from trainer.state import TrainerState
 
 log = logging.getLogger("trainer")
 
@@ -97,6 +100,21 @@ def learning_rate_scale(config: FitConfig, step: int, total_steps: int) -> float
     return config.lr_floor + (1.0 - config.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def cold_stream_state(config: TrainerConfig, table: SampleTable) -> TrainerState:
+    """A state as the sidecar starts a cold stream (``trainer/sidecar/loop.py``), so that ``fit --order
+    stream --epochs 1`` takes the sidecar's steps from the same start: vocabularies sized up front
+    (``sidecar.vocab_capacity`` unless ``features.vocab.capacity`` is set: a stream's size is not known
+    ahead) and the bias at logit 0 (nor is its click rate)."""
+    from trainer.features import FeatureSpec
+    from trainer.state import TrainerState
+
+    vocab = config.features.vocab
+    if vocab.capacity is None:
+        vocab = vocab.model_copy(update={"capacity": config.sidecar.vocab_capacity})
+    config = config.model_copy(update={"features": config.features.model_copy(update={"vocab": vocab})})
+    return TrainerState(config, FeatureSpec.from_table(table, config.features))
+
+
 def fit(
     samples: Sequence[str | os.PathLike[str]],
     config: TrainerConfig,
@@ -134,6 +152,8 @@ def _fit(
     log.info("read %d samples from %d file(s)", len(table), len(samples))
     if warm_start is not None:
         state = TrainerState.warm_start(warm_start, config)
+    elif config.fit.order == "stream":
+        state = cold_stream_state(config, table)
     else:
         state = TrainerState.create(config, table)
     teacher = None

@@ -144,20 +144,21 @@ def test_a_sample_weighs_one_over_the_share_arrived_by_its_own_age() -> None:
     assert got.max() == 8.0 and got.min() < 1.8  # capped early; about 1/F(12 h) = 1.68 at the end
 
 
-@pytest.mark.parametrize("family", ["log-uniform", "uniform", "exponential", "weibull"])
+@pytest.mark.parametrize("family", ["log-uniform", "uniform", "exponential", "weibull", "spike"])
 def test_a_cold_stream_learns_the_shape_from_its_own_censored_delays(family: str) -> None:
-    """No history: the delays not observable yet are extrapolated by a censored gamma fit, which
-    follows power-law, uniform and exponential delays; the earlier log-density continuation fits
-    log-uniform delays only (uniform: 20% too high at 12 h, so the weights too low)."""
+    """No history: the delays not observable yet are extrapolated, by default as the mean of a censored
+    gamma fit (right on decaying shapes, too heavy a tail on uniform ones) and the continued log-density
+    (right on log-uniform delays only: 20-25% too heavy a tail on exponential ones, too light on
+    uniform ones)."""
     samples = stream(12.0, family, seed=4)
     ages = np.array([8.0, 10.0, 12.0]) * HOUR
     truth = arrived_share(family, ages)
-    gamma, flat = DelayModel(HORIZON_MS), DelayModel(HORIZON_MS, tail="log-flat")
-    feed(gamma, samples)
+    blend, flat = DelayModel(HORIZON_MS), DelayModel(HORIZON_MS, tail="log-flat")
+    feed(blend, samples)
     feed(flat, samples)
-    assert np.abs(gamma.arrived_fraction(ages) / truth - 1).max() < 0.15
-    if family == "uniform":
-        assert (flat.arrived_fraction(ages) / truth - 1).min() > 0.15
+    assert np.abs(truth / blend.arrived_fraction(ages) - 1).max() < 0.17
+    if family == "exponential":
+        assert (truth / flat.arrived_fraction(ages) - 1).min() > 0.18
 
 
 @pytest.mark.parametrize("family", ["log-uniform", "uniform"])

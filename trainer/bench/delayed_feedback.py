@@ -35,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from common.output import write_atomic
 from trainer.bench.data import ROOT, drop_negatives, prepare_data, train_rate, write_jsonl
+from trainer.bench.grid import grid_block
 from trainer.bench.report import (
     NOTES,
     OFFLINE,
@@ -231,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     if args.out:
         command = "python -m trainer.bench.delayed_feedback " + " ".join(argv if argv is not None else sys.argv[1:])
+        # The grid's section (python -m trainer.bench.grid --out) stays as it was.
+        grid = grid_block(args.out.read_text(encoding="utf-8")) if args.out.exists() else None
         write_atomic(
             args.out,
             "# Trainer: delayed-feedback benchmark\n\n"
@@ -238,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             "model per `--loss`, plus an oracle (`naive` on the training impressions with their true labels), all "
             "evaluated on the impressions that follow with their true labels. R-AUC and R-NLL are the share of the "
             "naive-to-oracle gap a loss closes (ES-DFM, Yang et al. 2021, Table 1).\n\n"
-            f"Produced by `.venv/trainer/bin/{command}` on {_machine()}.\n\n{report}\n\n{NOTES}",
+            f"Produced by `.venv/trainer/bin/{command}` on {_machine()}.\n\n{report}\n\n{NOTES}"
+            + (f"\n{grid}\n" if grid else ""),
         )
     write_atomic(Path(args.workdir) / "results.json", json.dumps(per_seed, indent=1, default=str))
     return 0

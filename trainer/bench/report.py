@@ -130,11 +130,12 @@ def markdown(
 NOTES = """\
 How to read it:
 
-- Online, `pu` (the default) weights each live LATE_POSITIVE by 1 / F(stream age), F the share of the
-  late clicks that can have arrived by then, estimated from the stream's own delays
-  (`trainer/losses/pending.py`): the undo terms that arrive stand in for those still to come. The
-  estimate extrapolates the delays not observable yet at the log-density of the last observed ones
-  (the generator's late delays are log-uniform, which that assumption matches); once the stream is
+- Online, `pu` (the default) weights each LATE_POSITIVE by 1 / F(its stream age), F the share of the
+  late clicks with a delay up to that age (`trainer/delay_model.py`): the undo terms that arrive stand
+  in for those still to come. These runs start cold (no day-level history): F comes from the stream's
+  own censored delays, the ones not observable yet extrapolated (`loss.delay_tail`, by default the mean
+  of a censored gamma fit and the earlier log-density continuation; the grid below compares them, and
+  runs with history); once the stream is
   older than the 24 h horizon the weight is 1 and this is plain PU.
 - Online nothing happens at the end of the pass (no bias refit, no swap to the averaged weights): the
   model is what the train steps made it, as in the sidecar. A batch shorter than `fit.batch_size` takes a

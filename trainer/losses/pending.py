@@ -24,7 +24,7 @@ from trainer.delay_model import DelayModel, Tail
 class PendingClicks(DelayModel, tf.train.experimental.PythonState):
     """:class:`~trainer.delay_model.DelayModel`, checkpointable; :meth:`observe` per batch."""
 
-    def __init__(self, horizon_ms: float, max_weight: float, tail: Tail = "gamma", learn_from_stream: bool = True):
+    def __init__(self, horizon_ms: float, max_weight: float, tail: Tail = "blend", learn_from_stream: bool = True):
         DelayModel.__init__(self, horizon_ms, max_weight, tail, learn_from_stream)
 
     # tf.train.Checkpoint hooks: the state as one JSON string.

@@ -1,0 +1,431 @@
+"""Delayed-feedback grid: ``python -m trainer.bench.grid [--full] [--json OUT] [--out trainer/BENCHMARK.md]``.
+
+The online setting over delay families x CTR x late share (:mod:`trainer.bench.world` generates the
+samples: the join's rules applied to a known click model, no events file or join run), several seeds.
+Per cell and seed: 16 h of impressions (12 h of training, then 4 h of test impressions scored with their
+TRUE labels) and the day before them (complete labels). Each model is one pass in emission order over
+what a live trainer has seen by the last training impression (``fit --order stream --epochs 1``):
+
+- **with history**: every model warm-started from the day-level model (a shuffled ``fit`` over the
+  previous day's complete samples, which records their delays): ``naive``, ``pu`` (the default,
+  weighting late positives by the recorded delay model), ``esdfm`` (its elapsed-time heads), and the
+  oracle (naive on the training impressions' true labels, in impression order);
+- **without history** (a cold stream): the same, plus ``pu`` with each of the two tail estimates the
+  default blends (``loss.delay_tail=gamma``, a censored gamma fit; ``log-flat``, the earlier one);
+- **offline** (``--offline``): shuffled epochs over every sample of the training impressions;
+- **sidecar** (``--sidecar-cells N``, first seed): ``trainer run``'s loop in-process on the stream
+  produced to a 4-partition topic before it starts, cold and from the day-level model.
+
+R-NLL is the share of the naive-to-oracle log-loss gap closed (naive and oracle of the same setting).
+The default run is a reduced grid (every family at CTR 30% and late share 50%, two harder cells, one
+seed, the sidecar on two cells); ``--full`` runs 5 families x 2 CTRs x 3 late shares x 3 seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from common.output import write_atomic
+from trainer.bench.data import ROOT, write_jsonl
+from trainer.bench.families import FAMILIES
+from trainer.bench.world import World, split
+from trainer.config import TrainerConfig
+from trainer.errors import TrainerError
+
+CTRS, LATE_SHARES, SEEDS = (0.05, 0.3), (0.2, 0.5, 0.8), (1, 2, 3)
+REDUCED_EXTRA = (("uniform", 0.3, 0.8), ("log-uniform", 0.05, 0.5))
+COLD: dict[str, dict[str, Any]] = {
+    "naive": {"loss.name": "naive"},
+    "pu": {},
+    "pu gamma": {"loss.delay_tail": "gamma"},
+    "pu log-flat": {"loss.delay_tail": "log-flat"},
+    "esdfm": {"loss.name": "esdfm"},
+}
+HISTORY: dict[str, dict[str, Any]] = {"naive": {"loss.name": "naive"}, "pu": {}, "esdfm": {"loss.name": "esdfm"}}
+OFFLINE: dict[str, dict[str, Any]] = {"naive": {"loss.name": "naive"}, "pu": {}}
+ORACLE = "oracle"
+TARGETS = {  # (R-NLL at least, bias range, AUC drop from naive at most)
+    "history": (0.7, (0.93, 1.07), 0.002),
+    "cold": (0.5, (0.9, 1.1), None),
+    "offline": (0.9, None, None),
+}
+GRID_BEGIN, GRID_END = "<!-- grid: python -m trainer.bench.grid -->", "<!-- /grid -->"
+
+
+def _say(message: str) -> None:
+    print(f"grid: {message}", file=sys.stderr, flush=True)
+
+
+def cells(args: argparse.Namespace) -> list[tuple[str, float, float]]:
+    if args.full:
+        return list(itertools.product(args.families, CTRS, LATE_SHARES))
+    if args.cells:
+        return [(f, float(c), float(q)) for f, c, q in (cell.split(":") for cell in args.cells)]
+    return [(f, 0.3, 0.5) for f in args.families] + [c for c in REDUCED_EXTRA if c[0] in args.families]
+
+
+def _fit_eval(train: Path, test: Path, out: Path, config: TrainerConfig, warm: Path | None = None) -> dict[str, Any]:
+    from trainer.evaluate import evaluate
+    from trainer.fit import fit
+
+    fit([train], config, export=out, warm_start=warm)
+    report = evaluate(out, [test])
+    return {k: report[k] for k in ("auc", "logloss", "prediction_bias")}
+
+
+def run_cell(world: World, args: argparse.Namespace, directory: Path, services: Any) -> dict[str, Any]:
+    """Every model of one cell and seed: {setting: {model: metrics}}."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cut = split(world, args.impressions, args.train_hours, args.test_hours)
+    files = {name: write_jsonl(directory / f"{name}.jsonl", getattr(cut, name)) for name in cut.__dataclass_fields__}
+    base = TrainerConfig.load(args.config, {"fit.seed": world.seed})
+    stream = {"fit.order": "stream", "fit.epochs": 1}
+
+    def config(overrides: dict[str, Any]) -> TrainerConfig:
+        return TrainerConfig.load(args.config, {"fit.seed": world.seed, **overrides})
+
+    day = directory / "day"
+    from trainer.fit import fit
+
+    fit([files["history"]], base, export=day)
+    results: dict[str, dict[str, Any]] = {"cold": {}, "history": {}}
+    for setting, variants, warm in (("cold", COLD, None), ("history", HISTORY, day)):
+        runs = [(name, files["online"], {**stream, **o}) for name, o in variants.items() if name in args.models]
+        runs.append((ORACLE, files["oracle"], {**stream, "loss.name": "naive"}))
+        for name, train, overrides in runs:
+            out = directory / f"{setting}-{name.replace(' ', '-')}"
+            results[setting][name] = _fit_eval(train, files["test"], out, config(overrides), warm)
+    if args.offline:
+        results["offline"] = {}
+        shuffled = [(name, files["offline"], o) for name, o in OFFLINE.items()]
+        shuffled.append((ORACLE, files["oracle"], {"loss.name": "naive"}))
+        for name, train, overrides in shuffled:
+            results["offline"][name] = _fit_eval(train, files["test"], directory / f"offline-{name}", config(overrides))
+    if services is not None:
+        for setting, warm in (("sidecar cold", None), ("sidecar history", day)):
+            results[setting] = {"pu": sidecar_run(cut.online, files["test"], base, services, directory / setting, warm)}
+    online = cut.online
+    return {
+        "world": world.__dict__,
+        "stats": {
+            "online_samples": len(online),
+            "online_late_positives": sum(s["attribution"] == "LATE_POSITIVE" for s in online),
+            "train_impressions": len(cut.oracle),
+            "test_impressions": len(cut.test),
+            "test_ctr": sum(s["label"] for s in cut.test) / max(1, len(cut.test)),
+            "history_samples": len(cut.history),
+        },
+        "results": results,
+    }
+
+
+def sidecar_run(
+    samples: list[dict[str, Any]],
+    test: Path,
+    base: TrainerConfig,
+    services: tuple[str, str],
+    directory: Path,
+    warm: Path | None,
+) -> dict[str, Any]:
+    """`trainer run`'s loop on ``samples`` produced to a 4-partition topic before it starts (an hour
+    of stream time per flush, as a join emits them); its last export scored on ``test``."""
+    from confluent_kafka import Producer
+
+    from common.topics import create_topics
+    from schemas import Codec
+    from trainer.evaluate import evaluate
+    from trainer.sidecar.loop import Sidecar
+
+    bootstrap, redis_url = services
+    task = f"grid{uuid.uuid4().hex[:8]}"
+    create_topics(bootstrap, {f"samples.{task}": (4, 0), "deadletter": (1, 0)})
+    codec = Codec.default()
+    first = samples[0]["emit_time_ms"]
+    for hour in sorted({(s["emit_time_ms"] - first) // 3_600_000 for s in samples}):
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        for s in samples:
+            if (s["emit_time_ms"] - first) // 3_600_000 == hour:
+                producer.produce(f"samples.{task}", codec.encode("Sample", s), s["impression_id"].encode())
+                producer.poll(0)
+        if producer.flush(60) != 0:
+            raise TrainerError(f"could not produce the grid's samples to {bootstrap}")
+    sc = base.sidecar.model_copy(
+        update={
+            "task": task,
+            "model_dir": directory,
+            "kafka": base.sidecar.kafka.model_copy(update={"bootstrap_servers": bootstrap, "group_id": task}),
+            "redis": base.sidecar.redis.model_copy(update={"url": redis_url, "key_prefix": task}),
+            "batch": base.sidecar.batch.model_copy(update={"size": base.fit.batch_size}),
+            "exit_when_idle": 2_000,
+            "export_interval": 86_400_000,
+            "metrics_port": 0,
+            "tensorboard": False,
+            "warm_start": warm,
+        }
+    )
+    sidecar = Sidecar(base.model_copy(update={"sidecar": sc}))
+    sidecar.open()
+    summary = sidecar.run()
+    if summary.samples_trained != len(samples) or not summary.versions:
+        raise TrainerError(f"the sidecar trained {summary.samples_trained} of {len(samples)} samples")
+    report = evaluate(directory / str(summary.versions[-1]["version"]), [test])
+    return {k: report[k] for k in ("auc", "logloss", "prediction_bias")}
+
+
+# -- the report ---------------------------------------------------------------------------------------
+
+
+def r_nll(setting: dict[str, Any], name: str) -> float | None:
+    naive, oracle, got = setting.get("naive"), setting.get(ORACLE), setting.get(name)
+    if not (naive and oracle and got) or abs(naive["logloss"] - oracle["logloss"]) < 1e-12:
+        return None
+    return float((naive["logloss"] - got["logloss"]) / (naive["logloss"] - oracle["logloss"]))
+
+
+def _mean(values: list[float | None], digits: int, spread: bool = True) -> str:
+    present = [v for v in values if v is not None]
+    if not present:
+        return "-"
+    mean = statistics.fmean(present)
+    if len(present) == 1 or not spread:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ({min(present):.{digits}f} … {max(present):.{digits}f})"
+
+
+def passes(results: dict[str, Any], setting: str, name: str = "pu") -> bool | None:
+    """The issue's target for ``setting`` met by ``name`` in one cell and seed (None: not run)."""
+    data = results.get(setting)
+    if not data or name not in data:
+        return None
+    floor, bias, auc_drop = TARGETS[setting]
+    value = r_nll(data, name)
+    ok = value is not None and value >= floor
+    if bias is not None:
+        ok = ok and bias[0] <= data[name]["prediction_bias"] <= bias[1]
+    if auc_drop is not None:
+        ok = ok and data[name]["auc"] >= data["naive"]["auc"] - auc_drop
+    return ok
+
+
+def _sidecar_setting(setting: str) -> str:
+    return setting.removeprefix("sidecar ") if setting.startswith("sidecar ") else setting
+
+
+def markdown(records: list[dict[str, Any]], args: argparse.Namespace, seconds: float) -> str:
+    by_cell: dict[tuple[str, float, float], list[dict[str, Any]]] = {}
+    for record in records:
+        w = record["world"]
+        by_cell.setdefault((w["family"], w["ctr"], w["late_share"]), []).append(record["results"])
+    seeds = sorted({r["world"]["seed"] for r in records})
+    lines = [
+        f"Cells: {len(by_cell)} (family, CTR, late share), seeds {', '.join(map(str, seeds))}; "
+        f"{args.impressions} impressions over {args.train_hours + args.test_hours:g} h per cell and seed (the last "
+        f"{args.test_hours:g} h scored with their true labels) and a previous day of complete samples; "
+        f"{time.strftime('%Y-%m-%d')}, {seconds / 60:.0f} min on {os.cpu_count()} CPU cores. Per cell: mean over "
+        "seeds (min … max where several). R-NLL: share of the naive-to-oracle log-loss gap closed; bias: mean "
+        "prediction / mean true label; dAUC: pu's AUC minus naive's.",
+        "",
+        "| family | CTR | late | with history: pu R-NLL | bias (naive, oracle) | dAUC | esdfm R-NLL "
+        "| cold: pu R-NLL | bias (naive, oracle) | dAUC | gamma R-NLL, bias | log-flat R-NLL, bias | esdfm R-NLL "
+        "| offline pu R-NLL |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (family, ctr, late), results in by_cell.items():
+        row = [family, f"{ctr:.0%}", f"{late:.0%}"]
+        for setting in ("history", "cold"):
+            got = [r[setting] for r in results if setting in r]
+            bias = _mean([g["pu"]["prediction_bias"] for g in got], 3)
+            others = ", ".join(_mean([g[k]["prediction_bias"] for g in got], 2, False) for k in ("naive", ORACLE))
+            delta = _mean([g["pu"]["auc"] - g["naive"]["auc"] for g in got], 4, False)
+            row += [_mean([r_nll(g, "pu") for g in got], 2), f"{bias} ({others})", delta]
+            if setting == "cold":
+                for variant in ("pu gamma", "pu log-flat"):
+                    ran = [g for g in got if variant in g]
+                    row.append(
+                        f"{_mean([r_nll(g, variant) for g in ran], 2, False)}, "
+                        f"{_mean([g[variant]['prediction_bias'] for g in ran], 3, False)}"
+                    )
+            row.append(_mean([r_nll(g, "esdfm") for g in got if "esdfm" in g], 2, False))
+        row.append(_mean([r_nll(r["offline"], "pu") for r in results if "offline" in r], 2, False))
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", _checks(records)]
+    sidecar = [r for r in records if any(k.startswith("sidecar") for k in r["results"])]
+    if sidecar:
+        lines += ["", "Sidecar (`trainer run` on the stream produced to 4 partitions before it starts) beside "
+                  "`fit --order stream --epochs 1` on the same samples, `pu`:", "",
+                  "| cell | setting | sidecar log loss, bias | fit log loss, bias | d log loss | sidecar R-NLL |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for record in sidecar:
+            w, res = record["world"], record["results"]
+            for setting in [s for s in ("sidecar cold", "sidecar history") if s in res]:
+                live, fitted = res[setting]["pu"], res[_sidecar_setting(setting)]["pu"]
+                with_baselines = {**res[_sidecar_setting(setting)], "live": live}
+                lines.append(
+                    f"| {w['family']}, {w['ctr']:.0%}, {w['late_share']:.0%}, seed {w['seed']} | "
+                    f"{_sidecar_setting(setting)} | {live['logloss']:.5f}, {live['prediction_bias']:.3f} | "
+                    f"{fitted['logloss']:.5f}, {fitted['prediction_bias']:.3f} | "
+                    f"{live['logloss'] - fitted['logloss']:+.5f} | {_mean([r_nll(with_baselines, 'live')], 2)} |"
+                )
+    return "\n".join(lines)
+
+
+def _checks(records: list[dict[str, Any]]) -> str:
+    parts = []
+    for setting, (floor, bias, auc) in TARGETS.items():
+        got = [ok for r in records if (ok := passes(r["results"], setting)) is not None]
+        if got:
+            rule = f"R-NLL >= {floor}" + (f", bias {bias[0]}-{bias[1]}" if bias else "")
+            rule += f", AUC >= naive - {auc}" if auc is not None else ""
+            parts.append(f"{setting} ({rule}): {sum(got)}/{len(got)}")
+    return "Targets met by `pu`, cells x seeds: " + "; ".join(parts) + "."
+
+
+def summary(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per setting, over cells and seeds: pu's mean R-NLL, its bias range, how many met the targets;
+    and the largest sidecar-to-fit log-loss difference (what `make bench` prints)."""
+    out: dict[str, dict[str, Any]] = {}
+    for setting, (floor, bias, _) in TARGETS.items():
+        got = [r["results"][setting] for r in records if setting in r["results"]]
+        values = [v for g in got if (v := r_nll(g, "pu")) is not None]
+        if not values:
+            continue
+        checks = [ok for r in records if (ok := passes(r["results"], setting)) is not None]
+        out[setting] = {
+            "r_nll_mean": statistics.fmean(values),
+            "r_nll_target": f">= {floor}",
+            "met": sum(checks),
+            "of": len(checks),
+        }
+        if bias is not None:
+            biases = [g["pu"]["prediction_bias"] for g in got]
+            out[setting].update(bias_min=min(biases), bias_max=max(biases), bias_target=f"{bias[0]}..{bias[1]}")
+    differences = [
+        abs(r["results"][s]["pu"]["logloss"] - r["results"][_sidecar_setting(s)]["pu"]["logloss"])
+        for r in records
+        for s in ("sidecar cold", "sidecar history")
+        if s in r["results"]
+    ]
+    if differences:
+        out["sidecar"] = {"max_abs_dlogloss": max(differences), "of": len(differences)}
+    return out
+
+
+def grid_block(text: str) -> str | None:
+    """The grid section of a BENCHMARK.md text, markers included (None if it has none)."""
+    if GRID_BEGIN not in text or GRID_END not in text:
+        return None
+    return GRID_BEGIN + text.split(GRID_BEGIN, 1)[1].split(GRID_END, 1)[0] + GRID_END
+
+
+def write_section(path: Path, section: str) -> None:
+    """Put ``section`` between the grid markers of ``path`` (appended the first time)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Trainer: delayed-feedback benchmark\n"
+    block = f"{GRID_BEGIN}\n{section}\n{GRID_END}"
+    if GRID_BEGIN in text and GRID_END in text:
+        head, rest = text.split(GRID_BEGIN, 1)
+        text = head + block + rest.split(GRID_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    write_atomic(path, text)
+
+
+# -- the command --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m trainer.bench.grid", description=__doc__.split("\n\n")[0])
+    p.add_argument("--full", action="store_true", help="5 families x CTR 5, 30%% x late 20, 50, 80%% x seeds 1 2 3")
+    p.add_argument("--quick", action="store_true", help="one small cell, naive and pu only (checks the chain)")
+    p.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
+    p.add_argument("--cells", nargs="+", metavar="FAMILY:CTR:LATE", help="these cells instead (e.g. uniform:0.3:0.5)")
+    p.add_argument("--seeds", type=int, nargs="+", help="default: 1 (reduced grid), 1 2 3 (--full)")
+    p.add_argument("--impressions", type=int, default=60_000, help="per cell and seed (training + test)")
+    p.add_argument("--train-hours", type=float, default=12.0)
+    p.add_argument("--test-hours", type=float, default=4.0)
+    p.add_argument("--models", nargs="+", default=sorted(set(COLD) | set(HISTORY)), help="which losses to run")
+    p.add_argument("--no-offline", dest="offline", action="store_false", help="skip the shuffled offline fits")
+    p.add_argument("--sidecar-cells", type=int, help="the sidecar on the first N cells (default 2; 0 with --quick)")
+    p.add_argument("--config", help="trainer config YAML for every fit")
+    p.add_argument("--workdir", default=str(ROOT / ".bench" / "grid"))
+    p.add_argument("--json", type=Path, help="write every result here")
+    p.add_argument("--out", type=Path, help="put the Markdown in this file's grid section (trainer/BENCHMARK.md)")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.cells, args.impressions, args.models, args.offline = ["uniform:0.3:0.5"], 8_000, ["naive", "pu"], False
+        args.sidecar_cells = 0 if args.sidecar_cells is None else args.sidecar_cells
+    args.seeds = args.seeds or (list(SEEDS) if args.full else [1])
+    if args.sidecar_cells is None:
+        args.sidecar_cells = 2
+    if "naive" not in args.models:
+        args.models = ["naive", *args.models]
+    if args.impressions < 1000 or args.train_hours <= 0 or args.test_hours <= 0:
+        raise SystemExit("grid: error: need --impressions >= 1000 and positive --train-hours, --test-hours")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from trainer.quiet import import_tensorflow
+
+    import_tensorflow()
+    logging.getLogger("trainer").setLevel(logging.WARNING)
+    started, records = time.monotonic(), []
+    try:
+        with ExitStack() as stack:
+            services = None
+            if args.sidecar_cells:
+                from trainer.bench.sidecar import _services
+                from trainer.sidecar.metrics import configure_json_logging
+
+                configure_json_logging(quiet=True)
+                workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="grid-services-")))
+                services = _services(stack, workdir)
+            for index, (family, ctr, late) in enumerate(cells(args)):
+                for seed in args.seeds:
+                    world = World(family, ctr, late, seed)
+                    cell_started = time.monotonic()
+                    use = services if index < args.sidecar_cells and seed == args.seeds[0] else None
+                    record = run_cell(world, args, Path(args.workdir) / f"{family}-{ctr}-{late}-{seed}", use)
+                    records.append(record)
+                    res = record["results"]
+                    _say(
+                        f"{family} ctr {ctr} late {late} seed {seed}: pu R-NLL, bias with history "
+                        f"{_mean([r_nll(res['history'], 'pu')], 2)}, {res['history']['pu']['prediction_bias']:.3f}; "
+                        f"cold {_mean([r_nll(res['cold'], 'pu')], 2)}, {res['cold']['pu']['prediction_bias']:.3f} "
+                        f"({time.monotonic() - cell_started:.0f}s)"
+                    )
+    except TrainerError as exc:
+        print(f"grid: error: {exc}", file=sys.stderr)
+        return 1
+    report = markdown(records, args, time.monotonic() - started)
+    print(report)
+    command = "python -m trainer.bench.grid " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.json:
+        data = {"command": command, "summary": summary(records), "records": records}
+        write_atomic(args.json, json.dumps(data, indent=1))
+    if args.out:
+        title = "## Grid: delay families x CTR x late share"
+        write_section(args.out, f"{title}\n\nProduced by `.venv/trainer/bin/{command}`.\n\n{report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
