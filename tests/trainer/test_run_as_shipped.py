@@ -11,6 +11,7 @@ sidecar's start-up check of its horizons against the join's runs too.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -73,3 +74,31 @@ def test_the_sidecar_runs_with_infra_trainer_yaml_as_shipped(tmp_path: Path) -> 
         versions = json.loads(listed.stdout)
         assert versions["current"] in [v["version"] for v in versions["versions"] if v["status"] == "published"]
         assert (model_dir / str(versions["current"]) / "saved_model.pb").is_file()
+
+
+DEMO_YAML = ROOT / "infra" / "demo" / "trainer.yaml"
+
+
+def _leaves(value: object, path: str) -> dict[str, object]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _leaves(item, f"{path}.{key}").items()}
+    return {path: value}
+
+
+def test_the_demo_judges_versions_as_shipped_or_says_why_not() -> None:
+    """Every gate and rollback setting of the demo's sidecars that differs from infra/trainer.yaml is
+    named, with its reason, in a comment of infra/demo/trainer.yaml and in docs/trainer.md."""
+    from trainer.config import TrainerConfig
+
+    shipped, demo = TrainerConfig.load(TRAINER_YAML).sidecar, TrainerConfig.load(DEMO_YAML).sidecar
+    differ = []
+    for section in ("gate", "rollback"):
+        ours = _leaves(getattr(shipped, section).model_dump(), section)
+        theirs = _leaves(getattr(demo, section).model_dump(), section)
+        differ += [path for path in ours if ours[path] != theirs[path]]
+    comments = " ".join(line.split("#", 1)[1] for line in DEMO_YAML.read_text().splitlines() if "#" in line)
+    docs = (ROOT / "docs" / "trainer.md").read_text()
+    uncommented = [p for p in differ if not re.search(rf"\b{re.escape(p.rsplit('.', 1)[1])}\b", comments)]
+    undocumented = [p for p in differ if f"`{p}`" not in docs]
+    assert not uncommented, f"infra/demo/trainer.yaml differs from infra/trainer.yaml without a comment: {uncommented}"
+    assert not undocumented, f"docs/trainer.md does not name the demo's differing settings {undocumented}"
