@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-from keras import ops
 
+from trainer.layers.embedding import embed_fields
+from trainer.layers.mlp import build_stack, hidden_stack, run_stack
 from trainer.layers.wide import field_offsets
 
 
@@ -42,19 +43,7 @@ class DeepLayer(keras.layers.Layer):
         self.dropout = float(dropout)
         self.seed = int(seed)
         self._field_offsets = field_offsets(self.field_sizes)
-        self.hidden_layers = [
-            keras.layers.Dense(
-                units,
-                activation="relu",
-                kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed + 1 + i),
-                name=f"hidden_{i}",
-            )
-            for i, units in enumerate(self.hidden_units)
-        ]
-        self.dropout_layers = [
-            keras.layers.Dropout(self.dropout, seed=self.seed + 50 + i, name=f"dropout_{i}")
-            for i in range(len(self.hidden_units))
-        ]
+        self.hidden_layers, self.dropout_layers = hidden_stack(self.hidden_units, self.dropout, self.seed)
         self.output_layer = keras.layers.Dense(
             1, kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed + 100), name="output"
         )
@@ -70,28 +59,19 @@ class DeepLayer(keras.layers.Layer):
                 shape=(self.num_dense, self.embedding_dim),
                 initializer=keras.initializers.RandomNormal(stddev=self.init_stddev, seed=self.seed + 200),
             )
-        width = len(self.field_sizes) * self.embedding_dim + self.num_dense
-        for layer in self.hidden_layers:
-            layer.build((None, width))
-            width = layer.units
+        width = build_stack(self.hidden_layers, len(self.field_sizes) * self.embedding_dim + self.num_dense)
         self.output_layer.build((None, width))
 
     def call(self, base_ids: Any, dense: Any, training: bool = False) -> dict[str, Any]:
-        rows = ops.cast(base_ids, "int32") + ops.convert_to_tensor(self._field_offsets, "int32")
-        embedded = ops.take(self.embeddings, rows, axis=0)  # [batch, fields, dim]
-        l2 = ops.mean(ops.sum(ops.square(embedded), axis=(1, 2)))
-        flat = ops.reshape(embedded, (-1, len(self.field_sizes) * self.embedding_dim))
-        vectors = embedded
-        if self.num_dense:
-            flat = ops.concatenate([flat, dense], axis=1)
-            scaled = ops.expand_dims(dense, -1) * ops.expand_dims(self.dense_vectors, 0)
-            vectors = ops.concatenate([embedded, scaled], axis=1)
-        hidden = flat
-        for layer, dropout in zip(self.hidden_layers, self.dropout_layers, strict=True):
-            hidden = layer(hidden)
-            if self.dropout:
-                hidden = dropout(hidden, training=training)
-        return {"vectors": vectors, "hidden": hidden, "output": self.output_layer(hidden)[:, 0], "l2": l2}
+        dense_vectors = self.dense_vectors if self.num_dense else None
+        fields = embed_fields(self.embeddings, dense_vectors, self._field_offsets, base_ids, dense)
+        hidden = run_stack(fields["flat"], self.hidden_layers, self.dropout_layers, self.dropout, training)
+        return {
+            "vectors": fields["vectors"],
+            "hidden": hidden,
+            "output": self.output_layer(hidden)[:, 0],
+            "l2": fields["l2"],
+        }
 
     def row_tables(self) -> list[tuple[Any, str]]:
         """Per-id tables (variable, initial distribution) that a reused vocabulary slot must reset."""
