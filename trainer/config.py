@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -54,15 +54,91 @@ class FeaturesConfig(StrictConfig):
         return crosses
 
 
-class ModelConfig(StrictConfig):
-    """Wide & Deep with an FM layer on each part (the iQIYI variant)."""
+ModelName = Literal["wide_deep", "dual_dnn", "two_tower"]
 
+
+class DualDNNConfig(StrictConfig):
+    """``model.name: dual_dnn``: the teacher is the Wide & Deep model of the model section
+    (``embedding_dim``, ``wide_factor_dim``, ``hidden_units``) plus a DCN-v2 cross network; a lighter
+    student shares its embeddings and alone is served (docs/trainer.md, Models)."""
+
+    cross_layers: int = Field(default=2, ge=1)  # the teacher's cross network (its extra interaction)
+    student_hidden_units: tuple[int, ...] = Field(default=(32,), min_length=1)
+    student_fm: bool = True  # the student also takes the FM of the shared embeddings (no weights of its own)
+    # The loss: student's delayed-feedback loss + teacher_weight x the teacher's + distill_weight x
+    # CE(sg(teacher's probability), student) + hint_weight x MSE(projected student hidden, sg(teacher hidden)).
+    teacher_weight: float = Field(default=1.0, ge=0.0)
+    distill_weight: float = Field(default=1.0, ge=0.0)
+    hint_weight: float = Field(default=0.1, ge=0.0)
+
+    TRAINING: ClassVar[tuple[str, ...]] = ("teacher_weight", "distill_weight", "hint_weight")
+
+
+class TwoTowerConfig(StrictConfig):
+    """``model.name: two_tower``: the coarse ranker (docs/trainer.md, Models). Fields matching
+    ``item_fields`` (glob patterns) feed the item tower, those matching ``ignore_fields`` neither
+    tower, every other one (user id, user and request features) the user tower."""
+
+    item_fields: tuple[str, ...] = (
+        "item_id", "context.item_*", "sparse.item_*", "sparse.i_*", "dense.item_*", "dense.i_*"
+    )
+    ignore_fields: tuple[str, ...] = ("position",)  # a slot is not known when the coarse ranker scores
+    user_units: tuple[int, ...] = (64, 32)  # hidden layers of each tower (the article: three, 512 wide)
+    item_units: tuple[int, ...] = (64, 32)
+    output_dim: int = Field(default=16, ge=1)  # the towers' vectors
+    # logit = similarity / temperature + bias, both learned; dot: +0.007 AUC over cosine on the
+    # generator's data (docs/trainer.md, Models)
+    similarity: Literal["cosine", "dot"] = "dot"
+    init_temperature: float = Field(default=0.2, gt=0.0)
+    # FTRL (optimizer.ftrl_learning_rate) trains the embedding rows with this L1 instead of
+    # optimizer.ftrl_l1; rows it holds at exactly zero are left out of the export, which scores exactly
+    # as the full model. The L1 acts on batch-mean gradients: a larger fit.batch_size wants a smaller one.
+    embedding_l1: float = Field(default=0.01, ge=0.0)
+    prune_export: bool = True
+    # Cascade distillation from the fine model: an export (or base directory of versions) of a Wide &
+    # Deep or dual DNN model; loss + lambda x MSE(logit, the fine model's logit), lambda rising
+    # linearly from 0 to distill_weight over distill_ramp_steps steps.
+    distill_from: Path | None = None
+    distill_weight: float = Field(default=1.0, ge=0.0)
+    distill_ramp_steps: int = Field(default=1000, ge=0)
+
+    TRAINING: ClassVar[tuple[str, ...]] = (
+        "embedding_l1", "prune_export", "distill_from", "distill_weight", "distill_ramp_steps"
+    )
+
+
+class ModelConfig(StrictConfig):
+    """The model (``name``) and its settings; ``wide_deep``: Wide & Deep with an FM layer on each part
+    (the iQIYI variant), whose settings below the dual DNN's teacher shares."""
+
+    name: ModelName = "wide_deep"
     embedding_dim: int = Field(default=8, ge=1)  # deep embeddings (and the deep FM's factors)
     wide_factor_dim: int = Field(default=4, ge=1)  # factors of the wide part's FM
     hidden_units: tuple[int, ...] = (64, 32)
     embedding_l2: float = Field(default=1e-5, ge=0.0)  # on the embedding rows used by a batch
     init_stddev: float = Field(default=0.01, gt=0.0)  # embeddings and FM factors
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # after each hidden layer, when training
+    dual_dnn: DualDNNConfig = DualDNNConfig()
+    two_tower: TwoTowerConfig = TwoTowerConfig()
+
+    @property
+    def cascade_teacher(self) -> Path | None:
+        """The fine model a two-tower model distils from, if any."""
+        return self.two_tower.distill_from if self.name == "two_tower" else None
+
+    def with_training_settings_of(self, run: ModelConfig) -> ModelConfig:
+        """This (saved) architecture with ``run``'s settings that only steer training (a warm start
+        keeps the architecture, not the loss weights or the teacher)."""
+        return self.model_copy(
+            update={
+                "dual_dnn": self.dual_dnn.model_copy(
+                    update={k: getattr(run.dual_dnn, k) for k in DualDNNConfig.TRAINING}
+                ),
+                "two_tower": self.two_tower.model_copy(
+                    update={k: getattr(run.two_tower, k) for k in TwoTowerConfig.TRAINING}
+                ),
+            }
+        )
 
 
 class OptimizerConfig(StrictConfig):
@@ -147,6 +223,11 @@ class TrainerConfig(StrictConfig):
     def _check(self) -> TrainerConfig:
         if not self.model.hidden_units:
             raise ValueError("model.hidden_units needs at least one layer")
+        if self.model.cascade_teacher is not None and self.loss.distill_weight > 0.0:
+            raise ValueError(
+                f"model.two_tower.distill_from ({self.model.cascade_teacher}) and loss.distill_weight "
+                f"({self.loss.distill_weight:g}, distillation toward --distill-from) both set: expected one teacher"
+            )
         return self
 
     @classmethod

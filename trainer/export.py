@@ -31,6 +31,7 @@ from trainer.optim import sync_ftrl
 from trainer.vocab import VocabSet
 
 if TYPE_CHECKING:
+    from trainer.models.base import Served
     from trainer.state import TrainerState
 
 log = logging.getLogger("trainer")
@@ -63,15 +64,33 @@ def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
     raise ModelDirError(f"{directory} holds no SavedModel (no saved_model.pb, nor numbered versions with one)")
 
 
-def serving_model(state: TrainerState) -> keras.Model:
-    """Raw features by name -> lookup/hash -> Wide & Deep -> sigmoid -> calibration."""
+def serving_model(state: TrainerState, served: Served | None = None) -> keras.Model:
+    """Raw features by name -> lookup/hash -> the model's served logit -> sigmoid -> calibration."""
     spec = state.spec
+    served = served or state.model.served(state.vocabs)
     inputs = {name: keras.Input(shape=(), dtype=ts.dtype.name, name=name) for name, ts in spec.signature().items()}
     features = FeatureLookup.from_vocabs(spec, state.vocabs, name="feature_lookup")(inputs)
-    logit = state.model(features)["logit"]
+    logit = served.logit(features)
     calibration = Calibration(state.loss.calibration, state.config.loss.fnc_max_probability, name="calibration")
     probability = calibration(keras.ops.sigmoid(logit))
     return keras.Model(inputs, {"probability": probability}, name="serving")
+
+
+def write_saved_model(state: TrainerState, directory: Path) -> dict[str, Any]:
+    """``serving_default`` (and the model's further signatures) to ``directory``; returns the model's
+    facts about what it serves (for ``trainer.json``)."""
+    served = state.model.served(state.vocabs)
+    model = serving_model(state, served)
+    if served.endpoints is None:
+        model.export(str(directory), format="tf_saved_model", verbose=False)
+        return served.meta
+    calibration = Calibration(state.loss.calibration, state.config.loss.fnc_max_probability, name="calibration")
+    archive = keras.export.ExportArchive()
+    archive.track_and_add_endpoint("serve", model, [state.spec.signature()])  # first: serving_default
+    for endpoint in served.endpoints(lambda logit: calibration(keras.ops.sigmoid(logit))):
+        archive.add_endpoint(endpoint.name, endpoint.fn, endpoint.input_signature)
+    archive.write_out(str(directory), verbose=False)
+    return served.meta
 
 
 def export_state(state: TrainerState, directory: str | os.PathLike[str]) -> Path:
@@ -83,12 +102,12 @@ def export_state(state: TrainerState, directory: str | os.PathLike[str]) -> Path
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        model = serving_model(state)
-        model.export(str(tmp), format="tf_saved_model", verbose=False)
+        served = write_saved_model(state, tmp)
         meta = {
             **state.meta(),
             "signature": {signature_name(f): f for f in state.spec.fields},
             "vocab": state.vocabs.to_json(),
+            **({"served": served} if served else {}),
         }
         (tmp / META_PATH).parent.mkdir(parents=True, exist_ok=True)
         (tmp / META_PATH).write_text(json.dumps(meta, separators=(",", ":")), encoding="utf-8")
@@ -134,7 +153,7 @@ def warm_start_from_export(directory: Path, config: TrainerConfig, state_cls: ty
         loaded = tf.saved_model.load(str(directory))
     except (OSError, tf.errors.OpError, ValueError) as exc:
         raise ModelDirError(f"warm start: cannot load SavedModel {directory}: {exc}") from exc
-    saved = {_variable_key(v.name): v for v in loaded.variables}
+    saved = state.model.exported_variables({_variable_key(v.name): v for v in loaded.variables})
     restored = 0
     for variable in state.model.variables:
         source = saved.get(_variable_key(variable.path))

@@ -160,6 +160,9 @@ def _fit(
     if distill_from is not None:
         teacher = ExportedModel(distill_from).predict(table)
         log.info("distilling toward %s (weight %g)", distill_from, config.loss.distill_weight)
+    elif state.config.model.cascade_teacher is not None:  # a two-tower model's fine model
+        teacher = ExportedModel(state.config.model.cascade_teacher).predict(table)
+        log.info("cascade distillation from %s", state.config.model.cascade_teacher)
     fit_cfg = config.fit
     state.set_order(fit_cfg.order)
     if fit_cfg.order == "shuffle":

@@ -27,8 +27,8 @@ from trainer.features import EncodedBatch, FeatureEncoder, FeatureSpec, Prepared
 from trainer.losses import get_loss
 from trainer.losses.base import cross_entropy
 from trainer.losses.pending import PendingClicks
-from trainer.models import WideDeepModel
-from trainer.optim import make_optimizers, sync_ftrl
+from trainer.models import build_model
+from trainer.optim import make_optimizers
 from trainer.samples import LATE_POSITIVE, TIME_FIELDS, SampleTable
 from trainer.vocab import VocabSet, vocab_state
 
@@ -68,19 +68,10 @@ class TrainerState:
         self.spec = spec
         self.loss = get_loss(config.loss)
         m = config.model
-        self.model = WideDeepModel(
-            spec.to_json(),
-            embedding_dim=m.embedding_dim,
-            wide_factor_dim=m.wide_factor_dim,
-            hidden_units=m.hidden_units,
-            init_stddev=m.init_stddev,
-            dropout=m.dropout,
-            bias_init=bias_init,
-            aux_heads=self.loss.aux_heads,
-            aux_bias_init=aux_bias_init,
+        self.model = build_model(
+            m, spec, aux_heads=self.loss.aux_heads, bias_init=bias_init, aux_bias_init=aux_bias_init,
             seed=config.fit.seed,
-            name="wide_deep",
-        ).build_from_spec()
+        )
         wide_optimizer, deep_optimizer = make_optimizers(config.optimizer)
         self.model.compile_training(
             self.loss, wide_optimizer, deep_optimizer, config.loss.distill_weight, m.embedding_l2
@@ -273,9 +264,7 @@ class TrainerState:
             else:
                 low = middle
         shift = 0.5 * (low + high)
-        bias = self.model.wide.bias
-        bias.assign(bias.numpy() + shift)
-        sync_ftrl(self.model.wide_optimizer, [bias])
+        self.model.shift_bias(shift)
         log.info("bias refit on %d samples: shift %+.4f", len(batch.ids), shift)
         return shift
 
@@ -321,7 +310,9 @@ def merge_architecture(config: TrainerConfig, meta: dict[str, Any]) -> TrainerCo
     saved = TrainerConfig.from_json(meta["config"])
     if saved.model != config.model or saved.features != config.features:
         log.info("warm start: keeping the saved model's features and model settings")
-    return config.model_copy(update={"features": saved.features, "model": saved.model})
+    return config.model_copy(
+        update={"features": saved.features, "model": saved.model.with_training_settings_of(config.model)}
+    )
 
 
 def read_meta(path: Path) -> dict[str, Any]:

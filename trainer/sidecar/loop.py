@@ -151,10 +151,11 @@ class Sidecar:
             if sc.warm_start is not None:
                 self._warm_start(sc.warm_start)
         self._warm_version = self.position.extra.get("warm_version")
-        if sc.distill_from is not None:
+        teacher = sc.distill_from or self.config.model.cascade_teacher  # a two-tower model's fine model too
+        if teacher is not None:
             from trainer.export import ExportedModel
 
-            self.teacher = ExportedModel(sc.distill_from)
+            self.teacher = ExportedModel(teacher)
         self.source.subscribe()
         self.summaries = Summaries(sc.model_dir / "tensorboard" if sc.tensorboard else None)
         # 0: any free port (the common command-line convention); the one bound is in the start line
