@@ -23,7 +23,7 @@ import pytest
 
 from common.defaults import LOCAL_KAFKA_PORT, LOCAL_REDIS_PORT
 from infra.local import STATE_FILE_NAME, StackState, port_is_open
-from tests.infra.test_shipped_configs import ADDRESS_VARIABLES
+from tests.infra.test_shipped_configs import SHIPPED_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "## Run it yourself on the local stack"
@@ -68,7 +68,7 @@ def test_the_readme_commands_run_as_written(tmp_path: Path) -> None:
     checkout.mkdir()
     for name in ("infra", ".venv"):
         (checkout / name).symlink_to(ROOT / name)
-    env = {k: v for k, v in os.environ.items() if k not in ADDRESS_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in SHIPPED_VARIABLES}
     env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     log = tmp_path / "commands.log"
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from common.config import _ENV as ENV_REFERENCE
 from infra.local import LocalStack, StackState, free_port
 from jobs.config import SampleJoinConfig
 from tests.jobs.runtime.test_embedded import _assert_same_samples, _by_id
@@ -39,10 +40,13 @@ ROOT = Path(__file__).resolve().parents[2]
 JOIN_YAML = ROOT / "infra" / "sample_join.yaml"
 FLINK_IMAGE_YAML = ROOT / "infra" / "flink" / "sample-join.yaml"
 FLINK_LOCAL_YAML = ROOT / "infra" / "flink" / "local" / "sample-join.yaml"
-# the variables a shipped file reads for addresses, ports and folders; a test sets them or removes them
-ADDRESS_VARIABLES = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "MODEL_DIR", "METRICS_PORT", "METRICS_HOST",
-                     "FLINK_KAFKA_CONNECTOR_JAR", "FLINK_CHECKPOINT_DIR", "SAMPLE_JOIN_GROUP_ID",
-                     "SAMPLE_JOIN_PARALLELISM", "EXPORT_INTERVAL")
+SHIPPED_FILES = (JOIN_YAML, FLINK_IMAGE_YAML, FLINK_LOCAL_YAML, ROOT / "infra" / "trainer.yaml",
+                 ROOT / "infra" / "demo" / "trainer.yaml")
+# Every variable the shipped files read (the loader's own ${VAR} syntax), and the folder the Flink job
+# reads from the environment itself: a test's runs see only those it sets, so the files' defaults hold.
+SHIPPED_VARIABLES = frozenset({"FLINK_CHECKPOINT_DIR"} | {
+    m.group(1) for file in SHIPPED_FILES for line in file.read_text().splitlines()
+    for m in ENV_REFERENCE.finditer(line.split(" #")[0]) if not line.lstrip().startswith("#")})
 IMPRESSIONS = 1500  # ~2,200 events: every attribution and unmatched reason, a few seconds per engine
 
 pytestmark = pytest.mark.integration
@@ -61,7 +65,7 @@ def private_stack(state_dir: Path) -> Iterator[StackState]:
 
 def shipped_env(stack: StackState, **more: str) -> dict[str, str]:
     """This process's environment with the stack's addresses, and nothing else the shipped files read."""
-    env = {k: v for k, v in os.environ.items() if k not in ADDRESS_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in SHIPPED_VARIABLES}
     return {**env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
             "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers, "REDIS_URL": stack.redis_url, **more}
 
