@@ -1,8 +1,9 @@
 """Checkpoints of the sidecar: the training state and the stream position, as one unit.
 
 ``<model-dir>/checkpoints/`` holds the ``tf.train.CheckpointManager`` files (model, both optimizers,
-vocabularies, step; ``trainer.json`` with the architecture), a dedup file and the recent progressive
-scores (the gate's held-out slice, so a restart does not start the gate from nothing), and
+vocabularies, step; ``trainer.json`` with the architecture), a dedup file and the gate's evidence and
+stream statistics (:class:`~trainer.sidecar.scores.ScoreLog`, so a restart does not start the gate from
+nothing), and
 ``sidecar.json``, written last and atomically: it names the checkpoint and dedup file and records the
 input offsets whose samples the checkpoint contains and the count of distinct samples trained. It is
 the commit point: a crash before it leaves the previous checkpoint in force. Offsets are committed
@@ -22,7 +23,7 @@ import numpy as np
 from common.output import AtomicFile
 from trainer.sidecar.dedup import Dedup
 from trainer.sidecar.errors import SidecarError
-from trainer.sidecar.scores import ScoreWindow
+from trainer.sidecar.scores import ScoreLog
 
 if TYPE_CHECKING:
     from trainer.config import TrainerConfig
@@ -85,7 +86,7 @@ class CheckpointStore:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SidecarError(f"cannot read checkpoint position {path}: {exc}") from exc
 
-    def save(self, state: TrainerState, position: Position, dedup: Dedup, scores: ScoreWindow) -> Position:
+    def save(self, state: TrainerState, position: Position, dedup: Dedup, scores: ScoreLog) -> Position:
         """Write the state (unless unchanged since the last save), the dedup set, the recent scores,
         then the position."""
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -98,7 +99,7 @@ class CheckpointStore:
         dedup.save(self.directory / position.dedup_file)
         position.scores_file = f"scores-{position.samples_trained}.npz"
         with AtomicFile(self.directory / position.scores_file) as out:
-            np.savez(out.file, labels=scores.labels, progressive=scores.progressive)
+            np.savez(out.file, **scores.to_arrays())  # type: ignore[arg-type]
             out.commit()
         with AtomicFile(self.directory / POSITION_FILE) as out:
             out.write(json.dumps(position.to_json(), separators=(",", ":")).encode())
@@ -108,15 +109,15 @@ class CheckpointStore:
                 (self.directory / name).unlink(missing_ok=True)
         return position
 
-    def load_scores(self, position: Position, scores: ScoreWindow) -> None:
+    def load_scores(self, position: Position, scores: ScoreLog) -> None:
         if position.scores_file is None:
             return
         path = self.directory / position.scores_file
         try:
             with np.load(path) as data:
-                scores.restore(data["labels"], data["progressive"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise SidecarError(f"cannot read the recent scores {path}: {exc}") from exc
+                scores.restore(data)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SidecarError(f"cannot read the gate's evidence {path}: {exc}") from exc
 
     def restore(self, config: TrainerConfig, position: Position) -> TrainerState:
         """A state rebuilt from the checkpoint ``position`` names (architecture from trainer.json)."""

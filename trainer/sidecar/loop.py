@@ -143,7 +143,7 @@ class Sidecar:
         if position is not None:
             self.state = self.checkpoints.restore(self.config, position)
             self.dedup = self.checkpoints.load_dedup(position, sc.dedup.horizon, sc.dedup.max_entries)
-            self.checkpoints.load_scores(position, self.publisher.window)
+            self.checkpoints.load_scores(position, self.publisher.scores)
             self.position = position
         else:
             self.position = Position()
@@ -286,7 +286,7 @@ class Sidecar:
         # progressive validation: the step's predictions were made before it trained on the batch
         probability = 1.0 / (1.0 + np.exp(-logits))
         progressive = calibrate(probability, state.loss.calibration, self.config.loss.fnc_max_probability)
-        self.publisher.window.add(table.labels, progressive, current)
+        self.publisher.record_scores(table, progressive, current, self.position.samples_trained)
         self.position.samples_trained += len(table)
         self.summary.samples_trained = self.position.samples_trained
         self.summary.steps += 1
@@ -308,9 +308,7 @@ class Sidecar:
         if self._last_report is not None and now > self._last_report[0]:
             self.metrics.samples_per_s.set((trained - self._last_report[1]) / (now - self._last_report[0]))
         self._last_report = (now, trained)
-        window = self.publisher.window
-        n = min(len(window), self.sc.gate.slice)
-        progressive = window.candidate_metrics(n) if n else {}
+        progressive = self.publisher.scores.progressive_metrics()
         for gauge, key in (
             (self.metrics.progressive_auc, "auc"),
             (self.metrics.progressive_bias, "prediction_bias"),
@@ -334,7 +332,7 @@ class Sidecar:
         if self.state is None:
             return
         self.source.flush(time.monotonic() + self.sc.retry_for / 1000.0)
-        self.checkpoints.save(self.state, self.position, self.dedup, self.publisher.window)
+        self.checkpoints.save(self.state, self.position, self.dedup, self.publisher.scores)
         self.metrics.checkpoints.inc()
         if self._prefetch is not None and self._prefetch.running:
             self._prefetch.commit(self.position.offsets)

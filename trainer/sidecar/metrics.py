@@ -65,6 +65,12 @@ class SidecarMetrics:
         )
         self.checkpoints = counter("trainer_checkpoints_total", "checkpoints written").labels(**labels)
         self.current_version = gauge("trainer_current_version", "the registry's current version").labels(**labels)
+        self.served_lag_samples = gauge(
+            "trainer_served_lag_samples", "distinct samples trained since the served version's export"
+        ).labels(**labels)
+        self.served_lag_seconds = gauge(
+            "trainer_served_lag_seconds", "stream time (largest emit time seen) since the served version's export"
+        ).labels(**labels)
 
     def lag(self, per_partition: dict[int, int]) -> None:
         for partition, value in per_partition.items():

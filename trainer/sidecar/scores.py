@@ -1,19 +1,28 @@
-"""The most recent samples' labels and predictions: the held-out slice of the gate and the live data
-of the rollback check.
+"""What every trained batch leaves for the gate and the rollback, saved with each checkpoint.
 
-Every batch is scored before it is trained on, by the training state (progressive validation: each
-prediction is made on a sample the model has not seen yet; the train step's own forward pass, before
-its update, gives them) and by the current published version; the window keeps the last ``capacity``
-of them.
+Every batch is scored before it is trained on, by the training state (progressive validation: the
+train step's own forward pass, before its update) and by the current published version. A
+:class:`ScoreLog` folds the batch into the matured-impression evidence
+(:class:`~trainer.sidecar.evidence.Evidence`) and the stream statistics
+(:class:`~trainer.sidecar.data_checks.StreamStats`); :meth:`ScoreLog.to_arrays` is what the checkpoint
+writes, so a restart resumes the gate with its evidence, the scores of the versions then current
+included.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trainer import metrics
+from trainer.sidecar.config import GateConfig
+from trainer.sidecar.data_checks import Block, StreamStats
+from trainer.sidecar.evidence import Evidence
+
+if TYPE_CHECKING:
+    from trainer.samples import SampleTable
 
 
 def calibrate(probability: np.ndarray, mode: str, max_probability: float) -> np.ndarray:
@@ -24,45 +33,43 @@ def calibrate(probability: np.ndarray, mode: str, max_probability: float) -> np.
     return b / (1.0 - b)
 
 
-class ScoreWindow:
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self.labels = np.zeros(0, np.float32)
-        self.progressive = np.zeros(0, np.float32)
-        self.current = np.zeros(0, np.float32)  # NaN where no current version scored the sample
-        self.current_scored = 0  # samples scored by the current version since it became current
+class ScoreLog:
+    def __init__(self, gate: GateConfig):
+        self.gate = gate
+        self.evidence = Evidence(gate.capacity, gate.sample_share)
+        self.stats = StreamStats(gate.data)
 
-    def add(self, labels: np.ndarray, progressive: np.ndarray, current: np.ndarray | None) -> None:
-        n = len(labels)
-        cur = np.full(n, np.nan, np.float32) if current is None else current.astype(np.float32)
-        if current is not None:
-            self.current_scored += n
-        keep = self.capacity
-        self.labels = np.concatenate([self.labels, labels.astype(np.float32)])[-keep:]
-        self.progressive = np.concatenate([self.progressive, progressive.astype(np.float32)])[-keep:]
-        self.current = np.concatenate([self.current, cur])[-keep:]
+    def add(self, table: SampleTable, progressive: np.ndarray, current: np.ndarray | None, version: int | None,
+            first_index: int) -> list[Block]:
+        """Fold a trained batch in (``first_index``: distinct samples trained before it); the blocks of
+        stream statistics it closed."""
+        times = table.times
+        self.evidence.add(table.samples, times, progressive, current, version if current is not None else None,
+                          first_index)
+        return self.stats.add(table.samples, times, progressive, first_index)
 
-    def __len__(self) -> int:
-        return len(self.labels)
+    def matured(self, last: int | None = None) -> dict[str, np.ndarray]:
+        """The columns of the last ``last`` matured impressions past the warm-up (all by default)."""
+        slots = self.evidence.matured(self.gate.maturity)
+        slots = slots[self.evidence.columns["arrival"][slots] >= self.gate.warmup]
+        return self.evidence.take(slots if last is None else slots[-last:])
 
-    def restore(self, labels: np.ndarray, progressive: np.ndarray) -> None:
-        """The window saved with a checkpoint (the current version's scores are not kept)."""
-        self.labels = labels.astype(np.float32)[-self.capacity :]
-        self.progressive = progressive.astype(np.float32)[-self.capacity :]
-        self.pointer_moved()
+    def progressive_metrics(self) -> dict[str, Any]:
+        """The training model's progressive metrics on the evidence a gate would read now."""
+        view = self.matured(self.gate.evidence)
+        return metrics.evaluate(view["label"], view["progressive"]) if view["label"].size else {}
 
-    def pointer_moved(self) -> None:
-        """The current version changed: its predictions so far were another version's."""
-        self.current = np.full(len(self.labels), np.nan, np.float32)
-        self.current_scored = 0
+    @property
+    def stream_ms(self) -> int | None:
+        """The stream's time (largest emit time seen), None before any."""
+        return None if self.evidence.stream_ms < 0 else self.evidence.stream_ms
 
-    def candidate_metrics(self, n: int) -> dict[str, Any]:
-        """Progressive metrics of the training state on the last ``n`` samples."""
-        return metrics.evaluate(self.labels[-n:], self.progressive[-n:])
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {**self.evidence.to_arrays(), "stats": np.array(json.dumps(self.stats.to_json()))}
 
-    def current_metrics(self, n: int) -> dict[str, Any] | None:
-        """The current version's metrics on the last ``n`` samples (None unless it scored them all)."""
-        cur = self.current[-n:]
-        if not len(cur) or np.isnan(cur).any():
-            return None
-        return metrics.evaluate(self.labels[-n:], cur)
+    def restore(self, arrays: Any) -> None:
+        """What :meth:`to_arrays` saved; a file of an older layout (no evidence) leaves it empty."""
+        if "evidence_ids" not in arrays:
+            return
+        self.evidence.restore(arrays)
+        self.stats.restore(json.loads(str(arrays["stats"])))

@@ -100,11 +100,9 @@ def sidecar_settings(**overrides: Any) -> dict[str, Any]:
             "export_interval": "3s",
             "metrics_port": 0,
             "tensorboard": False,
-            "gate": {"slice": 600, "min_samples": 100},
-            "rollback": {
-                "min_samples": 600,
-                "thresholds": {"max_auc_drop": 0.1, "max_logloss_increase": 0.3, "max_prediction_bias": None},
-            },
+            # streams of a few thousand samples: no warm-up, small evidence and blocks of statistics
+            "gate": {"warmup": 0, "min_samples": 100, "evidence": 2_000, "data": {"block": 200}},
+            "rollback": {"window": 300},
             "retry_for": "60s",
         },
     }

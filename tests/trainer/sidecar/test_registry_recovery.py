@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import redis
 import yaml
@@ -36,6 +35,7 @@ NO_THRESHOLDS = {
     "max_prediction_bias": None,
     "max_auc_drop": None,
     "max_logloss_increase": None,
+    "max_bias_shift": None,
 }
 SECRET = "registry-secret-7f3a"
 
@@ -154,7 +154,7 @@ def test_redis_down_when_a_version_is_registered_keeps_it_and_the_next_start_reg
     store = VersionStore(env.model_dir, keep=5)
     registry = Registry(lost.address, env.prefix, store, retry_for_s=1.0)
     publisher = Publisher(config.sidecar, registry, store, SidecarMetrics("t"))
-    publisher.window.add(table.labels, np.full(len(table), float(np.mean(table.labels))), None)
+    # no matured evidence yet: nothing speaks against version 1, the gate publishes it
     assert publisher.export_and_gate(state, Candidate(1, len(table), {0: len(table)}))["status"] == "published"
     lost.stop()  # Redis goes away between the export and the registration of version 2
     with pytest.raises(Unavailable, match="Redis registry"):
@@ -204,7 +204,10 @@ def test_registry_rebuild_and_versions_read_the_password_from_the_config(
     assert main(["versions", "--redis-url", server.address, "--model-dir", str(model_dir)]) == 1
     err = capsys.readouterr().err.strip()
     assert "refused the credentials" in err and "\n" not in err  # at once, not waited out as an outage
-    assert listed(config, capsys) == {"current": None, "versions": [], "unregistered": [1, 2, 3]}
+    shown = listed(config, capsys)
+    assert {k: shown[k] for k in ("current", "versions", "unregistered")} == {
+        "current": None, "versions": [], "unregistered": [1, 2, 3]
+    }
     assert main(["registry", "rebuild", "--config", str(config), "--json"]) == 0
     restored = json.loads(capsys.readouterr().out)
     assert restored["reregistered"] == [1, 2, 3] and restored["current"] == 3 and restored["current_restored"]

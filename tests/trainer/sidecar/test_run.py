@@ -180,11 +180,20 @@ def test_sigterm_leaves_a_checkpoint_and_committed_offsets(sidecar_env, processe
     assert committed_offsets(env) == {int(p): o for p, o in saved["offsets"].items()}
 
 
+def later(samples: list[dict[str, Any]], by_ms: int) -> list[dict[str, Any]]:
+    """The samples with every event time ``by_ms`` later (a stream that continues another)."""
+    keys = ("impression_time_ms", "label_time_ms", "emit_time_ms")
+    return [{**s, **{k: s[k] + by_ms for k in keys if s.get(k) is not None}} for s in samples]
+
+
 @pytest.mark.slow
-def test_corrupt_labels_are_refused_and_the_pointer_rolls_back(sidecar_env, processes) -> None:
-    env: SidecarEnv = sidecar_env(**{"sidecar.batch.size": 64, "sidecar.export_interval": "2s"})
+def test_versions_trained_on_corrupt_labels_are_refused_or_rolled_back(sidecar_env, processes) -> None:
+    """A version that holds the first few corrupt samples (fewer than a block of statistics) can pass
+    the gate; once the corruption shows in the data checks it is rolled back, to the last version
+    trained before it, and every later one is refused."""
+    env: SidecarEnv = sidecar_env(**{"sidecar.batch.size": 64, "sidecar.export_interval": "1s"})
     good = stream(3000, seed=5, users=20, items=10)
-    bad = corrupt(stream(1500, seed=6, users=20, items=10), seed=7)
+    bad = later(corrupt(stream(2000, seed=6, users=20, items=10), seed=7), good[-1]["emit_time_ms"])
     notices: list[dict[str, Any]] = []
     pubsub = env.registry().pubsub()
     pubsub.subscribe(f"{env.prefix}:notices")
@@ -199,31 +208,44 @@ def test_corrupt_labels_are_refused_and_the_pointer_rolls_back(sidecar_env, proc
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    proc = env.start("--exit-when-idle", "4s")
+    proc = env.start()
     processes.append(proc)
-    chunk = 700
-    for data in (good, bad):
-        for start in range(0, len(data), chunk):
-            seen = len(env.versions())
-            produce(env.bootstrap, env.topic, data[start : start + chunk])
-            wait_for(lambda n=seen: proc.poll() is not None or len(env.versions()) > n, 240, "a new version")
-    assert proc.wait(240) == 0
+
+    def version_at(count: int) -> dict[str, Any] | None:
+        return next((v for v in env.versions() if v.get("samples_trained") == count), None)
+
+    n_good, head = distinct(good), 60
+    for part, count in ((good, n_good), (bad[:head], n_good + head), (bad[head:], n_good + distinct(bad))):
+        produce(env.bootstrap, env.topic, part)
+        wait_for(lambda c=count: proc.poll() is not None or version_at(c), 240, f"a version of {count} samples")
+    first_bad = version_at(n_good + head)
+    assert first_bad is not None
+    if first_bad["status"] != "refused":  # published on the first corrupt samples: rolled back since
+        wait_for(lambda: proc.poll() is not None or version_at(n_good + head)["status"] == "rolled_back", 120,
+                 "the rollback of the version holding the first corrupt samples")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
     listening.clear()
     listener.join(5)
     pubsub.close()
     versions = env.versions()
-    before = [v for v in versions if v["samples_trained"] <= len(good)]
-    after = [v for v in versions if v["samples_trained"] > len(good)]
+    before = [v for v in versions if v["samples_trained"] <= n_good]
+    after = [v for v in versions if v["samples_trained"] > n_good]
     assert len([v for v in before if v["status"] != "refused"]) >= 2
-    assert any(v["status"] == "refused" for v in after)
-    assert not any(v["status"] == "published" for v in after)
-    rolled = [n for n in notices if n["event"] == "rolled_back"]
-    assert rolled, notices
-    current = env.current()
-    assert current == rolled[-1]["current"]
-    assert next(v for v in versions if v["version"] == current)["status"] == "published"
-    assert any(v["status"] == "rolled_back" for v in versions)
-    assert [n for n in notices if n["event"] == "published"]
+    assert after and all(v["status"] in ("refused", "rolled_back") for v in after), [
+        (v["version"], v["status"], v["reasons"]) for v in after
+    ]
+    current = next(v for v in versions if v["version"] == env.current())
+    assert current["status"] == "published" and current["samples_trained"] <= n_good
+    assert any(r.startswith("data: ") for v in after if v["status"] == "refused" for r in v["reasons"])
+    for v in after:  # each decision is on record: the tests and the data checks
+        assert "tests" in v and v["data_checks"]["span"]["since"] <= n_good
+    if first_bad["status"] != "refused":
+        rolled = [n for n in notices if n["event"] == "rolled_back"]
+        assert rolled and rolled[-1]["current"] == current["version"], notices
+        left = version_at(n_good + head)
+        assert left is not None and left["rollback"]["kind"] == "data" and left["rollback"]["windows"] >= 2
+        assert left["rollback"]["suspect_from"] < n_good + head
 
 
 def test_warm_start_distillation_and_the_metrics_endpoint(sidecar_env, processes, exported: Path) -> None:

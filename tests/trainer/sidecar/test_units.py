@@ -1,4 +1,4 @@
-"""Pure parts of the sidecar: dedup, batching, the gate's rules, retries, the score window, config."""
+"""Pure parts of the sidecar: dedup, batching, retries, config (the gate's parts: test_gate.py and beside)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,10 @@ from common.errors import ConfigError
 from trainer.config import TrainerConfig
 from trainer.samples import Sample
 from trainer.sidecar.batching import Batcher
-from trainer.sidecar.config import Thresholds
 from trainer.sidecar.consume import Decoded
 from trainer.sidecar.dedup import Dedup
 from trainer.sidecar.errors import Unavailable
-from trainer.sidecar.gate import violations
 from trainer.sidecar.retry import retrying
-from trainer.sidecar.rollback import LiveMonitor
-from trainer.sidecar.scores import ScoreWindow
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -65,20 +61,6 @@ def add(batcher: Batcher, polled: list[tuple[Any, int, int]], now: float, prepar
     return batcher.fill(messages, [s for s, _, _ in polled], 0, now)
 
 
-def test_gate_value_and_change_thresholds() -> None:
-    limits = Thresholds(min_auc=0.6, max_auc_drop=0.02, max_logloss_increase=0.1, max_bias_shift=0.1)
-    good = {"auc": 0.72, "logloss": 0.40, "prediction_bias": 1.02}
-    assert violations(good, None, limits) == []
-    assert violations(good, {"auc": 0.73, "logloss": 0.39, "prediction_bias": 0.98}, limits) == []
-    reasons = violations(
-        {"auc": 0.58, "logloss": 0.50, "prediction_bias": 2.5},
-        {"auc": 0.7, "logloss": 0.4, "prediction_bias": 1.0},
-        limits,
-    )
-    assert len(reasons) == 5  # auc value, bias value, auc drop, logloss increase, bias shift
-    assert violations({"auc": None, "logloss": 0.1, "prediction_bias": None}, None, limits)[0].startswith("auc n/a")
-
-
 def test_retry_recovers_or_gives_up() -> None:
     calls = []
     clock = [0.0]
@@ -99,24 +81,6 @@ def test_retry_recovers_or_gives_up() -> None:
 
     with pytest.raises(Unavailable, match="redis: refused"):
         retrying(down, "redis", (ConnectionError,), 5.0, sleep, lambda: clock[0])
-
-
-def test_live_monitor_checks_blocks_of_the_current_versions_scores() -> None:
-    config = TrainerConfig().sidecar.rollback.model_copy(update={"min_samples": 100})
-    monitor = LiveMonitor(config)
-    window = ScoreWindow(200)
-    previous_good = {"version": 1, "metrics": {"auc": 0.8, "logloss": 0.4, "prediction_bias": 1.0}}
-    rng = np.random.default_rng(0)
-    labels = (rng.random(100) < 0.3).astype(np.float32)
-    window.add(labels, np.full(100, 0.3), np.where(labels > 0, 0.6, 0.2))  # a good current version
-    monitor.arm()
-    assert monitor.check(window, previous_good) is None
-    window.add(labels, np.full(100, 0.3), rng.random(100))  # now it predicts noise
-    verdict = monitor.check(window, previous_good)
-    assert verdict is not None and any("auc" in r for r in verdict[1])
-    monitor.disarm()
-    window.add(labels, np.full(100, 0.3), rng.random(100))
-    assert monitor.check(window, previous_good) is None
 
 
 def test_example_config_loads_and_secrets_stay_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
