@@ -202,7 +202,11 @@ def format_default(value: Any, is_duration: bool = False, none: str = "none") ->
         return ", ".join(format_default(v) for v in value)
     if isinstance(value, Path):
         return str(value)
-    return str(value)
+    return _URL_CREDENTIALS.sub(r"\1***@", str(value))
+
+
+# A default read from the environment (REDIS_URL=redis://:secret@host/0) must not print its password.
+_URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
 
 
 # -- deprecated spellings -------------------------------------------------------------------------
