@@ -199,6 +199,23 @@ def grid_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def models_rows(data: dict[str, Any]) -> list[Row]:
+    """The seed models (trainer/bench/models.py): dual DNN student against its teacher, the two tower."""
+    d, t = data["dual_dnn"], data["two_tower"]
+    lat, p = d["latency_ms"], d["parameters"]
+    return [
+        Row("dual DNN: student AUC", d["student"]["auc"], "", "teacher", d["teacher"]["auc"], ">= teacher - 0.01"),
+        Row("dual DNN: student weights", p["student_total"], "", "teacher", p["teacher_total"], "< teacher"),
+        *(Row(f"dual DNN: student, batch of {n}", lat[f"batch_{n}"]["student"], "ms", "teacher",
+              lat[f"batch_{n}"]["teacher"], "< teacher") for n in (1, 512)),
+        Row("two tower: AUC", t["plain"]["auc"], "", "Wide & Deep", t["wide_deep_auc"], "reported"),
+        Row("two tower: embedding rows pruned", t["rows_pruned"], "rows", "rows", t["rows"], "reported"),
+        Row("two tower: pruned export, largest score change", t["pruned_vs_full_max_abs_diff"], "", target="0"),
+        Row(f"two tower: 1 user x {t['n_items']} items (score_items)", t["latency_ms"]["score_items"], "ms",
+            f"{t['n_items']} single calls", t["latency_ms"]["single_calls"], "< single calls"),
+    ]
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("codec", "jobs", ("-m", "schemas.bench.codec", "--json"), ("--n", "2000", "--repeat", "1"), codec_rows),
     Benchmark("replay", "jobs", ("-m", "jobs.bench.replay", "--json"), ("--events-count", "20000"),
@@ -215,6 +232,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("delayed-feedback", "trainer",
               ("-m", "trainer.bench.delayed_feedback", "--workdir", "{dir}", "--out", "{dir}/BENCHMARK.md"),
               ("--quick", "--no-stability"), delayed_feedback_rows),
+    Benchmark("models", "trainer", ("-m", "trainer.bench.models", "--workdir", "{dir}", "--json", "{out}"),
+              ("--quick",), models_rows),
     Benchmark("gate", "trainer",
               ("-m", "trainer.bench.gate", "--kafka", "--json", "{out}", "--workdir", "{dir}", "--out",
                "{dir}/GATE_BENCHMARK.md"), ("--quick",), gate_rows),

@@ -240,6 +240,10 @@ class TwoTowerModel(TrainableModel):
 
     # -- serving -----------------------------------------------------------------------------------
 
+    def side_spec(self, side: str) -> FeatureSpec:
+        """The layout of ``side``'s (user or item) fields: its part of ``score_items``'s inputs."""
+        return side_spec(self.spec, self.sides[f"{side}_base"], self.sides[f"{side}_dense"])
+
     @property
     def pruned_name(self) -> str:
         return f"{self.name}_pruned_embeddings"
@@ -261,11 +265,7 @@ class TwoTowerModel(TrainableModel):
             return self.similarity(u, v)
 
         lookups = {
-            side: FeatureLookup.from_vocabs(
-                side_spec(self.spec, self.sides[f"{side}_base"], self.sides[f"{side}_dense"]),
-                vocabs,
-                name=f"{side}_lookup",
-            )
+            side: FeatureLookup.from_vocabs(self.side_spec(side), vocabs, name=f"{side}_lookup")
             for side in ("user", "item")
         }
         score = ServingPart(logit, [table, *towers, *lookups.values()], name="two_tower")
@@ -274,8 +274,7 @@ class TwoTowerModel(TrainableModel):
             signature = self.spec.signature()
             inputs: dict[str, tf.TensorSpec] = {}
             for side, shape in (("user", [1]), ("item", [None])):
-                spec = side_spec(self.spec, self.sides[f"{side}_base"], self.sides[f"{side}_dense"])
-                for field in spec.fields:
+                for field in self.side_spec(side).fields:
                     name = signature_name(field)
                     inputs[name] = tf.TensorSpec(shape, signature[name].dtype, name=name)
 
