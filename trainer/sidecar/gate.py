@@ -12,8 +12,8 @@ configured confidence, against a margin: the candidate is refused only when it i
 * log loss: the paired per-impression difference, its mean against ``max_logloss_increase`` x the
   reference's log loss;
 * prediction level: the candidate's mean prediction over the reference's on the same impressions (a
-  ratio with its delta-method interval) within ``1 +- max_bias_shift``: no labels involved, so the
-  clicks still to come after ``maturity`` do not move it;
+  ratio with its delta-method interval) within ``1 +- max_bias_shift``, refused only when the move is
+  away from the matured labels' mean (the clicks still to come after ``maturity`` lower it for both);
 * floors: the candidate's AUC (DeLong interval), log loss and prediction bias (delta-method interval
   of mean prediction / mean label) on all matured impressions.
 
@@ -23,6 +23,7 @@ scores on the matured impressions it scored).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -136,10 +137,17 @@ def paired_tests(labels: np.ndarray, candidate: np.ndarray, reference: np.ndarra
             ratio, se = found_ratio
             high, low = 1.0 + limits.max_bias_shift, 1.0 / (1.0 + limits.max_bias_shift)
             p = min(one_sided_p(ratio, se, high, "above"), one_sided_p(ratio, se, low, "below"))
+            # Only a move away from the labels counts: a reference far off in level (a first version
+            # exported after a few hundred samples) must not hold back the candidate that corrects it.
+            mean_label = float(np.mean(labels))
+            away = mean_label > 0 and abs(math.log(max(float(np.mean(candidate)), EPSILON) / mean_label)) > abs(
+                math.log(max(float(np.mean(reference)), EPSILON) / mean_label)
+            )
+            worse = p < alpha and away
             tests["bias_shift"] = {"test": "paired ratio of mean predictions (delta method)", "ratio": _r(ratio),
                                    "interval": [_r(ratio - z * se), _r(ratio + z * se)], "range": [_r(low), high],
-                                   "p_value": p, "worse": p < alpha}
-            if p < alpha:
+                                   "away_from_labels": away, "p_value": p, "worse": worse}
+            if worse:
                 reasons.append(
                     f"mean prediction {ratio:.3f} x the reference's on the same impressions (outside "
                     f"{low:.3f}..{high:g} at p={p:.2g})"

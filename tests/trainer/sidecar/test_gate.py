@@ -68,6 +68,10 @@ def test_a_worse_candidate_is_refused_with_the_test_and_its_p_value() -> None:
     inflated = judge(view(labels, np.clip(p * 2, 0, 0.99), p, version=7), Thresholds(), CONFIDENCE, 500)
     assert inflated["tests"]["bias_shift"]["worse"] and inflated["tests"]["bias_shift"]["ratio"] > 1.7
     assert any(r.startswith("mean prediction 1.") for r in inflated["reasons"])
+    # the other way round, the candidate corrects a reference far off in level: no refusal for that
+    corrects = judge(view(labels, p, np.clip(p * 2, 0, 0.99), version=7), Thresholds(), CONFIDENCE, 500)
+    shift = corrects["tests"]["bias_shift"]
+    assert shift["ratio"] < 0.6 and shift["p_value"] < 0.01 and not shift["worse"] and corrects["reasons"] == []
     assert decision["reference_versions"] == {"7": 5_000} and decision["reference_metrics"]["count"] == 5_000
     # a rolled-back version's scores are no reference: the paired tests are skipped, the floors stay
     skipped = judge(view(labels, worse, p, version=7), Thresholds(), CONFIDENCE, 500, references={8})
