@@ -223,10 +223,13 @@ class TrainerConfig(StrictConfig):
     def _check(self) -> TrainerConfig:
         if not self.model.hidden_units:
             raise ValueError("model.hidden_units needs at least one layer")
-        if self.model.cascade_teacher is not None and self.loss.distill_weight > 0.0:
+        if self.model.cascade_teacher is not None and (
+            self.loss.distill_weight > 0.0 or self.sidecar.distill_from is not None
+        ):
             raise ValueError(
-                f"model.two_tower.distill_from ({self.model.cascade_teacher}) and loss.distill_weight "
-                f"({self.loss.distill_weight:g}, distillation toward --distill-from) both set: expected one teacher"
+                f"model.two_tower.distill_from ({self.model.cascade_teacher}) and --distill-from "
+                f"(loss.distill_weight {self.loss.distill_weight:g}, sidecar.distill_from "
+                f"{self.sidecar.distill_from}) both set: expected one teacher"
             )
         return self
 

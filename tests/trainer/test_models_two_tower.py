@@ -13,6 +13,7 @@ import tensorflow as tf
 from models_helpers import config, table, train, write_config
 
 from common.errors import ConfigError
+from trainer.config import TrainerConfig
 from trainer.export import ExportedModel, export_state
 from trainer.features import FeatureSpec
 from trainer.models import TwoTowerModel
@@ -167,3 +168,6 @@ def test_fit_distils_from_the_named_fine_model(exported: Path, train_file: Path,
     # one teacher: the cascade's, or --distill-from's, not both
     assert main([*args, "--distill-from", str(exported), "--quiet"]) == 2
     assert "expected one teacher" in capsys.readouterr().err
+    cascade = {"model.name": "two_tower", "model.two_tower.distill_from": str(exported)}
+    with pytest.raises(ConfigError, match="expected one teacher"):  # the sidecar's --distill-from too
+        TrainerConfig.load(None, {**cascade, "sidecar.distill_from": str(exported)})
