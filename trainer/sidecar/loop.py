@@ -170,7 +170,10 @@ class Sidecar:
         from trainer.export import latest_version
         from trainer.state import TrainerState
 
+        previous = self.state
         self.state = TrainerState.warm_start(path, self.config)
+        if previous is not None:  # a newer offline model mid-stream: the same stream goes on (its start, counts)
+            self.state.pending.continue_stream(previous.pending)
         self.checkpoints.invalidate()
         latest = latest_version(path)
         self._warm_version = int(latest.name) if latest is not None else None
@@ -226,8 +229,7 @@ class Sidecar:
                     break
             prefetch.stop()
             self._train(batcher.take())
-            if self.summary.stopped_by == "idle":
-                self._export(final=True)
+            self._export(final=True)  # idle or SIGTERM: the last seconds of training reach a version too
             self.checkpoint()
         finally:
             prefetch.stop()
