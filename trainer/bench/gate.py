@@ -410,6 +410,24 @@ def _trained(model_dir: Path) -> int:
 # -- the report ----------------------------------------------------------------------------------------
 
 
+NOTES = [
+    "How to read it:",
+    "",
+    "- A version is *trained on corrupted samples* when its `samples_trained` exceeds the distinct samples read "
+    "before the first corrupted one, in the order the stream is read (replays and the backlog's partition order "
+    "included: the backlog reads some corrupted samples of one partition early).",
+    "- *Samples until caught* runs from that point to the first refusal or rollback of such a version, so it "
+    "includes the wait for the next export (exports come every 4,000-20,000 samples here); the data checks "
+    "themselves flag the first block of 2,000 samples that holds enough of the corruption.",
+    "- Healthy versions are published without tests while there is no matured evidence yet (the first "
+    "`gate.warmup` samples and `gate.maturity` of stream time): nothing speaks against them; the data checks "
+    "apply from the first version with a reference.",
+    "- The in-process runs use the sidecar's own parts (train step, Publisher, registry in a private "
+    "redis-server, exports, checkpoints), not Kafka; the last section runs `trainer run` itself.",
+    "",
+]
+
+
 def markdown(result: dict[str, Any]) -> str:
     a = result["args"]
     lines = [
@@ -455,7 +473,7 @@ def markdown(result: dict[str, Any]) -> str:
                   f"{k['figures']['exported']} versions, {k['figures']['published']} published "
                   f"({k['figures']['published_share']}), {k['figures']['rollbacks']} rollbacks, served version "
                   f"{k['figures']['served_behind_exports']} exports behind the newest ({k['seconds']} s)."]
-    lines += ["", f"Machine: {result['machine']}; {result['seconds']} s in all.", ""]
+    lines += ["", f"Machine: {result['machine']}; {result['seconds']} s in all.", "", *NOTES]
     return "\n".join(lines)
 
 
