@@ -17,10 +17,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from common.cli import EXIT_FAILED, Parser, deprecated_alias, duration, fail, positive_int
+from common.cli import EXIT_FAILED, Parser, deprecated_alias, duration, fail, non_negative_int, positive_int
 from common.errors import CommonError
 from common.output import write_atomic
 from infra.demo import report
+from infra.demo.day import DayModel, describe
 from infra.demo.live import LiveView
 from infra.demo.plan import START_MS, DemoPlan
 from infra.demo.processes import Children, listen_port
@@ -53,6 +54,7 @@ class Demo:
         self.trainer_port = listen_port(self.join_port + 1)
         self.naive_port = listen_port(self.trainer_port + 1)
         self.view = LiveView(self.join_port, self.trainer_port)
+        self.day: dict[str, Any] | None = None  # the day-level model both sidecars start from
         self.bootstrap = ""
         self.redis = ""
         self.seen_until_ms = 0
@@ -63,12 +65,13 @@ class Demo:
         return self.redis.rsplit("/", 1)[0] + f"/{db}"
 
     def _start_trainer(self, name: str, loss: str, db: int, metrics_port: int) -> None:
+        warm = [] if self.day is None else ["--warm-start", self.day["export"]]
         self.children.start(name, [
             TRAINER_PY, "-m", "trainer", "run", "--config", str(DEMO_TRAINER_CONFIG),
             "--bootstrap-servers", self.bootstrap, "--redis-url", self._redis_db(db), "--group-id", f"demo-{name}",
             "--task", TASK, "--loss", loss,
             "--model-dir", str(self.out / "models" / loss),
-            "--metrics-port", str(metrics_port),
+            "--metrics-port", str(metrics_port), *warm,
         ])
 
     def _start_stream(self) -> None:
@@ -80,11 +83,8 @@ class Demo:
         self.console.print("starting the trainer sidecars (PU loss, and naive for comparison) ...")
         self._wait_for_endpoints([("trainer", self.trainer_port), ("trainer-naive", self.naive_port)])
         self.children.start("generator", [
-            JOBS_PY, "-m", "jobs.generate", "--bootstrap-servers", self.bootstrap, "--impressions", str(p.impressions),
-            "--rate", f"{p.rate:.6f}", "--ctr", str(p.ctr), "--users", str(p.users), "--items", str(p.items),
-            "--window", f"{p.window_ms}ms", "--horizon", f"{p.horizon_ms}ms", "--late-fraction",
-            str(p.late_fraction), "--speedup", f"{p.speedup:.3f}",
-            "--truth", str(self.out / "truth.jsonl"), "--seed", str(p.seed), "--start", str(START_MS), "--quiet",
+            JOBS_PY, "-m", "jobs.generate", "--bootstrap-servers", self.bootstrap, *p.live_generator_flags(),
+            "--speedup", f"{p.speedup:.3f}", "--truth", str(self.out / "truth.jsonl"), "--quiet",
         ])
         self.children.start("join", [
             JOBS_PY, "-m", "jobs.sample_join", "run", "--engine", "local", "--bootstrap-servers", self.bootstrap,
@@ -163,14 +163,19 @@ class Demo:
             raise DemoError(f"trainer {args[0]} failed: {done.stderr.strip().splitlines()[-1:]}")
         return dict(json.loads(done.stdout))
 
+    def _evaluate(self, model: Path, holdout: Path) -> dict[str, Any]:
+        return self._trainer_json("evaluate", "--model", str(model), "--samples", str(holdout))
+
     def _score(self, loss: str, db: int, holdout: Path) -> dict[str, Any]:
+        """The registry's current version (the one served) on the held-out rows; the sidecar's last
+        version is its SIGTERM export, current unless the gate refused it."""
         model_dir = self.out / "models" / loss
         versions = self._trainer_json("versions", "--redis-url", self._redis_db(db), "--model-dir", str(model_dir))
         current = versions.get("current")
+        scored = {"version": current, "last": max((v["version"] for v in versions.get("versions", [])), default=None)}
         if current is None:
-            return {"versions": versions, "holdout": None}
-        scores = self._trainer_json("evaluate", "--model", str(model_dir / str(current)), "--samples", str(holdout))
-        return {"versions": versions, "holdout": scores}
+            return {"versions": versions, "holdout": None, "scored": scored}
+        return {"versions": versions, "holdout": self._evaluate(model_dir / str(current), holdout), "scored": scored}
 
     def report(self) -> dict[str, Any]:
         self.view.phase = "report"
@@ -180,26 +185,45 @@ class Demo:
         holdout = self.out / "holdout.jsonl"
         report.write_jsonl(holdout, rows)
         corrected, naive = self._score("pu", 0, holdout), self._score("naive", 1, holdout)
+        start = None if self.day is None else self._evaluate(Path(self.day["export"]), holdout)
         result = {
             "plan": {"minutes": self.plan.minutes, "impressions": self.plan.impressions, "speedup": self.plan.speedup,
+                     "seed": self.plan.seed, "day_impressions": self.plan.day_impressions,
                      "window_ms": self.plan.window_ms, "horizon_ms": self.plan.horizon_ms,
                      "train_until_ms": self.plan.train_until_ms, "seen_until_ms": self.seen_until_ms},
             "counts": report.check_counts(dump, truth, self.plan),
             "label_to_sample_latency": report.latency(dump),
+            "day_model": self.day,
             "versions": corrected["versions"],
             "holdout": {"impressions": len(rows), "positives": sum(r["label"] for r in rows),
-                        "corrected_pu": corrected["holdout"], "naive": naive["holdout"]},
+                        "corrected_pu": corrected["holdout"], "naive": naive["holdout"], "day_model": start,
+                        "scored_versions": {"corrected_pu": corrected["scored"], "naive": naive["scored"]},
+                        "nearer_bias_1": report.nearer_bias_1(corrected["holdout"], naive["holdout"])},
             "progress": self.view.series,
         }
         write_atomic(self.out / "report.json", json.dumps(result, indent=2))
         report.plot(self.view.series, corrected["versions"].get("versions", []), self.out / "report.png")
         return result
 
+    def _start_day(self) -> DayModel | None:
+        """The previous day generated and joined; its fit runs while the stack starts."""
+        if not self.plan.day_impressions:
+            return None
+        day = DayModel(self.plan, self.out / "day")
+        self.console.print(f"[bold]day-level model[/]: the previous day ({self.plan.day_impressions:,} impressions, "
+                           "the same world), joined into complete samples, a shuffled fit ...")
+        day.start(self.children, JOBS_PY, TRAINER_PY, DEMO_TRAINER_CONFIG, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        return day
+
     def run(self) -> dict[str, Any]:
         try:
+            day = self._start_day()
             self.console.print(f"[bold]local stack[/] in {self.out / 'stack'}")
             state = self.stack.up(log=lambda line: self.console.print(f"  {line}", highlight=False))
             self.bootstrap, self.redis = state.kafka_bootstrap_servers, state.redis_url
+            self.day = None if day is None else day.finish()
+            self.view.note = describe(self.day)
+            self.console.print(self.view.note, highlight=False)
             self.stream()
             return self.report()
         finally:
@@ -222,7 +246,8 @@ class _NoLive:
 
 def print_report(console: Console, result: dict[str, Any], out: Path) -> None:
     counts = result["counts"]
-    console.print(f"\n[bold]stream[/]: {counts['truth_impressions']:,} impressions, samples {counts['samples']}, "
+    console.print(f"\n{describe(result['day_model'])}", highlight=False)
+    console.print(f"[bold]stream[/]: {counts['truth_impressions']:,} impressions, samples {counts['samples']}, "
                   f"unmatched {counts['unmatched']}, dead-lettered {counts['deadlettered']}")
     for name, ok in counts["checks"].items():
         console.print(f"  {'ok ' if ok else 'FAILED'} {name.replace('_', ' ')}")
@@ -244,11 +269,23 @@ def print_report(console: Console, result: dict[str, Any], out: Path) -> None:
     scores = Table(title=f"held-out impressions, true labels ({h['impressions']:,} rows, {h['positives']:,} clicks)")
     for column in ("model", "AUC", "log loss", "prediction bias"):
         scores.add_column(column, justify="right")
-    for name in ("corrected_pu", "naive"):
-        s = h[name] or {}
-        scores.add_row(name.replace("_", " "), *(f"{s[k]:.4f}" if isinstance(s.get(k), float) else "-"
-                                                 for k in ("auc", "logloss", "prediction_bias")))
+    labels = {"day_model": "day-level model (the start)"}
+    for name, scored in h["scored_versions"].items():
+        labels[name] = f"{name.replace('_', ' ')} (version {scored['version']}, last {scored['last']})"
+    for name in ("day_model", "corrected_pu", "naive"):
+        s = h[name]
+        if s is None and name == "day_model":
+            continue
+        s = s or {}
+        scores.add_row(labels[name], *(f"{s[k]:.4f}" if isinstance(s.get(k), float) else "-"
+                                       for k in ("auc", "logloss", "prediction_bias")))
     console.print(scores)
+    nearer = h["nearer_bias_1"]
+    if nearer is not None:
+        pu, naive = h["corrected_pu"]["prediction_bias"], h["naive"]["prediction_bias"]
+        console.print(f"held-out prediction bias: corrected PU {pu:.3f}, naive {naive:.3f}: "
+                      f"the {'corrected PU' if nearer == 'corrected_pu' else 'naive'} model is nearer 1",
+                      highlight=False)
     console.print(f"report: {out / 'report.json'}, plot: {out / 'report.png'}")
 
 
@@ -270,11 +307,15 @@ def main(argv: list[str] | None = None) -> int:
     deprecated_alias(parser, length, "--minutes", convert=_minutes)
     parser.add_argument("--impressions", type=positive_int, help="impressions in all (default: 6000 per minute)")
     parser.add_argument("--seed", type=int, default=7, help="the generator's seed")
+    parser.add_argument(
+        "--day-impressions", type=non_negative_int, default=DemoPlan.day_impressions, metavar="N",
+        help="impressions of the previous day, the day-level model both sidecars start from (0: none, a cold start)",
+    )
     parser.add_argument("--dir", type=Path, default=Path(".demo"), metavar="DIR", help="output folder")
     args = parser.parse_args(argv)
     console = Console()
     try:
-        plan = DemoPlan.for_minutes(args.duration / 60_000, args.impressions, args.seed)
+        plan = DemoPlan.for_minutes(args.duration / 60_000, args.impressions, args.seed, args.day_impressions)
     except ValueError as exc:
         parser.error(f"--duration: {exc}")
     for tool in (JOBS_PY, TRAINER_PY):

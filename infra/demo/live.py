@@ -60,6 +60,7 @@ class LiveView:
     series: list[dict[str, Any]] = field(default_factory=list)
     last: Snapshot | None = None
     phase: str = "starting"
+    note: str = ""  # one line under the header: what the sidecars started from
 
     def refresh(self) -> Snapshot:
         snap = Snapshot(time.monotonic() - self.started, scrape(self.join_port), scrape(self.trainer_port))
@@ -105,7 +106,8 @@ class LiveView:
         grid.add_column(ratio=1)
         grid.add_column(ratio=1)
         grid.add_row(Panel(join, title="sample join (embedded runtime)"), Panel(trainer, title="trainer sidecar"))
-        return Group(f"[bold]odl-loop demo[/]  {snap.wall_s:5.0f} s  ·  {self.phase}", grid)
+        header = f"[bold]odl-loop demo[/]  {snap.wall_s:5.0f} s  ·  {self.phase}"
+        return Group(header, self.note, grid) if self.note else Group(header, grid)
 
     def line(self, start_ms: int) -> str:
         """The same, as one log line (when the console is not a terminal)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 START_MS = 1_700_000_000_000
 
 
@@ -24,13 +25,34 @@ class DemoPlan:
     users: int = 200  # few enough that a few thousand impressions teach the model each one
     items: int = 100
     seed: int = 7
+    # The previous day (the day-level model's samples), over 24 h of event time: enough for every user
+    # and item, few enough that the shuffled fit takes ~10 s on 2 cores. 0: no day-level model.
+    day_impressions: int = 36_000
 
     @classmethod
-    def for_minutes(cls, minutes: float, impressions: int | None = None, seed: int = 7) -> DemoPlan:
+    def for_minutes(cls, minutes: float, impressions: int | None = None, seed: int = 7,
+                    day_impressions: int | None = None) -> DemoPlan:
         if minutes <= 0:
             raise ValueError(f"the demo needs a positive number of minutes, got {minutes}")
         # About 6k impressions per minute of streaming keeps both processes busy but not behind on 2 cores.
-        return cls(minutes=minutes, impressions=impressions or int(6_000 * minutes), seed=seed)
+        day = {} if day_impressions is None else {"day_impressions": day_impressions}
+        return cls(minutes=minutes, impressions=impressions or int(6_000 * minutes), seed=seed, **day)
+
+    def world_flags(self) -> list[str]:
+        """The generator flags the live stream and the previous day share: one click model, one delay shape."""
+        return ["--ctr", str(self.ctr), "--users", str(self.users), "--items", str(self.items),
+                "--window", f"{self.window_ms}ms", "--horizon", f"{self.horizon_ms}ms",
+                "--late-fraction", str(self.late_fraction), "--seed", str(self.seed)]
+
+    def live_generator_flags(self) -> list[str]:
+        return [*self.world_flags(), "--impressions", str(self.impressions), "--rate", f"{self.rate:.6f}",
+                "--start", str(START_MS)]
+
+    def day_generator_flags(self) -> list[str]:
+        """The day before the live stream: its impressions spread over the 24 h before START_MS."""
+        return [*self.world_flags(), "--impressions", str(self.day_impressions),
+                "--rate", f"{self.day_impressions / (DAY_MS / 1000):.6f}", "--start", str(START_MS - DAY_MS),
+                "--run-id", f"day-{self.seed}"]
 
     @property
     def rate(self) -> float:

@@ -54,13 +54,16 @@ class Children:
     env: dict[str, str] = field(default_factory=dict)
     started: dict[str, Child] = field(default_factory=dict)
 
-    def start(self, name: str, argv: list[str]) -> Child:
+    def start(self, name: str, argv: list[str], stdout: Path | None = None) -> Child:
+        """Output to ``<log_dir>/<name>.log``; with ``stdout`` (a command that prints its result) stderr only."""
         log = self.log_dir / f"{name}.log"
-        with log.open("ab") as out:
+        with contextlib.ExitStack() as files:
+            err = files.enter_context(log.open("ab"))
+            out = err if stdout is None else files.enter_context(stdout.open("wb"))
             proc = subprocess.Popen(
                 argv,
                 stdout=out,
-                stderr=subprocess.STDOUT,
+                stderr=err if stdout is not None else subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 env={**os.environ, **self.env},

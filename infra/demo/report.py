@@ -130,6 +130,14 @@ def holdout_rows(dump: StreamDump, truth: list[dict[str, Any]], seen_until_ms: i
     return rows
 
 
+def nearer_bias_1(corrected: dict[str, Any] | None, naive: dict[str, Any] | None) -> str | None:
+    """Which model's held-out prediction bias is nearer 1 (a tie counts for naive: the correction must
+    earn it); None when either has no scores."""
+    if not corrected or not naive:
+        return None
+    return "corrected_pu" if abs(corrected["prediction_bias"] - 1) < abs(naive["prediction_bias"] - 1) else "naive"
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     from common.output import AtomicFile
 
