@@ -232,7 +232,7 @@ def test_versions_and_rebuild_need_a_config_or_both_flags(tmp_path: Path, capsys
         assert "give --config YAML" in err and "\n" not in err
     with pytest.raises(SystemExit) as info:
         main(["registry", "rebuild", "--help"])
-    assert info.value.code == 0 and "--config YAML" in capsys.readouterr().out
+    assert info.value.code == 0 and "--config CONFIG.yaml" in capsys.readouterr().out
 
 
 def test_retention_deletes_old_versions_but_never_the_current_or_the_last_good_one(
