@@ -235,3 +235,20 @@ def test_every_service_sets_what_its_config_reads_and_nothing_else(compose: dict
         unread = sorted(set(environment) - read)
         assert not unread, f"service {name} sets {unread}, which nothing it runs reads"
     assert {"sample-join", "trainer", "flink-submit"} <= set(checked), checked
+
+
+def _writes_samples(service: dict[str, Any]) -> bool:
+    """Whether a service runs a sample join (embedded, or submits the Flink job): it writes samples.<task>."""
+    words = [str(w) for w in [*(service.get("entrypoint") or []), *(service.get("command") or [])]]
+    return "jobs.runtime.flink_job" in words or (words[:1] == ["run"] and "--engine" in words)
+
+
+def test_no_profile_combination_runs_two_joins_on_one_output_topic(compose: dict[str, Any]) -> None:
+    """Two joins writing samples.click would emit every sample twice with two watermarks; each join
+    service has a profile of its own, and no other profile (or none) starts a second one."""
+    joins = {name: s.get("profiles", []) for name, s in compose["services"].items() if _writes_samples(s)}
+    assert {"sample-join", "flink-submit"} <= joins.keys(), joins
+    assert all(len(profiles) == 1 for profiles in joins.values()), joins  # never started without a profile
+    assert len({p for profiles in joins.values() for p in profiles}) == len(joins), joins
+    header = (ROOT / "infra" / "docker-compose.yml").read_text()
+    assert "--profile embedded up" in header and "--profile flink up" in header
