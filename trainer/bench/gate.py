@@ -546,8 +546,9 @@ def main(argv: list[str] | None = None) -> int:
                                    random.Random(seed))
             run = run_kafka(records, bootstrap, redis_url, tmp, settings)
             result["kafka"] = {"seed": seed, "trained": run["trained"], "distinct": run["distinct"],
-                               "seconds": run["seconds"], "figures": healthy_figures(run["versions"], run["current"])}
-            _say(f"kafka: {json.dumps(result['kafka'])}")
+                               "seconds": run["seconds"], "figures": healthy_figures(run["versions"], run["current"]),
+                               "decisions": decisions(run["versions"])}
+            _say(f"kafka: {json.dumps({k: v for k, v in result['kafka'].items() if k != 'decisions'})}")
     from infra.bench import machine
 
     result["machine"] = machine()

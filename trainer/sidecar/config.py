@@ -98,9 +98,10 @@ class Thresholds(Floors):
     than the reference by more than the margin, never because a point estimate moved by chance."""
 
     max_auc_drop: float | None = Field(default=0.01, ge=0.0)  # reference AUC - candidate AUC (DeLong, paired)
-    # A healthy model in training moves its level by +-20 % between versions (its log loss by 1-2 %):
-    # the margins below are for a broken model, not for that.
-    max_logloss_increase: float | None = Field(default=0.05, ge=0.0)  # relative, on the paired per-impression mean
+    # A healthy model in training moves its level by +-20 % between versions, and its progressive log
+    # loss against the reference's by -11 % .. +11 % (a cold start read from a backlog partition by
+    # partition): the margins below are for a broken model, not for that.
+    max_logloss_increase: float | None = Field(default=0.1, ge=0.0)  # relative, on the paired per-impression mean
     max_bias_shift: float | None = Field(default=0.5, gt=0.0)  # mean prediction / reference's, either way
 
 
