@@ -117,7 +117,9 @@ class DataChecks(StrictConfig):
     history_blocks: int = Field(default=1_000, ge=10)  # blocks remembered (the span checked at most)
     confidence: float = Field(default=0.999, gt=0.5, lt=1.0)
     click_rate_change: float | None = Field(default=0.2, gt=0.0)  # relative; healthy streams measured within 0.1
-    late_share_ratio: float | None = Field(default=0.3, gt=0.0, lt=1.0)  # LATE_POSITIVE share below this x reference
+    # LATE_POSITIVE share below this x the reference's: a join that drops them sends it to 0, while a cold
+    # stream's share climbs for hours (a backlog read partition by partition mixes those hours)
+    late_share_ratio: float | None = Field(default=0.1, gt=0.0, lt=1.0)
     missing_rate_change: float | None = Field(default=0.1, gt=0.0, le=1.0)  # absolute, per feature
     distinct_share_ratio: float | None = Field(default=2.0, gt=1.0)  # per feature, either way
     top_share_change: float | None = Field(default=0.2, gt=0.0, le=1.0)  # absolute, per feature
