@@ -109,7 +109,7 @@ class DataChecks(StrictConfig):
     """The stream's statistics over the samples a candidate trained on since the current version,
     against those recorded for the current version; a difference beyond the tolerance, significant at
     ``confidence``, marks the data bad (the candidate is refused; a current version trained on it is
-    rolled back). Blocks of ``block`` samples in arrival order; click rates by impression time."""
+    rolled back). Blocks of ``block`` samples in arrival order (see trainer/sidecar/data_checks.py)."""
 
     enabled: bool = True
     block: int = Field(default=2_000, ge=50)

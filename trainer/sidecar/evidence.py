@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainer.samples import LATE_POSITIVE, MISSING_TIME, NEGATIVE, POSITIVE
+from trainer.samples import LATE_POSITIVE, MISSING_TIME, POSITIVE
 
 if TYPE_CHECKING:
     from trainer.samples import Sample
@@ -60,8 +60,6 @@ class Evidence:
         self.head = 0  # the next slot written
         self.size = 0
         self.stream_ms = MISSING_TIME  # the largest emit time seen
-        self.start_ms = MISSING_TIME  # the smallest
-        self.window_ms = MISSING_TIME  # the join's negative window, as NEGATIVEs show it (emit - impression)
         self.late_unmatched = 0  # LATE_POSITIVEs whose impression is not remembered
         self.untimed = 0  # first samples without an impression time (never evidence)
 
@@ -80,11 +78,8 @@ class Evidence:
         """Fold one trained batch in: ``times`` are the batch's event-time columns (SampleTable.times),
         ``first_index`` the distinct samples trained before it."""
         emit, impression = times["emit_time_ms"], times["impression_time_ms"]
-        timed = emit[emit != MISSING_TIME]
-        if timed.size:
-            self.stream_ms = max(self.stream_ms, int(timed.max()))
-            low = int(timed.min())
-            self.start_ms = low if self.start_ms == MISSING_TIME else min(self.start_ms, low)
+        if emit.size:
+            self.stream_ms = max(self.stream_ms, int(emit.max()))  # MISSING_TIME is -1: never the max
         ids, index, capacity, share = self.ids, self.index, self.capacity, self.share
         impression_at, emit_at = impression.tolist(), emit.tolist()
         rows: list[int] = []  # batch rows of new entries
@@ -128,12 +123,8 @@ class Evidence:
     def _write(self, rows: np.ndarray, slots: np.ndarray, samples: Sequence[Sample], times: dict[str, np.ndarray],
                progressive: np.ndarray, current: np.ndarray | None, version: int | None, first_index: int) -> None:
         cols = self.columns
-        impression, emit = times["impression_time_ms"][rows], times["emit_time_ms"][rows]
         attribution = np.fromiter((samples[i].attribution for i in rows), np.int8, rows.size)
-        negatives = (attribution == NEGATIVE) & (emit != MISSING_TIME)
-        if negatives.any():
-            self.window_ms = max(self.window_ms, int((emit - impression)[negatives].max()))
-        cols["impression_ms"][slots] = impression
+        cols["impression_ms"][slots] = times["impression_time_ms"][rows]
         cols["arrival"][slots] = first_index + rows
         cols["first_positive"][slots] = attribution == POSITIVE
         cols["label"][slots] = np.fromiter((samples[i].label for i in rows), np.int8, rows.size)
@@ -168,7 +159,7 @@ class Evidence:
         out = {f"evidence_{name}": column[slots] for name, column in self.columns.items()}
         out["evidence_ids"] = np.array([str(self.ids[s]).encode() for s in slots], dtype=bytes)
         out["evidence_scalars"] = np.array(
-            [self.stream_ms, self.start_ms, self.window_ms, self.late_unmatched, self.untimed], np.int64
+            [self.stream_ms, self.late_unmatched, self.untimed], np.int64
         )
         return out
 
@@ -182,6 +173,7 @@ class Evidence:
         self.ids = [*ids, *([None] * (self.capacity - n))]
         self.index = {iid: slot for slot, iid in enumerate(ids)}
         self.size, self.head = n, n % self.capacity
-        stream_ms, start_ms, window_ms, unmatched, untimed = (int(x) for x in arrays["evidence_scalars"])
-        self.stream_ms, self.start_ms, self.window_ms = stream_ms, start_ms, window_ms
-        self.late_unmatched, self.untimed = unmatched, untimed
+        scalars = [int(x) for x in arrays["evidence_scalars"]]
+        if len(scalars) == 5:  # the first layout also held the stream's start and window, kept elsewhere now
+            scalars = [scalars[0], scalars[3], scalars[4]]
+        self.stream_ms, self.late_unmatched, self.untimed = scalars
