@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--impressions", type=positive_int, help="impressions in all (default: 6000 per minute)")
     parser.add_argument("--seed", type=int, default=7, help="the generator's seed")
     parser.add_argument(
-        "--day-impressions", type=non_negative_int, default=DemoPlan.day_impressions, metavar="N",
+        "--day-impressions", type=non_negative_int, default=DemoPlan.day_impressions, metavar="IMPRESSIONS",
         help="impressions of the previous day, the day-level model both sidecars start from (0: none, a cold start)",
     )
     parser.add_argument("--dir", type=Path, default=Path(".demo"), metavar="DIR", help="output folder")
