@@ -58,7 +58,7 @@ from common.config import format_duration_ms
 from common.errors import CommonError, ConfigError
 from common.output import AtomicFile
 from common.wire import WIRE_FORMATS, WireFormatConfig
-from jobs.config import TopicsConfig
+from jobs.config import SampleJoinConfig, TopicsConfig
 from jobs.synthetic import GenerateError, Generator, GeneratorConfig, Stats
 
 __all__ = ["GenerateError", "Generator", "GeneratorConfig", "KafkaSink", "KafkaTarget", "Stats", "main", "run"]
@@ -265,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--bootstrap-servers", metavar="HOST:PORT[,…]", help="write Avro events to this Kafka cluster (default: none)"
     )
+    out.add_argument(
+        "--config",
+        metavar="CONFIG.yaml",
+        help="write to the Kafka cluster of this sample-join config (its brokers, security with the secrets from "
+        "the file or its environment, topics and wire format); the flags override it (default: none)",
+    )
     for kind, key in (("impressions", "impressions"), ("feature-snapshots", "feature_snapshots"), ("labels", "labels")):
         topic = out.add_argument(
             f"--{kind}-topic", metavar="TOPIC", default=default_of(TopicsConfig, key)[0], help="Kafka mode"
@@ -393,23 +399,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        if not args.out and not args.bootstrap_servers:
-            raise GenerateError("give --out FILE and/or --bootstrap-servers HOST:PORT")
-        if args.speedup and not args.bootstrap_servers:
-            raise GenerateError("--speedup paces Kafka writes; give --bootstrap-servers")
-        wire = WireFormatConfig.from_flags(args.wire_format, args.schema_registry_url)
+        to_kafka = bool(args.bootstrap_servers or args.config)
+        if not args.out and not to_kafka:
+            raise GenerateError("give --out FILE and/or --bootstrap-servers HOST:PORT (or --config)")
+        if args.speedup and not to_kafka:
+            raise GenerateError("--speedup paces Kafka writes; give --bootstrap-servers or --config")
+        kafka = kafka_target(args) if to_kafka else None
     except (GenerateError, ConfigError) as exc:  # the flags' values do not make a stream
         return fail(PROG, exc, EXIT_USAGE)
-    kafka = None
-    if args.bootstrap_servers:
-        kafka = KafkaTarget(
-            bootstrap_servers=args.bootstrap_servers,
-            impressions=args.impressions_topic,
-            feature_snapshots=args.feature_snapshots_topic,
-            labels=args.labels_topic,
-            create_partitions=args.create_topics,
-            wire=wire,
-        )
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -434,6 +431,38 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.quiet:
         print(f"generate: {summary}", file=sys.stderr)
     return 0
+
+
+def kafka_target(args: argparse.Namespace) -> KafkaTarget:
+    """Where Kafka mode writes: the flags, over the join config's kafka section when ``--config`` names one
+    (its security settings, secrets included, go to the producer; a topic flag left at its default takes
+    the config's topic)."""
+    wire = WireFormatConfig.from_flags(args.wire_format, args.schema_registry_url)
+    if args.config is None:
+        return KafkaTarget(
+            bootstrap_servers=args.bootstrap_servers,
+            impressions=args.impressions_topic,
+            feature_snapshots=args.feature_snapshots_topic,
+            labels=args.labels_topic,
+            create_partitions=args.create_topics,
+            wire=wire,
+        )
+    kafka = SampleJoinConfig.load(args.config, {"kafka.bootstrap_servers": args.bootstrap_servers}).kafka
+    defaults = TopicsConfig()
+
+    def topic(key: str, flag: str) -> str:
+        return flag if flag != getattr(defaults, key) else str(getattr(kafka.topics, key))
+
+    settings = kafka.client_settings("producer")
+    return KafkaTarget(
+        bootstrap_servers=settings.pop("bootstrap.servers"),
+        impressions=topic("impressions", args.impressions_topic),
+        feature_snapshots=topic("feature_snapshots", args.feature_snapshots_topic),
+        labels=topic("labels", args.labels_topic),
+        create_partitions=args.create_topics,
+        extra=settings,
+        wire=wire if args.wire_format != "single_object" or args.schema_registry_url else kafka.wire,
+    )
 
 
 if __name__ == "__main__":

@@ -286,3 +286,57 @@ def test_speedup_paces_the_writes(kafka_bootstrap: str, unique_topic, tmp_path: 
     run(cfg, kafka=target, speedup=2.0)
     elapsed = time.monotonic() - started
     assert span_s / 2 * 0.9 <= elapsed <= span_s / 2 + 10
+
+
+def _join_config(path: Path, bootstrap: str, topics: dict[str, str], security: str = "") -> Path:
+    path.write_text(
+        "kafka:\n"
+        f"  bootstrap_servers: {bootstrap}\n"
+        "  topics: {" + ", ".join(f"{k}: {v}" for k, v in topics.items()) + "}\n" + security
+    )
+    return path
+
+
+def test_config_gives_the_kafka_target_its_security_with_the_secret_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Secrets never only on the command line: --config reads them from the file's environment."""
+    from jobs.generate import build_parser, kafka_target
+
+    monkeypatch.setenv("GEN_TEST_SASL_PASSWORD", "s3cret")
+    security = (
+        "  security: {protocol: SASL_SSL, sasl_mechanism: PLAIN, sasl_username: gen,\n"
+        "             sasl_password: '${GEN_TEST_SASL_PASSWORD}'}\n"
+    )
+    config = _join_config(tmp_path / "join.yaml", "broker:9093", {"impressions": "imp.x"}, security)
+    target = kafka_target(build_parser().parse_args(["--config", str(config), "--labels-topic", "lab.y"]))
+    assert target.bootstrap_servers == "broker:9093"
+    topics = (target.impressions, target.feature_snapshots, target.labels)
+    assert topics == ("imp.x", "events.feature_snapshots", "lab.y")
+    assert target.extra["sasl.password"] == "s3cret" and target.extra["security.protocol"] == "SASL_SSL"
+    flags = build_parser().parse_args(["--config", str(config), "--bootstrap-servers", "other:9092"])
+    assert kafka_target(flags).bootstrap_servers == "other:9092"  # a flag overrides the file
+
+
+@pytest.mark.integration
+def test_config_alone_writes_to_the_configs_cluster_and_topics(
+    kafka_bootstrap: str, unique_topic, tmp_path: Path
+) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    topics = {k: unique_topic(f"gencfg.{k}") for k in ("impressions", "feature_snapshots", "labels")}
+    config = _join_config(tmp_path / "join.yaml", kafka_bootstrap, topics)
+    out = tmp_path / "events.jsonl"
+    assert main(["--config", str(config), "--impressions", "40", "--run-id", "cfg", "--out", str(out), "--quiet"]) == 0
+    impressions = sum(1 for line in out.read_text().splitlines() if json.loads(line)["type"] == "impression")
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "gencfg", "enable.partition.eof": True})
+    consumer.assign([TopicPartition(topics["impressions"], 0, 0)])
+    got = 0
+    while True:
+        msg = consumer.poll(10.0)
+        assert msg is not None, "no end of partition within 10 s"
+        if msg.error():
+            break
+        got += 1
+    consumer.close()
+    assert got == impressions > 0
