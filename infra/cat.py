@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import orjson
 
-from common.cli import EXIT_FAILED, Parser, fail
+from common.cli import EXIT_FAILED, EXIT_USAGE, Parser, fail
 from common.defaults import LOCAL_KAFKA_BOOTSTRAP, kafka_bootstrap_servers
 from common.errors import ConfigError
 from common.output import AtomicFile
@@ -26,17 +26,17 @@ PROG = "python -m infra.cat"
 
 
 def read_topics(
-    bootstrap: str, topics: Sequence[str], timeout_s: float = 10.0
+    bootstrap: str, topics: Sequence[str], timeout_s: float = 10.0, client: dict[str, Any] | None = None
 ) -> Iterator[tuple[str, int, int, int, bytes]]:
     """Yield (topic, partition, offset, timestamp in ms, value) for every record up to each partition's end.
 
     The end is taken from the fetch responses (partition EOF), not from ListOffsets, which the local
-    broker does not answer correctly.
+    broker does not answer correctly. ``client``: further consumer settings (security, from a config).
     """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "infra-cat", "enable.auto.commit": False,
-                         "enable.partition.eof": True})
+    consumer = Consumer({**(client or {}), "bootstrap.servers": bootstrap, "group.id": "infra-cat",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
     try:
         metadata = consumer.list_topics(timeout=timeout_s)
         pending: set[tuple[str, int]] = set()
@@ -70,7 +70,11 @@ def to_json(codec: Any, value: bytes) -> dict[str, Any]:
 
 
 def dump(
-    bootstrap: str, topics: Sequence[str], out: IO[bytes], wire: WireFormatConfig | None = None
+    bootstrap: str,
+    topics: Sequence[str],
+    out: IO[bytes],
+    wire: WireFormatConfig | None = None,
+    client: dict[str, Any] | None = None,
 ) -> tuple[int, int]:
     """Write the topics' records as JSON lines; returns (written, undecodable)."""
     from schemas import DecodeError, SchemaError
@@ -80,7 +84,7 @@ def dump(
     except SchemaError as exc:  # the registry's client cannot be used
         raise InfraError(str(exc)) from exc
     written = bad = 0
-    for topic, partition, offset, _, value in read_topics(bootstrap, topics):
+    for topic, partition, offset, _, value in read_topics(bootstrap, topics, client=client):
         try:
             record = to_json(codec, value)
         except DecodeError as exc:
@@ -97,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("topics", nargs="+", metavar="TOPIC", help="topics to dump, each from its start")
     parser.add_argument("--bootstrap-servers", default=None, metavar="HOST:PORT[,…]",
                         help=f"Kafka brokers (default: $KAFKA_BOOTSTRAP_SERVERS, else {LOCAL_KAFKA_BOOTSTRAP})")
+    parser.add_argument("--config", metavar="CONFIG.yaml",
+                        help="read from the Kafka cluster of this sample-join config (its brokers, security with the "
+                        "secrets from the file or its environment, wire format); the flags override it (default: none)")
     parser.add_argument("--out", type=Path, metavar="FILE.jsonl",
                         help="write here (atomically) (default: none: standard output)")
     parser.add_argument("--wire-format", choices=WIRE_FORMATS, default="single_object",
@@ -106,17 +113,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the registry of --wire-format confluent (default: none)")
     args = parser.parse_args(argv)
     bootstrap = args.bootstrap_servers or kafka_bootstrap_servers()
+    client: dict[str, Any] = {}
     try:
         wire = WireFormatConfig.from_flags(args.wire_format, args.schema_registry_url)
+        if args.config is not None:
+            from jobs.config import SampleJoinConfig
+
+            kafka = SampleJoinConfig.load(args.config, {"kafka.bootstrap_servers": args.bootstrap_servers}).kafka
+            client = kafka.client_settings("consumer")
+            bootstrap = client.pop("bootstrap.servers")
+            if args.wire_format == "single_object" and not args.schema_registry_url:
+                wire = kafka.wire
     except ConfigError as exc:
-        parser.error(str(exc))
+        return fail(PROG, exc, EXIT_USAGE)
     try:
         if args.out:
             with AtomicFile(args.out) as out:
-                written, bad = dump(bootstrap, args.topics, out.file, wire)
+                written, bad = dump(bootstrap, args.topics, out.file, wire, client)
                 out.commit()
         else:
-            written, bad = dump(bootstrap, args.topics, sys.stdout.buffer, wire)
+            written, bad = dump(bootstrap, args.topics, sys.stdout.buffer, wire, client)
     except InfraError as exc:
         return fail(PROG, exc, EXIT_FAILED)
     print(f"infra.cat: {written} records from {', '.join(args.topics)}" + (f", {bad} undecodable" if bad else ""),

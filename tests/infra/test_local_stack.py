@@ -198,6 +198,25 @@ def test_cat_dumps_avro_topics_as_json_lines(kafka_bootstrap: str, unique_topic,
     assert "skipped" in result.stderr and "single-object marker" in result.stderr
 
 
+def test_cat_reads_the_cluster_of_a_join_config(kafka_bootstrap: str, unique_topic, tmp_path: Path) -> None:
+    """--config: the brokers and security of the join's config (secrets from the file), not the command line."""
+    topic = unique_topic("events.labels")
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topic, key=b"bad", value=b"not avro")
+    assert producer.flush(10) == 0
+    config = tmp_path / "join.yaml"
+    config.write_text(f"kafka:\n  bootstrap_servers: {kafka_bootstrap}\n  security: {{protocol: PLAINTEXT}}\n")
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    result = subprocess.run([sys.executable, "-m", "infra.cat", topic, "--config", str(config)], env=env,
+                            capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0 and "0 records" in result.stderr and "1 undecodable" in result.stderr, result.stderr
+    config.write_text("kafka:\n  bootstrap: nowhere\n")
+    result = subprocess.run([sys.executable, "-m", "infra.cat", topic, "--config", str(config)],
+                            capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("python -m infra.cat: error:") and "kafka.bootstrap" in result.stderr
+
+
 def test_cat_unknown_topic_is_one_line(kafka_bootstrap: str) -> None:
     result = subprocess.run([sys.executable, "-m", "infra.cat", "no.such.topic", "--bootstrap-servers",
                              kafka_bootstrap], capture_output=True, text=True, check=False, timeout=60)
