@@ -372,6 +372,10 @@ def _parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, parents=parents[name], help=text, description=text[0].upper() + text[1:] + ".")
         if name == "status":
             command.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "topics":
+            command.add_argument("--config", type=Path, metavar="CONFIG.yaml",
+                                 help="create them on the Kafka cluster of this sample-join config (its brokers and "
+                                 "security, secrets from the file or its environment) (default: none)")
         if name == "flink-submit":
             command.add_argument("--job-config", type=Path, default=DEFAULT_JOB_CONFIG, metavar="CONFIG.yaml",
                                  help="the sample-join config")
@@ -391,8 +395,14 @@ def main(argv: Iterable[str] | None = None) -> int:
                                getattr(args, "job_config", DEFAULT_JOB_CONFIG), getattr(args, "from_checkpoint", None))
         if args.command == "topics":
             bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{args.kafka_port}"
+            client: dict[str, object] = {}
+            if args.config is not None:
+                from jobs.config import SampleJoinConfig
+
+                client = SampleJoinConfig.load(args.config).kafka.client_settings("admin")
+                bootstrap = str(client.pop("bootstrap.servers"))
             topics = load_topics(args.topics)
-            created = create_topics(bootstrap, topics)
+            created = create_topics(bootstrap, topics, client=client)
             print(f"topics on {bootstrap}: {len(topics)} configured, {len(created)} created")
             return 0
         stack = LocalStack(args.state_dir, getattr(args, "kafka_port", LOCAL_KAFKA_PORT),

@@ -172,6 +172,16 @@ def test_topics_command_creates_configured_topics(kafka_bootstrap: str, tmp_path
     assert "1 configured, 0 created" in second.stdout
     metadata = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10)
     assert len(metadata.topics[name].partitions) == 3
+    # --config: the cluster (and its security) of the join's config, with no address in the environment
+    other = f"events.test.{uuid.uuid4().hex[:8]}"
+    topics_file.write_text(f"topics:\n  {other}: {{partitions: 2}}\n")
+    config = tmp_path / "join.yaml"
+    config.write_text(f"kafka:\n  bootstrap_servers: {kafka_bootstrap}\n  security: {{protocol: PLAINTEXT}}\n")
+    bare = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    third = subprocess.run([*command, "--config", str(config)], capture_output=True, text=True, env=bare, check=False)
+    assert third.returncode == 0 and f"topics on {kafka_bootstrap}: 1 configured, 1 created" in third.stdout, third
+    metadata = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10)
+    assert len(metadata.topics[other].partitions) == 2
 
 
 def test_cat_dumps_avro_topics_as_json_lines(kafka_bootstrap: str, unique_topic, tmp_path: Path) -> None:
