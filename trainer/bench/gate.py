@@ -417,8 +417,10 @@ NOTES = [
     "before the first corrupted one, in the order the stream is read (replays and the backlog's partition order "
     "included: the backlog reads some corrupted samples of one partition early).",
     "- *Samples until caught* runs from that point to the first refusal or rollback of such a version, so it "
-    "includes the wait for the next export (exports come every 4,000-20,000 samples here); the data checks "
-    "themselves flag the first block of 2,000 samples that holds enough of the corruption.",
+    "includes the wait for the next export (exports come every 4,000-20,000 samples here, at the same points "
+    "for every corruption: one stream, one seed); when the first version on it is refused, that wait is all "
+    "of it. The data checks themselves flag the first block of 2,000 samples that holds enough of the "
+    "corruption.",
     "- Healthy versions are published without tests while there is no matured evidence yet (the first "
     "`gate.warmup` samples and `gate.maturity` of stream time): nothing speaks against them; the data checks "
     "apply from the first version with a reference.",
@@ -457,13 +459,16 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Corrupted streams (from the middle of the stream on)",
         "",
-        "| corruption | versions trained on it | refused | rolled back | one current at the end | samples until "
-        "caught | first reason |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| corruption | versions trained on it | refused | rolled back | one current at the end | the first one "
+        "(samples after the corruption's start) | samples until caught | first reason |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, c in result["corrupted"].items():
+        start = c["corruption_from_sample"]
+        first = next((d for d in c.get("decisions", []) if (d.get("samples_trained") or 0) > start), None)
+        at = "-" if first is None else f"{first['status']} ({first['samples_trained'] - start})"
         lines.append(f"| {name} | {c['bad_versions']} | {c['refused']} | {c['rolled_back']} | "
-                     f"{'yes' if c['bad_current_at_end'] else 'no'} | {c['samples_until_caught']} | "
+                     f"{'yes' if c['bad_current_at_end'] else 'no'} | {at} | {c['samples_until_caught']} | "
                      f"{' / '.join(c['first_reasons']) or '-'} |")
     lines += ["", "Target: every version trained on corrupted samples refused or rolled back, none current at the end."]
     if result.get("kafka"):
