@@ -21,6 +21,7 @@ STARTS_THE_DEVELOPER_STACK = {
     "jobs/soak.py": "the soak test runs on its own broker and Redis",
     "jobs/bench/stack.py": "the Kafka benchmarks run on their own broker and Redis",
     "trainer/bench/sidecar.py": "the benchmark runs on its own broker and Redis",
+    "trainer/bench/gate.py": "the gate benchmark's Kafka run uses its own broker and Redis",
 }
 STACK_MODULE = "infra.local"
 
