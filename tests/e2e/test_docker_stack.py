@@ -74,7 +74,9 @@ def docker_compose_project_name() -> str:
 
 @pytest.fixture(scope="session")
 def docker_setup() -> list[str]:
-    return ["--profile embedded up --build --detach"]  # the one-shot topics service exits, which `up --wait` would count as failed
+    # the embedded join's profile (one join per stack); --detach: the one-shot topics service exits, which
+    # `up --wait` would count as failed
+    return ["--profile embedded up --build --detach"]
 
 
 def compose(project: str, *args: str, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
