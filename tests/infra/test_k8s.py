@@ -52,9 +52,11 @@ def _kustomization(directory: Path) -> dict[str, Any]:
     return data
 
 
-def _assemble(directory: Path) -> list[dict[str, Any]]:
+def _assemble(directory: Path, read: set[Path] | None = None) -> list[dict[str, Any]]:
     """The documents of a kustomization: its resources (files, or directories with their own
-    kustomization) and its generated ConfigMaps (data: file name -> text)."""
+    kustomization) and its generated ConfigMaps (data: file name -> text); ``read`` collects the files."""
+    read = set() if read is None else read
+    read.add((directory / "kustomization.yaml").resolve())
     kustomization = _kustomization(directory)
     assert kustomization["kind"] == "Kustomization", directory
     docs: list[dict[str, Any]] = []
@@ -62,8 +64,9 @@ def _assemble(directory: Path) -> list[dict[str, Any]]:
         path = (directory / resource).resolve()
         assert path.exists(), f"{directory}: resource {resource} is missing"
         if path.is_dir():
-            docs.extend(_assemble(path))
+            docs.extend(_assemble(path, read))
         else:
+            read.add(path)
             docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
     for generator in kustomization.get("configMapGenerator", []):
         data = {}
@@ -71,9 +74,46 @@ def _assemble(directory: Path) -> list[dict[str, Any]]:
             key, _, name = entry.rpartition("=")
             file = directory / name
             assert file.is_file() and file.resolve().is_relative_to(directory.resolve()), entry
+            read.add(file.resolve())
             data[key or file.name] = file.read_text()
         docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": data})
     return docs
+
+
+# Every file shipped in infra/k8s, by its path: what `kubectl apply -k infra/k8s/<variant>` reads (the
+# example Secret is applied by hand, and read by the environment checks below).
+SHIPPED_MANIFESTS = {
+    "flink": {
+        "infra/k8s/flink/kustomization.yaml",
+        "infra/k8s/flink/flink-deployment.yaml",
+        "infra/k8s/base/kustomization.yaml",
+        "infra/k8s/base/services.yaml",
+        "infra/k8s/base/trainer.yaml",
+        "infra/k8s/base/config/trainer.yaml",
+    },
+    "embedded": {
+        "infra/k8s/embedded/kustomization.yaml",
+        "infra/k8s/embedded/sample-join.yaml",
+        "infra/k8s/embedded/config/sample-join.yaml",
+        "infra/k8s/base/kustomization.yaml",
+        "infra/k8s/base/services.yaml",
+        "infra/k8s/base/trainer.yaml",
+        "infra/k8s/base/config/trainer.yaml",
+    },
+}
+EXAMPLE_SECRET = "infra/k8s/base/secret.example.yaml"
+
+
+def test_each_variant_reads_exactly_the_shipped_files_and_none_is_left_out() -> None:
+    """A manifest added to infra/k8s but to no kustomization (or one dropped) fails here."""
+    for name in VARIANTS:
+        read: set[Path] = set()
+        _assemble(K8S / name, read)
+        assert {p.relative_to(ROOT).as_posix() for p in read} == SHIPPED_MANIFESTS[name], name
+    shipped = {p.relative_to(ROOT).as_posix() for p in K8S.rglob("*.yaml")}
+    assert shipped == set().union(*SHIPPED_MANIFESTS.values()) | {EXAMPLE_SECRET}
+    secret = yaml.safe_load((ROOT / EXAMPLE_SECRET).read_text())
+    assert secret["kind"] == "Secret" and set(secret["stringData"]) == {"redis-password", "kafka-sasl-password"}
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
@@ -107,7 +147,7 @@ def _services() -> dict[str, str]:
 
 
 def _secret_keys() -> dict[str, set[str]]:
-    secret = yaml.safe_load((K8S / "base" / "secret.example.yaml").read_text())
+    secret = yaml.safe_load((ROOT / EXAMPLE_SECRET).read_text())
     return {secret["metadata"]["name"]: set(secret["stringData"])}
 
 
