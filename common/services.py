@@ -74,7 +74,7 @@ def check_redis_durability(client: Any, where: str, log: logging.Logger) -> dict
             extra={"error": one_line(exc)},
         )
         return {}
-    config = {_text(k): _text(v) for k, v in config.items()}
+    config = {as_text(k): as_text(v) for k, v in config.items()}
     policy, maxmemory = config.get("maxmemory-policy", "noeviction"), int(config.get("maxmemory", "0") or 0)
     if maxmemory > 0 and policy != "noeviction":
         raise ServiceError(
@@ -90,5 +90,6 @@ def check_redis_durability(client: Any, where: str, log: logging.Logger) -> dict
     return config
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def as_text(value: Any) -> str:
+    """A Redis reply (bytes from a client that does not decode responses) as text."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from common.config import format_duration_ms
 from common.errors import CommonError
+from common.services import as_text
 from common.topics import samples_topic
 
 KEY_PREFIX = "odl:tasks:"
@@ -113,16 +114,12 @@ def publish_task_contract(
     return contracts
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def read_task_contract(client: Any, topic: str) -> TaskContract | None:
     """The contract of the join writing ``topic``, or None when none was published (in this Redis).
 
     Works with clients that decode responses and with those that do not."""
     key = contract_key(topic)
-    raw = {_text(k): _text(v) for k, v in client.hgetall(key).items()}
+    raw = {as_text(k): as_text(v) for k, v in client.hgetall(key).items()}
     if not raw:
         return None
     values: dict[str, Any] = {}

@@ -41,6 +41,7 @@ from pyflink.metrics import Counter as FlinkCounter
 from pyflink.metrics import MetricGroup
 
 from common.output import AtomicFile
+from common.services import one_line
 from jobs.core.events import (
     BadEvent,
     Event,
@@ -134,10 +135,6 @@ def event_to_bytes(event: Event) -> bytes:
 def event_from_bytes(data: bytes) -> Event:
     t = _loads(data)
     return _MAKE[t[0]](*t[1:])
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def subtask_index(runtime_context: RuntimeContext) -> int:
@@ -268,7 +265,7 @@ class DecodeKafkaRecords(ProcessFunction):
         try:
             event = self.decode(data)  # type: ignore[misc]
         except Exception as exc:  # undecodable or invalid: dead letter, and go on
-            headers = deadletter_headers(_one_line(exc), topic, partition, offset)
+            headers = deadletter_headers(one_line(exc), topic, partition, offset)
             self.metrics.counter("deadLettered", (topic,)).inc()  # type: ignore[union-attr]
             return [(DEADLETTER_RECORDS, Row(self.deadletter_topic, key, data or b"", headers))]
         return [(Row(event.request_id, event_to_bytes(event)), event.event_time_ms)]
