@@ -45,14 +45,14 @@ def wait_until_reachable(
         except transient as exc:
             now = clock()
             waited = now - started
-            if waited + delay > wait_s:
+            if waited >= wait_s:
                 raise ServiceError(f"{what} unreachable after {wait_s:g} s: {one_line(exc)}") from exc
             if now >= next_progress:
                 log.warning(
                     "waiting for %s (%.0f s of %g s)", what, waited, wait_s, extra={"error": one_line(exc)}
                 )
                 next_progress = now + PROGRESS_EVERY_S
-            sleep(delay)
+            sleep(min(delay, wait_s - waited))  # the last try lands on the deadline, not before it
             delay = min(delay * 2.0, 2.0)
 
 
