@@ -7,8 +7,15 @@ full), and is handed out again lowest-first. A slot handed out a second time is 
 *reused*: the model must re-initialise that embedding row (and its optimizer state) before the
 step that uses it. Everything is deterministic: it depends only on the order of lookups.
 
-The state (assigned IDs, their last-seen steps, pending sighting counts) is saved with the
-checkpoint through :class:`VocabState`, a ``tf.train`` Python-state object.
+Per ID it keeps what tuning admission and eviction needs (``python -m trainer embeddings``): each
+admitted ID's sightings (its pending ones included) and last step seen, each pending ID's sightings and
+last step, and counters of admissions, evictions and refusals. On the hot path that is one scatter of
+the batch's slots per field; nothing per key unless a key is new.
+
+The state is saved with the checkpoint through :class:`VocabState`, a ``tf.train`` Python-state object,
+and in the export's ``trainer.json``. Format 2 adds the sightings of admitted IDs; a format-1
+vocabulary (saved before them) loads with ``admit_after`` sightings per admitted ID, the fewest it can
+have had.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-VOCAB_FORMAT = 1
+VOCAB_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 class DynamicVocab:
@@ -37,6 +45,7 @@ class DynamicVocab:
         self._slot_of: dict[str, int] = {}
         self._key_of: list[str | None] = [None] * capacity
         self._last_seen = np.full(capacity, -1, np.int64)
+        self._sightings = np.zeros(capacity, np.int64)  # per slot: its ID's sightings, pending ones included
         self._high_water = 1  # slots >= this were never handed out
         self._free: list[int] = []  # evicted slots (< high water), a min-heap
         self._pending: dict[str, list[int]] = {}  # key -> [sightings, last step seen]
@@ -69,19 +78,31 @@ class DynamicVocab:
         slot_of = self._slot_of
         known = [slot_of.get(key) for key in keys]
         reused: list[int] = []
+        counted = None if sightings is None else np.asarray(sightings, bool)
         if None not in known:  # the common case: no sighting, so nothing admitted or evicted
             out = np.array(known, np.int32)
         else:  # in order: an admission may evict a key that comes later in ``keys``
+            # the keys already known were seen now: no eviction below may take their slots
+            self._last_seen[[s for s in known if s is not None]] = step
+            counted = np.ones(len(keys), bool) if counted is None else counted.copy()
             out = np.zeros(len(keys), np.int32)
             for i, key in enumerate(keys):
                 slot = slot_of.get(key)
                 if slot is None:
-                    slot = self._sighting(key, step, reused) if sightings is None or sightings[i] else 0
+                    if counted[i]:
+                        slot = self._sighting(key, step, reused)
+                        counted[i] = False  # counted by _sighting (as pending, or as the new slot's start)
+                    else:
+                        slot = 0
                 out[i] = slot
-        self._last_seen[out[out > 0]] = step
+        used = out > 0
+        self._last_seen[out[used]] = step
+        np.add.at(self._sightings, out[used if counted is None else used & counted], 1)
         return out, reused
 
     def _sighting(self, key: str, step: int, reused: list[int]) -> int:
+        """A sighting of a key without a slot: counted as pending, or admitted (its slot returned)."""
+        count = 1
         if self.admit_after > 1:
             pending = self._pending.get(key)
             if pending is None:
@@ -89,7 +110,8 @@ class DynamicVocab:
                 return 0
             pending[0] += 1
             pending[1] = step
-            if pending[0] < self.admit_after:
+            count = pending[0]
+            if count < self.admit_after:
                 return 0
         slot = self._allocate(step)
         if slot == 0:
@@ -103,6 +125,7 @@ class DynamicVocab:
         self._slot_of[key] = slot
         self._key_of[slot] = key
         self._last_seen[slot] = step
+        self._sightings[slot] = count
         self.admitted += 1
         return slot
 
@@ -135,6 +158,7 @@ class DynamicVocab:
             if key is not None:
                 del self._slot_of[key]
             self._last_seen[slot] = -1
+            self._sightings[slot] = 0
             heapq.heappush(self._free, slot)
         self.evicted += len(freed)
         if self._pending:
@@ -149,6 +173,18 @@ class DynamicVocab:
         """The admitted keys and their slots, in slot order (what the exported lookup table holds)."""
         pairs = sorted((slot, key) for key, slot in self._slot_of.items())
         return [k for _, k in pairs], [s for s, _ in pairs]
+
+    def id_stats(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The admitted keys (in slot order), their sightings and their last steps seen."""
+        keys, slots = self.items()
+        index = np.asarray(slots, np.int64)
+        return keys, self._sightings[index].copy(), self._last_seen[index].copy()
+
+    def pending_stats(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The pending keys (seen, not admitted yet), their sightings and their last steps seen."""
+        keys = list(self._pending)
+        values = np.asarray(list(self._pending.values()), np.int64).reshape(-1, 2)
+        return keys, values[:, 0].copy(), values[:, 1].copy()
 
     def stats(self) -> dict[str, int]:
         return {
@@ -171,6 +207,7 @@ class DynamicVocab:
             "keys": keys,
             "slots": slots,
             "last_seen": [int(self._last_seen[s]) for s in slots],
+            "sightings": [int(self._sightings[s]) for s in slots],
             "pending": [[k, c, s] for k, (c, s) in self._pending.items()],
             "last_sweep": self._last_sweep,
             "counters": [self.admitted, self.evicted, self.rejected],
@@ -182,10 +219,13 @@ class DynamicVocab:
         vocab._high_water = int(data["high_water"])
         vocab._free = [int(s) for s in data["free"]]
         heapq.heapify(vocab._free)
-        for key, slot, seen in zip(data["keys"], data["slots"], data["last_seen"], strict=True):
+        # format 1 kept no sightings of admitted IDs: each had at least admit_after
+        sightings = data.get("sightings") or [vocab.admit_after] * len(data["keys"])
+        for key, slot, seen, count in zip(data["keys"], data["slots"], data["last_seen"], sightings, strict=True):
             vocab._slot_of[key] = slot
             vocab._key_of[slot] = key
             vocab._last_seen[slot] = seen
+            vocab._sightings[slot] = count
         vocab._pending = {k: [int(c), int(s)] for k, c, s in data["pending"]}
         vocab._last_sweep = int(data["last_sweep"])
         vocab.admitted, vocab.evicted, vocab.rejected = (int(x) for x in data["counters"])
@@ -206,8 +246,9 @@ class VocabSet:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VocabSet:
-        if data.get("format") != VOCAB_FORMAT:
-            raise ValueError(f"unsupported vocabulary format {data.get('format')!r}")
+        if data.get("format") not in READABLE_FORMATS:
+            found = data.get("format")
+            raise ValueError(f"unsupported vocabulary format {found!r}, expected one of {READABLE_FORMATS}")
         return cls({name: DynamicVocab.from_json(v) for name, v in data["fields"].items()})
 
     def stats(self) -> dict[str, dict[str, int]]:
