@@ -1,11 +1,15 @@
 """The defaults both deployables share: the local stack's addresses and the join's horizon.
 
-One definition, read by the join's and the trainer's config models, the launcher of the local stack
-(``make up``), the docs and the tests that hold the shipped YAML files to it, so that a stack started
-with ``make up`` is found by both halves without a flag. Topic names live in :mod:`common.topics`.
+The addresses are the defaults of :mod:`common.connection`'s Kafka and Redis models, which the join's
+config (``kafka`` / ``redis``) and the trainer's (``sidecar.kafka`` / ``sidecar.redis``) both derive
+from, so a stack started with ``make up`` (whose launcher binds these ports) is found by both halves
+without a flag; the shipped YAML files spell the same addresses and tests hold them to these. The
+horizons are the defaults of the join's tasks and of the trainer's loss and dedup. Topic names live
+in :mod:`common.topics`.
 
 Ports are chosen not to clash with services commonly already running (Kafka 9092, Redis 6379).
-``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` select external services instead.
+``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``, read when a config is built, select external services
+instead.
 """
 
 import os

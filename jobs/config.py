@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from common.config import DurationMs, StrictConfig, apply_overrides, load_config, validate_config
-from common.defaults import ATTRIBUTION_HORIZON_MS, kafka_bootstrap_servers, redis_url
+from common.connection import KafkaConnection, RedisConnection
+from common.defaults import ATTRIBUTION_HORIZON_MS
 from common.services import START_WAIT_S
 from common.topics import (
     DEADLETTER_TOPIC,
@@ -24,7 +24,6 @@ from common.topics import (
     UNMATCHED_TOPIC,
     samples_topic,
 )
-from common.wire import WireFormatConfig
 from jobs.core.spec import (
     DEFAULT_IDLENESS_MS,
     DEFAULT_MAX_BUFFERED_LABELS_PER_REQUEST,
@@ -104,143 +103,19 @@ class TopicsConfig(StrictConfig):
         return samples_topic(task, self.samples_prefix)
 
 
-# librdkafka settings that hold a secret: they belong in kafka.security, where they are SecretStr.
-_SECRET_WORDS = ("password", "secret", "jaas", ".pem", "token")
+class KafkaConfig(KafkaConnection):
+    """The join's ``kafka`` section: the shared connection keys (brokers, client id, ``security``,
+    ``wire``, ``consumer`` / ``producer`` settings: common.connection) and the join's group and topics."""
 
-
-class KafkaSecurity(StrictConfig):
-    """How the clients authenticate to the brokers and encrypt (SASL / TLS). Secrets are SecretStr:
-    they print as ``**********`` and are revealed only by :meth:`KafkaConfig.client_settings`."""
-
-    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_ca_location: str | None = None  # CA bundle (PEM) that signed the brokers' certificates
-    ssl_certificate_location: str | None = None  # client certificate (PEM), for mutual TLS
-    ssl_key_location: str | None = None  # client key (PEM)
-    ssl_key_password: SecretStr | None = None
-    ssl_verify_hostname: bool = True
-
-    @model_validator(mode="after")
-    def _check(self) -> KafkaSecurity:
-        sasl = self.protocol.startswith("SASL_")
-        if sasl and (not self.sasl_username or self.sasl_password is None):
-            raise ValueError(f"protocol {self.protocol} needs sasl_username and sasl_password")
-        if not sasl and (self.sasl_username or self.sasl_password is not None):
-            raise ValueError(f"sasl_username / sasl_password are set but protocol {self.protocol} does not use SASL")
-        tls_files = (self.ssl_ca_location, self.ssl_certificate_location, self.ssl_key_location, self.ssl_key_password)
-        if not self.protocol.endswith("SSL") and any(v is not None for v in tls_files):
-            raise ValueError(f"ssl_* settings are set but protocol {self.protocol} does not use TLS")
-        return self
-
-    def librdkafka(self) -> dict[str, Any]:
-        """The librdkafka settings (secrets revealed): for client construction only."""
-        out: dict[str, Any] = {"security.protocol": self.protocol}
-        if self.protocol.startswith("SASL_"):
-            assert self.sasl_password is not None
-            out["sasl.mechanism"] = self.sasl_mechanism
-            out["sasl.username"] = self.sasl_username
-            out["sasl.password"] = self.sasl_password.get_secret_value()
-        if self.protocol.endswith("SSL"):
-            files = {"ssl.ca.location": self.ssl_ca_location, "ssl.certificate.location": self.ssl_certificate_location,
-                     "ssl.key.location": self.ssl_key_location}
-            out.update({k: v for k, v in files.items() if v})
-            if self.ssl_key_password is not None:
-                out["ssl.key.password"] = self.ssl_key_password.get_secret_value()
-            out["ssl.endpoint.identification.algorithm"] = "https" if self.ssl_verify_hostname else "none"
-        return out
-
-
-class KafkaConfig(StrictConfig):
-    bootstrap_servers: str = Field(default_factory=kafka_bootstrap_servers)
-    group_id: str = "sample-join"
+    group_id: str = Field(default="sample-join", min_length=1)
     topics: TopicsConfig = TopicsConfig()
-    security: KafkaSecurity = KafkaSecurity()
-    # How values are framed: single_object (default) or confluent, with its registry (docs/wire-format.md).
-    wire: WireFormatConfig = WireFormatConfig()
-    # Extra librdkafka settings for consumer and producer (tuning); these win over ours. No secrets here.
-    consumer: dict[str, Any] = {}
-    producer: dict[str, Any] = {}
-
-    @field_validator("consumer", "producer")
-    @classmethod
-    def _no_secrets(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        secret = sorted(k for k in settings if any(word in k.lower() for word in _SECRET_WORDS))
-        if secret:
-            raise ValueError(
-                f"{', '.join(secret)}: secrets go in kafka.security (held as a secret, never logged), "
-                "not in the plain client settings"
-            )
-        return settings
-
-    def client_settings(self, role: Literal["consumer", "producer", "admin"] = "admin") -> dict[str, Any]:
-        """confluent-kafka settings of a client in ``role``: the brokers, the security settings (secrets
-        revealed) and the role's extra settings. Build clients with it; never log what it returns."""
-        extra = {"consumer": self.consumer, "producer": self.producer}.get(role, {})
-        return {"bootstrap.servers": self.bootstrap_servers, **self.security.librdkafka(), **extra}
 
 
-class RedisTls(StrictConfig):
-    """TLS to Redis (a ``rediss://`` url); the files are PEM."""
+class RedisConfig(RedisConnection):
+    """Where the embedded runtime keeps its state: the shared connection keys (url, username, password,
+    tls: common.connection) and the prefix of the join's keys."""
 
-    ca_file: str | None = None
-    cert_file: str | None = None  # client certificate, for mutual TLS
-    key_file: str | None = None
-    key_password: SecretStr | None = None
-    verify: bool = True
-
-
-class RedisConfig(StrictConfig):
-    """Where the embedded runtime keeps its state. A password written in the url is moved to
-    ``password`` (a SecretStr), so that the url itself can be shown in logs and errors."""
-
-    url: str = Field(default_factory=redis_url)
     key_prefix: str = "sample-join"
-    username: str | None = None  # Redis 6 ACL user; None: the default user
-    password: SecretStr | None = None
-    tls: RedisTls | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _credentials_out_of_the_url(cls, data: Any) -> Any:
-        url = data.get("url") if isinstance(data, dict) else None
-        if not isinstance(url, str):
-            return data
-        parts = urlsplit(url)
-        if parts.password is None and parts.username is None:
-            return data
-        host = parts.netloc.rsplit("@", 1)[1]
-        moved = {**data, "url": urlunsplit(parts._replace(netloc=host))}
-        if parts.username:
-            moved.setdefault("username", unquote(parts.username))
-        if parts.password is not None and data.get("password") is None:
-            moved["password"] = unquote(parts.password)
-        return moved
-
-    @model_validator(mode="after")
-    def _check(self) -> RedisConfig:
-        if self.tls is not None and not self.url.startswith("rediss://"):
-            raise ValueError("redis.tls is set: the url must use the rediss:// scheme")
-        return self
-
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``redis.Redis.from_url(config.url, **kwargs)`` (secrets revealed).
-        Build clients with it; never log what it returns."""
-        out: dict[str, Any] = {}
-        if self.username:
-            out["username"] = self.username
-        if self.password is not None:
-            out["password"] = self.password.get_secret_value()
-        tls = self.tls
-        if tls is not None:
-            files = {"ssl_ca_certs": tls.ca_file, "ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
-            out.update({k: v for k, v in files.items() if v})
-            if tls.key_password is not None:
-                out["ssl_password"] = tls.key_password.get_secret_value()
-            out["ssl_cert_reqs"] = "required" if tls.verify else "none"
-            out["ssl_check_hostname"] = tls.verify
-        return out
 
 
 OnMissingCheckpoint = Literal["fail", "earliest", "committed"]
