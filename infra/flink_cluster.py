@@ -184,7 +184,7 @@ class FlinkCluster:
         self.state_file.unlink(missing_ok=True)
 
     def submit(self, job_config: Path, *job_args: str, from_checkpoint: str | None = None) -> str:
-        """``flink run -d`` the sample join (``jobs.runtime.flink_job``) on this cluster; returns the JobID.
+        """``flink run -d`` the sample join (``jobs.runtime.flink.job``) on this cluster; returns the JobID.
 
         The job ships the Kafka connector and its SQL function jar itself (``pipeline.jars``); no
         ``-j``: for a Python job that would replace the flink-python jar the CLI submits as job jar.
@@ -193,7 +193,7 @@ class FlinkCluster:
                 "-pyexec", sys.executable, "-pyclientexec", sys.executable]
         if from_checkpoint:
             argv += ["-s", from_checkpoint]
-        argv += ["-pym", "jobs.runtime.flink_job", "--config", str(job_config.resolve()), *job_args]
+        argv += ["-pym", "jobs.runtime.flink.job", "--config", str(job_config.resolve()), *job_args]
         env = {**self._env(), "PYTHONPATH": str(PROJECT_ROOT)}
         result = subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
                                 check=False)
@@ -216,7 +216,7 @@ def run_command(command: str, state_dir: Path, rest_port: int, job_config: Path,
     else:
         from jobs.config import SampleJoinConfig
         from jobs.errors import JobError
-        from jobs.runtime.flink_job import job_jars
+        from jobs.runtime.flink.job import job_jars
 
         if ClusterState.load(cluster.state_file) is None:
             raise InfraError("the Flink cluster is not running; start it with 'make flink-up'")

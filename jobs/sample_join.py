@@ -288,9 +288,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             raise UsageError(f"output {path} is a directory")
     parallelism = args.parallelism or _env_parallelism() or (base.flink.parallelism if base else 1)
     if args.engine == "local":
-        from jobs.runtime.replay import run_replay
+        from jobs.runtime.replay.local import run_replay
     else:
-        run_replay = _engine("jobs.runtime.flink_replay", "flink", "PyFlink replay").run_replay
+        run_replay = _engine("jobs.runtime.flink.replay", "flink", "PyFlink replay").run_replay
     summary = run_replay(events, out, unmatched, deadletter, join, parallelism)
     if not args.quiet:
         tasks = ", ".join(
@@ -311,9 +311,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     config = run_config_from_args(args)
     if args.engine == "local":
-        module = _engine("jobs.runtime.embedded", "local", "embedded Kafka + Redis runtime")
+        module = _engine("jobs.runtime.embedded.runtime", "local", "embedded Kafka + Redis runtime")
     else:
-        module = _engine("jobs.runtime.flink_job", "flink", "PyFlink streaming job")
+        module = _engine("jobs.runtime.flink.job", "flink", "PyFlink streaming job")
     result = module.run(config)
     return int(result) if isinstance(result, int) else 0
 
@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommonError as exc:  # a service unreachable or unfit, a topic that cannot be made
         return fail(prog, exc, EXIT_FAILED)
     except JobError as exc:
-        from jobs.runtime.replay import InputError
+        from jobs.runtime.replay.local import InputError
 
         return fail(prog, exc, EXIT_USAGE if isinstance(exc, InputError) else EXIT_FAILED)
     except OSError as exc:  # e.g. an output directory that cannot be created or written

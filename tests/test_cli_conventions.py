@@ -55,7 +55,7 @@ COMMANDS = (
 )
 # `python -m` entry points not walked: the benchmarks run one by one under */bench/ (make bench runs them
 # through infra.bench, which is walked) and the Flink job's entry point (flink run's, not a user's).
-NOT_WALKED = {"jobs/runtime/flink_job.py"}
+NOT_WALKED = {"jobs/runtime/flink/job.py"}
 NOT_WALKED_FOLDER = "/bench/"
 
 # One spelling per thing: the old spellings below still work (hidden from --help, one warning each) but no
@@ -304,9 +304,9 @@ def test_the_demos_minutes_are_its_duration() -> None:
         ("trainer", ("fit",), "--epochs", "trainer.config.FitConfig", "epochs"),
         ("trainer", ("fit",), "--batch-size", "trainer.config.FitConfig", "batch_size"),
         ("trainer", ("fit",), "--loss", "trainer.config.LossConfig", "name"),
-        ("trainer", ("run",), "--export-interval", "trainer.sidecar.config.SidecarConfig", "export_interval"),
-        ("trainer", ("run",), "--metrics-port", "trainer.sidecar.config.SidecarConfig", "metrics_port"),
-        ("trainer", ("run",), "--start-wait", "trainer.sidecar.config.SidecarConfig", "start_wait"),
+        ("trainer", ("run",), "--export-interval", "trainer.config.SidecarConfig", "export_interval"),
+        ("trainer", ("run",), "--metrics-port", "trainer.config.SidecarConfig", "metrics_port"),
+        ("trainer", ("run",), "--start-wait", "trainer.config.SidecarConfig", "start_wait"),
         ("jobs.sample_join", ("run",), "--window", "jobs.config.TaskConfig", "window"),
         ("jobs.sample_join", ("run",), "--horizon", "jobs.config.TaskConfig", "horizon"),
         ("jobs.sample_join", ("run",), "--start-wait", "jobs.config.LocalRuntimeConfig", "start_wait"),

@@ -45,7 +45,7 @@ from jobs.bench.stack import Topics, runtime_config, services
 from jobs.config import SampleJoinConfig
 from jobs.generate import GeneratorConfig, KafkaTarget
 from jobs.generate import run as generate
-from jobs.runtime.embedded import POLL_BATCH, POLL_TIMEOUT_S, EmbeddedRuntime
+from jobs.runtime.embedded.runtime import POLL_BATCH, POLL_TIMEOUT_S, EmbeddedRuntime
 from jobs.runtime.kafka_io import consumer_settings, producer_settings
 from schemas import native
 from schemas.codec import HEADER_SIZE, MAGIC, Codec

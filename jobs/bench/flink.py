@@ -18,7 +18,7 @@ from jobs.bench.replay import BenchContext, BenchResult, register
     "flink", description="replay --engine flink: FileSource, PyFlink thread mode, keyed join (per slot)"
 )
 def bench_flink(ctx: BenchContext) -> BenchResult:
-    from jobs.runtime.flink_replay import run_replay
+    from jobs.runtime.flink.replay import run_replay
 
     p = max(1, ctx.parallelism)
     started = time.perf_counter()

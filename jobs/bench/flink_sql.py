@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.bench.replay import BenchContext, BenchResult, register
-from jobs.runtime.flink_env import sql_interval
+from jobs.runtime.flink.env import sql_interval
 
 SOURCE = "peer_events"
 
@@ -69,7 +69,7 @@ def run_peer(
     planning, code generation and MiniCluster start-up that precede it."""
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    from jobs.runtime.flink_env import local_python_options
+    from jobs.runtime.flink.env import local_python_options
 
     settings = EnvironmentSettings.in_streaming_mode()
     t_env = TableEnvironment.create(settings)

@@ -40,9 +40,9 @@ from jobs.generate import run as generate
 
 def flink_job(config: dict[str, Any], parallelism: int) -> dict[str, Any]:
     """The streaming job, bounded, on the MiniCluster; returns its events/s (per slot too)."""
-    from jobs.runtime.flink_env import make_environment
-    from jobs.runtime.flink_job import build_job, job_jars, streaming_options
-    from jobs.runtime.flink_kafka import KafkaTables
+    from jobs.runtime.flink.env import make_environment
+    from jobs.runtime.flink.job import build_job, job_jars, streaming_options
+    from jobs.runtime.flink.kafka import KafkaTables
 
     data = {**config, "flink": {"parallelism": parallelism, "checkpoint_interval": "10s", "state_backend": "hashmap"},
             "kafka": {**config["kafka"], "group_id": f"bench-flink-{uuid.uuid4().hex[:8]}"}}
@@ -61,9 +61,9 @@ def peer(config: dict[str, Any], window_ms: int, out_of_orderness_ms: int) -> di
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     from jobs.bench.flink_sql import timed_insert
-    from jobs.runtime.flink_env import sql_interval
-    from jobs.runtime.flink_job import job_jars
-    from jobs.runtime.flink_kafka import EVENT_TIME_CLASS, EVENT_TIME_FUNCTION, event_time_spec
+    from jobs.runtime.flink.env import sql_interval
+    from jobs.runtime.flink.job import job_jars
+    from jobs.runtime.flink.kafka import EVENT_TIME_CLASS, EVENT_TIME_FUNCTION, event_time_spec
 
     kafka, topics = config["kafka"], config["kafka"]["topics"]
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())

@@ -193,7 +193,7 @@ def write_synth_events(path: Path, count: int, seed: int = 7, **kwargs: Any) -> 
 # -- built-in contenders -------------------------------------------------------------------------
 @register("local", description="replay --engine local: JSON lines in, join core, JSON lines out")
 def bench_local(ctx: BenchContext) -> BenchResult:
-    from jobs.runtime.replay import run_replay
+    from jobs.runtime.replay.local import run_replay
 
     out = ctx.workdir / "local.samples.jsonl"
     cpu = time.process_time()

@@ -1,4 +1,5 @@
-"""The run summary every replay engine returns and the CLI prints (human to stderr, JSON on demand)."""
+"""What a run of the join did: the replay engines' summary (printed by the CLI, human to stderr, JSON on
+demand) and the embedded runtime's totals and run summary (logged when it stops)."""
 
 from __future__ import annotations
 
@@ -124,3 +125,39 @@ class ReplaySummary:
             detail = ", ".join(f"{kind} {n}" for kind, n in sorted(self.over_cap.items()))
             lines.append(f"  turned away by the per-request state caps: {detail}")
         return "\n".join(lines)
+
+
+@dataclass
+class Totals:
+    """Totals over the process's life (for the final log line and the benchmark)."""
+
+    events_in: int = 0
+    samples_out: int = 0
+    unmatched: int = 0
+    deadletter: int = 0
+    ignored: int = 0
+    checkpoints: int = 0
+    checkpoint_seconds: float = 0.0  # spent checkpointing (flush + state + Redis), all together
+    by_attribution: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class RunSummary(Totals):
+    """What the embedded runtime did, returned by its run and logged when it stops: its totals, then timing."""
+
+    state_bytes_per_pending_impression: float | None = None
+    seconds: float = 0.0
+    active_seconds: float = 0.0  # from the first input record to the last one processed
+    active_cpu_seconds: float = 0.0  # this process's CPU time (all threads) over that span
+    finished_input: bool = False
+    over_cap: dict[str, int] = field(default_factory=dict)  # what the per-request state caps turned away
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "by_attribution": dict(self.by_attribution)}
+
+    @classmethod
+    def of(cls, t: Totals, **timing: Any) -> RunSummary:
+        """The summary of a run from a copy of its totals, plus its timing and state figures."""
+        counts = {**vars(t), "checkpoint_seconds": round(t.checkpoint_seconds, 3),
+                  "by_attribution": Counter(t.by_attribution)}
+        return cls(**counts, **timing)

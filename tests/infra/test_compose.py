@@ -240,7 +240,7 @@ def test_every_service_sets_what_its_config_reads_and_nothing_else(compose: dict
 def _writes_samples(service: dict[str, Any]) -> bool:
     """Whether a service runs a sample join (embedded, or submits the Flink job): it writes samples.<task>."""
     words = [str(w) for w in [*(service.get("entrypoint") or []), *(service.get("command") or [])]]
-    return "jobs.runtime.flink_job" in words or (words[:1] == ["run"] and "--engine" in words)
+    return "jobs.runtime.flink.job" in words or (words[:1] == ["run"] and "--engine" in words)
 
 
 def test_no_profile_combination_runs_two_joins_on_one_output_topic(compose: dict[str, Any]) -> None:

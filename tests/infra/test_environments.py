@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 STACKS = {
     "jobs": ["pyflink", "confluent_kafka", "fastavro", "avro", "pydantic", "redis", "orjson", "schemas", "common",
-             "jobs", "jobs.runtime.flink_env", "jobs.runtime.embedded"],
+             "jobs", "jobs.runtime.flink.env", "jobs.runtime.embedded.runtime"],
     "trainer": ["tensorflow", "confluent_kafka", "fastavro", "avro", "pydantic", "redis", "orjson", "schemas", "common",
                 "trainer", "trainer.fit"],
 }

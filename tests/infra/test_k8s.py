@@ -282,8 +282,8 @@ def _parse_module_args(module: str, args: list[str]) -> Any:
         from trainer.__main__ import build_parser
     elif module == "jobs.sample_join":
         from jobs.sample_join import build_parser
-    elif module == "jobs.runtime.flink_job":
-        from jobs.runtime.flink_job import build_parser
+    elif module == "jobs.runtime.flink.job":
+        from jobs.runtime.flink.job import build_parser
     else:
         raise AssertionError(f"unknown entry module {module}")
     return build_parser().parse_args(args)
@@ -334,7 +334,7 @@ def test_the_flink_deployment_starts_the_job_as_the_image_has_it() -> None:
         args = args[2:]
     module, program = args[1], args[2:]
     parsed = _parse_module_args(module, program)
-    assert module == "jobs.runtime.flink_job"
+    assert module == "jobs.runtime.flink.job"
     assert re.search(rf"^COPY infra/flink/sample-join.yaml {re.escape(str(parsed.config))}$", text, re.M)
     assert re.search(rf"^COPY jobs {re.escape(options['-pyfs'])}/jobs$", text, re.M), "-pyfs: the project's folder"
     venv_python = options["-pyexec"]

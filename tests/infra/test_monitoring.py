@@ -3,7 +3,7 @@
 Every metric name in the Grafana dashboard's and the alert rules' expressions is one the code
 exports: the embedded join's and the trainer's registries are built and their collectors read (the
 trainer's metrics module imports no TensorFlow, so this venv can); the Flink job's own names come
-from :mod:`jobs.runtime.flink_functions`, and every ``flink_*`` name, Flink's built-in ones included,
+from :mod:`jobs.runtime.flink.functions`, and every ``flink_*`` name, Flink's built-in ones included,
 is checked against a running job in tests/jobs/test_flink_metrics.py. The files parse and have what
 Prometheus and Grafana require, the scrape targets' ports are the shipped configs' defaults, and
 docs/observability.md lists every metric.
@@ -41,7 +41,7 @@ SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",), "histogram": ("_b
 
 def _families() -> dict[str, str]:
     """Metric family -> type, of the embedded join's and the trainer sidecar's registries."""
-    from jobs.runtime.metrics import RuntimeMetrics
+    from jobs.runtime.embedded.metrics import RuntimeMetrics
     from trainer.sidecar.metrics import SidecarMetrics
 
     families = {}
@@ -56,7 +56,7 @@ def _exported() -> set[str]:
 
 
 def _flink_names() -> set[str]:
-    from jobs.runtime.flink_functions import METRICS, prometheus_name
+    from jobs.runtime.flink.functions import METRICS, prometheus_name
 
     return {prometheus_name(m) for m in METRICS}
 
@@ -82,7 +82,7 @@ def test_every_metric_of_the_dashboard_and_the_rules_exists() -> None:
     }
     assert not unknown, f"not exported by the join or the trainer: {unknown}"
     flink_ours = {n for n in used if n.startswith("flink_taskmanager_job_task_operator_sampleJoin_")}
-    assert flink_ours <= ours, f"not registered by jobs/runtime/flink_functions.py: {flink_ours - ours}"
+    assert flink_ours <= ours, f"not registered by jobs/runtime/flink/functions.py: {flink_ours - ours}"
     # the dashboard covers both joins and the trainer
     assert flink_ours and all(any(n.startswith(p) for n in used) for p in ("sample_join_", "trainer_"))
 

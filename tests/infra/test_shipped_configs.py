@@ -129,7 +129,7 @@ def test_the_join_runs_with_infra_sample_join_yaml_as_shipped(tmp_path: Path) ->
 def test_the_flink_images_job_config_runs_as_shipped_on_the_minicluster(tmp_path: Path) -> None:
     """infra/flink/sample-join.yaml names the image's connector jar (/opt/flink/connectors/...), which the
     image's FLINK_KAFKA_CONNECTOR_JAR overrides as it does here with the jar of `make setup`."""
-    from jobs.runtime.flink_job import DEFAULT_CONNECTOR_JAR
+    from jobs.runtime.flink.job import DEFAULT_CONNECTOR_JAR
 
     with private_stack(tmp_path / "state") as stack:
         events = tmp_path / "events.jsonl"

@@ -20,7 +20,7 @@ from common.errors import ConfigError
 from common.topics import create_topics
 from infra.local import ManagedProcess, free_port, redis_binary
 from jobs.config import KafkaConfig, RedisConfig, SampleJoinConfig
-from jobs.runtime.metrics import RuntimeMetrics
+from jobs.runtime.embedded.metrics import RuntimeMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hunter2-" + uuid.uuid4().hex  # unique: found only where it leaked

@@ -14,7 +14,7 @@ import yaml
 
 from common.config import parse_duration_ms
 from jobs.config import SampleJoinConfig
-from jobs.runtime.flink_job import CONNECTOR_ENV, CONNECTOR_JAR, CONNECTOR_URL, CONNECTOR_VERSION, UDF_ENV
+from jobs.runtime.flink.job import CONNECTOR_ENV, CONNECTOR_JAR, CONNECTOR_URL, CONNECTOR_VERSION, UDF_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 FLINK = ROOT / "infra" / "flink"
@@ -122,8 +122,8 @@ def test_dockerfile_copies_existing_paths_to_where_the_config_points() -> None:
 def test_submit_command_in_the_dockerfile_names_real_entry_points() -> None:
     text = (FLINK / "Dockerfile").read_text()
     # -pym needs -pyfs (Flink's CLI refuses it alone); the image has the project at /opt/odl-loop
-    assert "-pyfs /opt/odl-loop -pym jobs.runtime.flink_job --config /opt/odl-loop/sample-join.yaml" in text
-    from jobs.runtime import flink_job
+    assert "-pyfs /opt/odl-loop -pym jobs.runtime.flink.job --config /opt/odl-loop/sample-join.yaml" in text
+    from jobs.runtime.flink import job as flink_job
 
     assert callable(flink_job.main)
 

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from jobs.config import SampleJoinConfig
-from jobs.runtime.flink_job import CONNECTOR_ENV, CONNECTOR_JAR, CONNECTOR_URL, connector_jar
-from jobs.runtime.flink_kafka import KafkaTables, sink_table_name
+from jobs.runtime.flink.job import CONNECTOR_ENV, CONNECTOR_JAR, CONNECTOR_URL, connector_jar
+from jobs.runtime.flink.kafka import KafkaTables, sink_table_name
 
 ROOT = Path(__file__).resolve().parents[2]
 HORIZON_MS = 600_000
@@ -47,7 +47,7 @@ def _config(**flink: Any) -> SampleJoinConfig:
 
 # -- no Flink needed ------------------------------------------------------------------------------
 def test_connector_jar_from_env_or_config_or_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import jobs.runtime.flink_job as flink_job
+    import jobs.runtime.flink.job as flink_job
 
     jar = tmp_path / CONNECTOR_JAR
     jar.write_bytes(b"PK")
@@ -205,10 +205,10 @@ def _read_sink(directory: Path) -> list[dict[str, Any]]:
 @pytest.mark.flink
 @pytest.mark.slow
 def test_streaming_graph_with_file_sources_gives_the_local_engines_samples(tmp_path: Path) -> None:
-    from jobs.runtime.flink_env import make_environment
-    from jobs.runtime.flink_job import build_job, streaming_options
-    from jobs.runtime.flink_kafka import FileTables
-    from jobs.runtime.replay import run_replay
+    from jobs.runtime.flink.env import make_environment
+    from jobs.runtime.flink.job import build_job, streaming_options
+    from jobs.runtime.flink.kafka import FileTables
+    from jobs.runtime.replay.local import run_replay
     from schemas import Codec
 
     config = _config()
@@ -271,8 +271,8 @@ def test_streaming_graph_with_file_sources_gives_the_local_engines_samples(tmp_p
 def test_kafka_job_graph_plans_with_the_jars_of_setup() -> None:
     """The whole Kafka job (source DDL with its watermark function, the graph, the routed sinks) is
     accepted by Flink with the connector and the function jar that `make setup` provides."""
-    from jobs.runtime.flink_env import make_environment
-    from jobs.runtime.flink_job import build_job, job_jars, streaming_options
+    from jobs.runtime.flink.env import make_environment
+    from jobs.runtime.flink.job import build_job, job_jars, streaming_options
 
     config = _config(parallelism=1)
     env = make_environment(1, streaming_options(config), jars=job_jars(config))

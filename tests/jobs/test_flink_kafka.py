@@ -31,15 +31,15 @@ HORIZON_MS = 600_000
 def _table_env() -> Any:
     from pyflink.table import StreamTableEnvironment
 
-    from jobs.runtime.flink_env import make_environment
-    from jobs.runtime.flink_job import job_jars
+    from jobs.runtime.flink.env import make_environment
+    from jobs.runtime.flink.job import job_jars
 
     config = SampleJoinConfig.model_validate({"kafka": {"bootstrap_servers": "127.0.0.1:1"}})
     return config, StreamTableEnvironment.create(make_environment(1, jars=job_jars(config)))
 
 
 def test_event_time_function_reads_every_event_records_time() -> None:
-    from jobs.runtime.flink_kafka import EVENT_TIME_FUNCTION, KafkaTables, event_time_spec
+    from jobs.runtime.flink.kafka import EVENT_TIME_FUNCTION, KafkaTables, event_time_spec
     from jobs.runtime.kafka_io import event_json_to_wire
 
     events = [
@@ -62,7 +62,7 @@ def test_event_time_function_reads_every_event_records_time() -> None:
 
 
 def test_kafka_source_watermarks_are_pushed_into_the_source() -> None:
-    from jobs.runtime.flink_kafka import KafkaTables
+    from jobs.runtime.flink.kafka import KafkaTables
 
     config, t_env = _table_env()
     tables = KafkaTables(config, bounded=True)

@@ -47,9 +47,9 @@ TOPIC_OF = {"impression": "events.impressions", "feature_snapshot": "events.feat
 # -- the child: run the job until told to stop -----------------------------------------------------
 def _run_job(config_json: str, source: str, sinks: str, port: str) -> int:
     from jobs.config import SampleJoinConfig
-    from jobs.runtime.flink_env import make_environment
-    from jobs.runtime.flink_job import build_job, streaming_options
-    from jobs.runtime.flink_kafka import FileTables
+    from jobs.runtime.flink.env import make_environment
+    from jobs.runtime.flink.job import build_job, streaming_options
+    from jobs.runtime.flink.kafka import FileTables
 
     config = SampleJoinConfig.model_validate(json.loads(config_json))
     options = {
@@ -157,7 +157,7 @@ def _samples(port: int) -> Iterator[Any]:
 
 def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The job's sampleJoin metrics, summed over subtasks: (metric, its own labels) -> value."""
-    from jobs.runtime.flink_functions import METRICS, prometheus_name
+    from jobs.runtime.flink.functions import METRICS, prometheus_name
 
     metric_of = {prometheus_name(m): m for m in METRICS}
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}

@@ -23,7 +23,7 @@ from jobs.bench.replay import synth_events
 from jobs.config import JoinConfig
 from jobs.core.events import BadEvent, Event, event_from_json
 from jobs.runtime.kafka_io import WireFormat
-from jobs.runtime.replay import run_replay
+from jobs.runtime.replay.local import run_replay
 from schemas.codec import Codec
 from schemas.errors import DecodeError
 from tests.jobs.bad_inputs import IMPRESSION, LABEL, SNAPSHOT, bad_json_lines, bad_messages

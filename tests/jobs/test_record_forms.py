@@ -107,7 +107,7 @@ def test_state_bytes_keep_every_field_of_the_events() -> None:
 
 
 def test_flink_event_bytes_keep_every_field() -> None:
-    flink_functions = pytest.importorskip("jobs.runtime.flink_functions")
+    flink_functions = pytest.importorskip("jobs.runtime.flink.functions")
     for event in EVENTS:
         assert flink_functions.event_from_bytes(flink_functions.event_to_bytes(event)) == event
 

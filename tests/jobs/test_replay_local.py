@@ -13,8 +13,8 @@ from jobs.bench.replay import synth_events
 from jobs.config import JoinConfig, TaskConfig
 from jobs.core import SampleJoin, event_from_json
 from jobs.core.local import LocalJoinRunner
-from jobs.runtime import replay as replay_mod
-from jobs.runtime.replay import InputError, run_replay
+from jobs.runtime.replay import local as replay_mod
+from jobs.runtime.replay.local import InputError, run_replay
 from jobs.runtime.summary import ReplaySummary
 
 T0 = 1_700_000_000_000

@@ -26,15 +26,15 @@ from infra.cat import dump
 from infra.cat import main as cat_main
 from jobs.generate import GeneratorConfig, KafkaTarget
 from jobs.generate import run as generate
-from jobs.runtime.embedded import EmbeddedRuntime
+from jobs.runtime.embedded.runtime import EmbeddedRuntime
 from jobs.runtime.kafka_io import ConfluentWireFormat, WireFormat
 from jobs.sample_join import main as sample_join_main
 from schemas import Codec
 from schemas.confluent import MAGIC, ConfluentCodec, SchemaIdError
 from schemas.json_forms import to_avro
 from tests.jobs.runtime.test_embedded import Stack
+from trainer.config import SidecarConfig
 from trainer.samples import BadRecord, decode_sample, parse_sample
-from trainer.sidecar.config import SidecarConfig
 from trainer.sidecar.consume import SampleSource
 
 pytestmark = pytest.mark.integration

@@ -36,7 +36,7 @@ from jobs.core.join import SampleJoin
 from jobs.core.local import LocalJoinRunner
 from jobs.generate import GeneratorConfig, KafkaTarget
 from jobs.generate import run as generate
-from jobs.runtime.embedded import EmbeddedRuntime
+from jobs.runtime.embedded.runtime import EmbeddedRuntime
 from jobs.runtime.kafka_io import event_json_to_wire
 from schemas.codec import Codec
 

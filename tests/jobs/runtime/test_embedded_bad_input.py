@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 from jobs.bench.replay import synth_events
 from jobs.core import SampleJoin, event_from_json
 from jobs.core.local import LocalJoinRunner
-from jobs.runtime.embedded import EmbeddedRuntime
+from jobs.runtime.embedded.runtime import EmbeddedRuntime
 from jobs.runtime.kafka_io import event_json_to_wire
 from schemas.codec import Codec
 from tests.jobs.bad_inputs import bad_messages

@@ -18,8 +18,9 @@ import redis
 from confluent_kafka import Producer
 
 from jobs.core.join import IMPRESSIONS_DROPPED, LABELS_NOT_BUFFERED
-from jobs.runtime.embedded import EmbeddedRuntime, RunSummary
+from jobs.runtime.embedded.runtime import EmbeddedRuntime
 from jobs.runtime.kafka_io import event_json_to_wire
+from jobs.runtime.summary import RunSummary
 from tests.jobs.runtime.isolated import isolated_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

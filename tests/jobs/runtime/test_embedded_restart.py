@@ -15,8 +15,8 @@ import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from jobs.runtime.embedded import EmbeddedRuntime
-from jobs.runtime.metrics import RuntimeMetrics
+from jobs.runtime.embedded.metrics import RuntimeMetrics
+from jobs.runtime.embedded.runtime import EmbeddedRuntime
 from jobs.synthetic import DEFAULT_START_MS
 from tests.jobs.runtime.test_embedded import Stack, _by_id, _wait
 

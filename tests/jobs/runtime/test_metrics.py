@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from jobs.runtime.metrics import RunSummary, RuntimeMetrics
+from jobs.runtime.embedded.metrics import RuntimeMetrics
+from jobs.runtime.summary import RunSummary
 
 
 def test_the_summary_is_the_published_totals_plus_timing_in_a_fixed_json_form() -> None:

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import redis
 
-from jobs.runtime.redis_state import PartitionFenced, RedisState
+from jobs.runtime.embedded.redis_state import PartitionFenced, RedisState
 
 pytestmark = pytest.mark.integration
 

@@ -16,11 +16,11 @@ from confluent_kafka import Producer
 
 from jobs.core.join import Sample, UnmatchedLabel
 from jobs.errors import JobError
+from jobs.runtime.embedded.metrics import Counts
 from jobs.runtime.kafka_io import WireFormat
-from jobs.runtime.metrics import Counts
 from schemas.deadletter import deadletter_headers
 
-log = logging.getLogger("jobs.runtime.embedded")
+log = logging.getLogger("jobs.runtime.embedded.runtime")
 _task_and_attribution = attrgetter("task", "attribution")
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from jobs.config import JoinConfig
 from jobs.errors import JobError
-from jobs.runtime.flink_env import (
+from jobs.runtime.flink.env import (
     FlinkUnavailable,
     collect_parts,
     key_by_request_per_event,
@@ -71,7 +71,7 @@ def build_replay_graph(
     from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
     from pyflink.table import StreamTableEnvironment
 
-    from jobs.runtime.flink_functions import (
+    from jobs.runtime.flink.functions import (
         BYTES,
         DEADLETTER_LINES,
         PARSED_ROW_TYPE,
@@ -117,7 +117,7 @@ def run_replay(
     """Replay ``events`` through the join core on Flink; write samples, unmatched and dead letters.
 
     Raises :class:`FlinkReplayError` (one line) when the job fails, and
-    :class:`~jobs.runtime.flink_env.FlinkUnavailable` when PyFlink or Java is missing. No output is
+    :class:`~jobs.runtime.flink.env.FlinkUnavailable` when PyFlink or Java is missing. No output is
     left behind on failure.
     """
     started = time.perf_counter()
@@ -129,7 +129,7 @@ def run_replay(
         with open(events, "rb"):
             pass
     except OSError as exc:
-        from jobs.runtime.replay import InputError
+        from jobs.runtime.replay.local import InputError
 
         raise InputError(f"cannot read events file {events}: {exc.strerror or exc}") from exc
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,12 +24,12 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicP
 from jobs.config import OnMissingCheckpoint
 from jobs.core.join import SampleJoin
 from jobs.errors import JobError
-from jobs.runtime.embedded_shard import Shard
+from jobs.runtime.embedded.metrics import RuntimeMetrics
+from jobs.runtime.embedded.redis_state import RedisState
+from jobs.runtime.embedded.shard import Shard
 from jobs.runtime.kafka_io import kafka_error_text
-from jobs.runtime.metrics import RuntimeMetrics
-from jobs.runtime.redis_state import RedisState
 
-log = logging.getLogger("jobs.runtime.embedded")
+log = logging.getLogger("jobs.runtime.embedded.runtime")
 
 COMMITTED_TIMEOUT_S = 10.0
 

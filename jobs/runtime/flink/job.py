@@ -14,7 +14,7 @@ Kafka source commits its offsets on checkpoints and resumes from them.
 
 Metrics: the two Python steps register Flink counters in the group ``sampleJoin`` of their operators
 (events in by type, samples out by task and attribution, unmatched by reason, dead letters by source
-topic, late events, pending impressions; :mod:`jobs.runtime.flink_functions`), and RocksDB's estimates
+topic, late events, pending impressions; :mod:`jobs.runtime.flink.functions`), and RocksDB's estimates
 of the state's keys and bytes are on; any Flink metric reporter exposes them (docs/observability.md).
 
 Watermarks are per Kafka partition: the source table's ``WATERMARK FOR`` (event time read from the
@@ -26,14 +26,14 @@ resolves everything pending, as in the embedded runtime.
 
 :func:`build_graph` takes the input as a DataStream and returns the output as a DataStream, so the
 same graph runs with file sources and sinks in place of Kafka (tests; see
-:class:`jobs.runtime.flink_kafka.FileTables`).
+:class:`jobs.runtime.flink.kafka.FileTables`).
 
 Submitting to a cluster: ``make flink-submit`` on the local session cluster (``infra/flink_cluster.py``);
 the image of ``infra/flink/Dockerfile`` has all of it in place::
 
     flink run -d -pyclientexec /opt/venv/bin/python -pyexec /opt/venv/bin/python \\
         -j /opt/flink/connectors/flink-sql-connector-kafka-5.0.0-2.2.jar \\
-        -pyfs /opt/odl-loop -pym jobs.runtime.flink_job --config /opt/odl-loop/sample-join.yaml
+        -pyfs /opt/odl-loop -pym jobs.runtime.flink.job --config /opt/odl-loop/sample-join.yaml
 
 The jars of ``.jvm/`` are added to the job as ``pipeline.jars`` in any case (shipped with it).
 """
@@ -56,7 +56,7 @@ CONNECTOR_JAR = f"flink-sql-connector-kafka-{CONNECTOR_VERSION}.jar"
 CONNECTOR_URL = (
     f"https://repo1.maven.org/maven2/org/apache/flink/flink-sql-connector-kafka/{CONNECTOR_VERSION}/{CONNECTOR_JAR}"
 )
-JVM_DIR = Path(__file__).resolve().parents[2] / ".jvm"
+JVM_DIR = Path(__file__).resolve().parents[3] / ".jvm"
 DEFAULT_CONNECTOR_JAR = JVM_DIR / "flink" / CONNECTOR_JAR  # fetched by `make setup`
 UDF_JAR = JVM_DIR / "udf" / "odl-flink-udf-1.jar"  # built by `make setup` from infra/jvm/udf
 UDF_ENV = "ODL_FLINK_UDF_JAR"  # where an installed copy (e.g. the Flink image) has it instead
@@ -98,7 +98,7 @@ def job_jars(config: SampleJoinConfig) -> list[Path]:
 
 def streaming_options(config: SampleJoinConfig) -> dict[str, str]:
     """Flink settings of the streaming job (checkpointing, state backend, watermarks)."""
-    from jobs.runtime.flink_env import submitted_by_flink_cli
+    from jobs.runtime.flink.env import submitted_by_flink_cli
 
     options = {
         "pipeline.name": "sample-join",
@@ -134,8 +134,8 @@ def build_graph(source: Any, config: SampleJoinConfig, source_watermarks: bool =
     unmatched labels (Avro) and dead letters. ``source_watermarks``: ``source`` carries the
     watermarks already (the Kafka source's, per partition); otherwise they are assigned after decoding.
     """
-    from jobs.runtime.flink_env import key_by_request
-    from jobs.runtime.flink_functions import (
+    from jobs.runtime.flink.env import key_by_request
+    from jobs.runtime.flink.functions import (
         BYTES,
         DEADLETTER_RECORDS,
         KAFKA_OUT_TYPE,
@@ -162,7 +162,7 @@ def build_job(env: Any, config: SampleJoinConfig, tables: Any) -> None:
     """The whole job on ``env``: ``tables`` (KafkaTables or FileTables) gives its sources and sinks."""
     from pyflink.table import StreamTableEnvironment
 
-    from jobs.runtime.flink_kafka import table_sinks, table_source
+    from jobs.runtime.flink.kafka import table_sinks, table_source
 
     t_env = StreamTableEnvironment.create(env)
     output = build_graph(table_source(t_env, tables), config, tables.source_watermarks)
@@ -173,8 +173,8 @@ def run(config: SampleJoinConfig) -> None:
     """Run the streaming job (blocks while it runs on the local MiniCluster; under ``flink run`` it
     submits the job to the cluster). Raises ConnectorJarMissing (one line) without the connector."""
     refuse_confluent_framing(config)
-    from jobs.runtime.flink_env import make_environment, one_line
-    from jobs.runtime.flink_kafka import KafkaTables
+    from jobs.runtime.flink.env import make_environment, one_line
+    from jobs.runtime.flink.kafka import KafkaTables
 
     env = make_environment(config.flink.parallelism, streaming_options(config), jars=job_jars(config))
     build_job(env, config, KafkaTables(config, bounded=config.local.exit_when_idle is not None))
@@ -198,7 +198,7 @@ def refuse_confluent_framing(config: SampleJoinConfig) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The arguments of the job's entry point (also what a FlinkDeployment's ``job.args`` pass)."""
-    parser = argparse.ArgumentParser(prog="jobs.runtime.flink_job", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="jobs.runtime.flink.job", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, help="sample-join config (YAML)")
     parser.add_argument("--parallelism", type=int, help="overrides flink.parallelism")
     parser.add_argument("--exit-when-idle", metavar="DURATION",
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for ``flink run -pym jobs.runtime.flink_job --config FILE`` (and ``python -m``)."""
+    """Entry point for ``flink run -pym jobs.runtime.flink.job --config FILE`` (and ``python -m``)."""
     args = build_parser().parse_args(argv)
     from common.errors import CommonError
 
@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         run(config)
     except (JobError, CommonError) as exc:
-        print(f"jobs.runtime.flink_job: error: {exc}", file=sys.stderr)
+        print(f"jobs.runtime.flink.job: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConnectorJarMissing | CommonError) else 1
     return 0
 

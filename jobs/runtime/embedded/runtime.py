@@ -2,16 +2,16 @@
 
 One consumer group reads the three event topics (co-partitioned by ``request_id``; the ``range``
 assignor gives partition *p* of every topic to the same member). Everything of partition number *p*
-is a :class:`~jobs.runtime.embedded_shard.Shard`. This module is the loop around them:
+is a :class:`~jobs.runtime.embedded.shard.Shard`. This module is the loop around them:
 
 - consume a batch, decode each record through :class:`~jobs.runtime.kafka_io.WireFormat` (bad ones go
   to the dead letter), hand it to its shard, then give the batch's outputs to the
-  :class:`~jobs.runtime.kafka_sink.KafkaSink`;
-- every ``checkpoint.interval``, have the :class:`~jobs.runtime.checkpointer.RedisCheckpointer` flush
+  :class:`~jobs.runtime.embedded.sink.KafkaSink`;
+- every ``checkpoint.interval``, have the :class:`~jobs.runtime.embedded.checkpointer.RedisCheckpointer` flush
   the outputs and write the shards' state, offsets and watermarks to Redis atomically;
 - on (re)assignment load a shard from its checkpoint and resume at its offsets; a partition without
   one but with committed Kafka offsets lost its checkpoint (``checkpoint.on_missing`` says what then,
-  :mod:`~jobs.runtime.assignment`); on revocation checkpoint it and drop it;
+  :mod:`~jobs.runtime.embedded.assignment`); on revocation checkpoint it and drop it;
 - in bounded mode (``local.exit_when_idle``), end the input and exit once everything is read.
 
 Outputs since the last checkpoint may be emitted again after a crash, with the same ``sample_id``
@@ -37,9 +37,12 @@ from common.task_contract import publish_task_contract
 from jobs.config import SampleJoinConfig
 from jobs.core import SampleJoin
 from jobs.errors import JobError
-from jobs.runtime.assignment import Assignment
-from jobs.runtime.checkpointer import RedisCheckpointer, gauge_shards
-from jobs.runtime.embedded_shard import Shard
+from jobs.runtime.embedded.assignment import Assignment
+from jobs.runtime.embedded.checkpointer import RedisCheckpointer, gauge_shards
+from jobs.runtime.embedded.metrics import RuntimeMetrics, configure_logging
+from jobs.runtime.embedded.redis_state import RedisState
+from jobs.runtime.embedded.shard import Shard
+from jobs.runtime.embedded.sink import KafkaSink
 from jobs.runtime.kafka_io import (
     RuntimeUnavailable,
     WireFormat,
@@ -49,11 +52,9 @@ from jobs.runtime.kafka_io import (
     producer_settings,
     topic_partitions,
 )
-from jobs.runtime.kafka_sink import KafkaSink
-from jobs.runtime.metrics import RunSummary, RuntimeMetrics, configure_logging
-from jobs.runtime.redis_state import RedisState
+from jobs.runtime.summary import RunSummary
 
-log = logging.getLogger("jobs.runtime.embedded")
+log = logging.getLogger("jobs.runtime.embedded.runtime")
 
 __all__ = ["EmbeddedRuntime", "RunSummary", "RuntimeUnavailable", "run"]
 

@@ -56,8 +56,8 @@ from jobs.core.join import ATTRIBUTIONS, UNMATCHED_REASONS, Sample, SampleJoin, 
 from jobs.core.keyed import KeyedRunner
 from jobs.core.state import RequestState
 from jobs.runtime import _json
-from jobs.runtime.jsonl import deadletter_line, parse_event_line
 from jobs.runtime.kafka_io import WireFormat
+from jobs.runtime.replay.jsonl import deadletter_line, parse_event_line
 from jobs.runtime.state_bytes import state_from_bytes, state_to_bytes
 from schemas.deadletter import deadletter_headers
 from schemas.records import IMPRESSION_FIELDS, LABEL_FIELDS, SNAPSHOT_FIELDS

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import SampleJoinConfig
-from jobs.runtime.flink_env import sql_interval
+from jobs.runtime.flink.env import sql_interval
 
 SOURCE_TABLE = "sj_events"
 OUTPUT_VIEW = "sj_output"

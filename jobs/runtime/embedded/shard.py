@@ -15,7 +15,7 @@ from jobs.core.events import Event
 from jobs.core.join import Sample, SampleJoin, UnmatchedLabel
 from jobs.core.keyed import DictStore, KeyedRunner
 from jobs.core.state import WATERMARK_END, WATERMARK_START
-from jobs.runtime.redis_state import PartitionSnapshot
+from jobs.runtime.embedded.redis_state import PartitionSnapshot
 from jobs.runtime.state_bytes import state_from_bytes
 from jobs.runtime.watermarks import PartitionWatermark
 

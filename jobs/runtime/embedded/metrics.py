@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_se
 from prometheus_client import Counter as PromCounter
 
 from common.logs import JsonFormatter
+from jobs.runtime.summary import Totals
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -43,42 +44,6 @@ class Counts:
     def clear(self) -> None:
         for c in (self.events_in, self.samples_out, self.unmatched, self.deadletter, self.ignored):
             c.clear()
-
-
-@dataclass
-class Totals:
-    """Totals over the process's life (for the final log line and the benchmark)."""
-
-    events_in: int = 0
-    samples_out: int = 0
-    unmatched: int = 0
-    deadletter: int = 0
-    ignored: int = 0
-    checkpoints: int = 0
-    checkpoint_seconds: float = 0.0  # spent checkpointing (flush + state + Redis), all together
-    by_attribution: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass
-class RunSummary(Totals):
-    """What the embedded runtime did, returned by its run and logged when it stops: its totals, then timing."""
-
-    state_bytes_per_pending_impression: float | None = None
-    seconds: float = 0.0
-    active_seconds: float = 0.0  # from the first input record to the last one processed
-    active_cpu_seconds: float = 0.0  # this process's CPU time (all threads) over that span
-    finished_input: bool = False
-    over_cap: dict[str, int] = field(default_factory=dict)  # what the per-request state caps turned away
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "by_attribution": dict(self.by_attribution)}
-
-    @classmethod
-    def of(cls, t: Totals, **timing: Any) -> RunSummary:
-        """The summary of a run from a copy of its totals, plus its timing and state figures."""
-        counts = {**vars(t), "checkpoint_seconds": round(t.checkpoint_seconds, 3),
-                  "by_attribution": Counter(t.by_attribution)}
-        return cls(**counts, **timing)
 
 
 class RuntimeMetrics:

@@ -22,7 +22,7 @@ from jobs.core.join import Sample, SampleJoin, UnmatchedLabel
 from jobs.core.local import LocalJoinRunner
 from jobs.errors import JobError
 from jobs.runtime import _json
-from jobs.runtime.jsonl import deadletter_line, parse_event_line
+from jobs.runtime.replay.jsonl import deadletter_line, parse_event_line
 from jobs.runtime.summary import ReplaySummary
 
 FLUSH_EVERY = 8192  # samples / unmatched records buffered before a write

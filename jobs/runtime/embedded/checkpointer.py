@@ -17,13 +17,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from jobs.core.state import WATERMARK_START
-from jobs.runtime.embedded_shard import Shard
-from jobs.runtime.kafka_sink import KafkaSink
-from jobs.runtime.metrics import RuntimeMetrics
-from jobs.runtime.redis_state import CheckpointStats, PartitionFenced, RedisState
+from jobs.runtime.embedded.metrics import RuntimeMetrics
+from jobs.runtime.embedded.redis_state import CheckpointStats, PartitionFenced, RedisState
+from jobs.runtime.embedded.shard import Shard
+from jobs.runtime.embedded.sink import KafkaSink
 from jobs.runtime.state_bytes import state_to_bytes
 
-log = logging.getLogger("jobs.runtime.embedded")
+log = logging.getLogger("jobs.runtime.embedded.runtime")
 
 
 @dataclass

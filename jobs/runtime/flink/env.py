@@ -31,7 +31,7 @@ from jobs.errors import JobError
 if TYPE_CHECKING:  # pragma: no cover
     from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 #: Options every engine of this project runs with (overridable per call).
 BASE_OPTIONS: dict[str, str] = {
