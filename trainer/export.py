@@ -6,8 +6,9 @@ takes the sample's feature fields by name (``user_id``, ``item_id``, ``position`
 probability. It holds the vocabulary as lookup tables, so serving needs nothing else.
 
 ``assets.extra/trainer.json`` (ignored by TF Serving) records the config, the feature layout, the
-signature's names and the vocabulary state, for `evaluate` and for warm starts. An export is written
-to a temporary sibling directory and renamed into place, so readers never see a half-written one.
+signature's names and the vocabulary state, for `evaluate` and for warm starts
+(:mod:`trainer.warm_start`). An export is written to a temporary sibling directory and renamed into
+place, so readers never see a half-written one.
 """
 
 from __future__ import annotations
@@ -23,16 +24,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer.config import TrainerConfig
 from trainer.errors import ModelDirError
-from trainer.features import FeatureLookup, FeatureSpec, signature_name
+from trainer.features import FeatureLookup, signature_name
 from trainer.layers import Calibration
-from trainer.optim import sync_ftrl
-from trainer.vocab import VocabSet
+from trainer.state import TrainerState, read_meta
 
 if TYPE_CHECKING:
     from trainer.models.base import Served
-    from trainer.state import TrainerState
 
 log = logging.getLogger("trainer")
 
@@ -133,57 +131,7 @@ def read_export_meta(directory: Path) -> dict[str, Any] | None:
     path = directory / META_PATH
     if not path.is_file():
         return None
-    from trainer.state import read_meta
-
     return read_meta(path)
-
-
-def warm_start_from_export(directory: Path, config: TrainerConfig, state_cls: type[TrainerState]) -> TrainerState:
-    """A state with an export's architecture, vocabulary and weights (optimizer state starts afresh)."""
-    from trainer.state import merge_architecture
-
-    directory = resolve_model_dir(directory)
-    meta = read_export_meta(directory)
-    if meta is None or "vocab" not in meta:
-        raise ModelDirError(f"warm start: {directory} was not exported by this trainer (no {META_PATH})")
-    state = state_cls(
-        merge_architecture(config, meta), FeatureSpec.from_json(meta["spec"]), VocabSet.from_json(meta["vocab"])
-    )
-    try:
-        loaded = tf.saved_model.load(str(directory))
-    except (OSError, tf.errors.OpError, ValueError) as exc:
-        raise ModelDirError(f"warm start: cannot load SavedModel {directory}: {exc}") from exc
-    saved = state.model.exported_variables({_variable_key(v.name): v for v in loaded.variables})
-    restored = 0
-    for variable in state.model.variables:
-        source = saved.get(_variable_key(variable.path))
-        if source is None:
-            continue
-        if tuple(source.shape) != tuple(variable.shape):
-            raise ModelDirError(
-                f"warm start: variable {variable.path} has shape {tuple(source.shape)} in {directory}, "
-                f"expected {tuple(variable.shape)}"
-            )
-        variable.assign(source.numpy())
-        restored += 1
-    if restored == 0:
-        raise ModelDirError(f"warm start: no variable of {directory} matches the model")
-    sync_ftrl(state.model.wide_optimizer, state.model.wide_variables)
-    state.set_step(int(meta.get("step", 0)))
-    if "pending_clicks" in meta:
-        state.pending.load_json(meta["pending_clicks"])
-    log.info(
-        "warm start from export %s (%d of %d variables, step %d)",
-        directory,
-        restored,
-        len(state.model.variables),
-        state.step,
-    )
-    return state
-
-
-def _variable_key(name: str) -> str:
-    return name.split(":")[0]
 
 
 class ExportedModel:

@@ -145,13 +145,14 @@ def _fit(
 ) -> FitResult:
     from trainer.export import ExportedModel, export_state
     from trainer.state import TrainerState
+    from trainer.warm_start import warm_start as warm_started
 
     started = time.monotonic()
     rows, read = read_samples(samples, deadletter=deadletter)
     table = SampleTable(rows)
     log.info("read %d samples from %d file(s)", len(table), len(samples))
     if warm_start is not None:
-        state = TrainerState.warm_start(warm_start, config)
+        state = warm_started(warm_start, config)
     elif config.fit.order == "stream":
         state = cold_stream_state(config, table)
     else:

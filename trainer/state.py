@@ -3,9 +3,8 @@
 A :class:`TrainerState` holds the config, the feature spec, the dynamic vocabularies, the model with
 its two optimizers, and the step counter. It encodes samples (:mod:`trainer.features`), runs the one
 compiled train step, saves/restores ``tf.train`` checkpoints (vocabularies included, through a
-Python-state dependency) and exports (:mod:`trainer.export`). A warm start builds it from an earlier
-checkpoint or export: the architecture (features, model) comes from there, the rest from the run's
-config.
+Python-state dependency); :mod:`trainer.export` exports it and :mod:`trainer.warm_start` builds one
+from an earlier checkpoint or export.
 """
 
 from __future__ import annotations
@@ -24,9 +23,9 @@ from common.output import AtomicFile
 from trainer.config import TrainerConfig
 from trainer.errors import ModelDirError
 from trainer.features import EncodedBatch, FeatureEncoder, FeatureSpec, PreparedTable
-from trainer.losses import get_loss
 from trainer.losses.base import cross_entropy
 from trainer.losses.pending import PendingClicks
+from trainer.losses.registry import get_loss
 from trainer.models import build_model
 from trainer.optim import make_optimizers
 from trainer.samples import LATE_POSITIVE, TIME_FIELDS, SampleTable
@@ -66,7 +65,7 @@ class TrainerState:
     ):
         self.config = config
         self.spec = spec
-        self.loss = get_loss(config.loss)
+        self.loss = get_loss(config.loss.name, config.loss.params())
         m = config.model
         self.model = build_model(
             m, spec, aux_heads=self.loss.aux_heads, bias_init=bias_init, aux_bias_init=aux_bias_init,
@@ -111,36 +110,6 @@ class TrainerState:
     def create(cls, config: TrainerConfig, table: SampleTable) -> TrainerState:
         """A fresh state whose features are laid out for the fields found in ``table``."""
         return cls(config, FeatureSpec.from_table(table, config.features), **initial_biases(table))
-
-    @classmethod
-    def warm_start(cls, path: str | os.PathLike[str], config: TrainerConfig) -> TrainerState:
-        """From a checkpoint directory (``trainer.json`` + a tf.train checkpoint) or an export.
-
-        A warm start begins another stream (the day-level hot start, a model handed to a new
-        sidecar): the delays the saved state counted join its history, its stream position does not
-        carry over. (A sidecar resuming its own checkpoint restores it as it was.)"""
-        state = cls._warm_start(path, config)
-        state.pending.new_stream()
-        return state
-
-    @classmethod
-    def _warm_start(cls, path: str | os.PathLike[str], config: TrainerConfig) -> TrainerState:
-        from trainer import export
-
-        directory = Path(path)
-        if export.is_export(directory) or export.latest_version(directory) is not None:
-            return export.warm_start_from_export(directory, config, cls)
-        meta = read_meta(directory / META_FILE)
-        state = cls(merge_architecture(config, meta), FeatureSpec.from_json(meta["spec"]))
-        latest = tf.train.latest_checkpoint(str(directory))
-        if latest is None:
-            raise ModelDirError(f"warm start: {directory} holds no checkpoint")
-        try:
-            state.restore_checkpoint(latest)
-        except (tf.errors.OpError, ValueError, AssertionError) as exc:
-            raise ModelDirError(f"warm start: cannot restore {latest}: {exc}") from exc
-        log.info("warm start from checkpoint %s (step %d)", latest, state.step)
-        return state
 
     # -- training ----------------------------------------------------------------------------------
 
@@ -303,16 +272,6 @@ class TrainerState:
         write_json_atomic(directory / META_FILE, self.meta())
         manager = tf.train.CheckpointManager(self.checkpoint(), str(directory), max_to_keep=max_to_keep)
         return str(manager.save(checkpoint_number=self.step))
-
-
-def merge_architecture(config: TrainerConfig, meta: dict[str, Any]) -> TrainerConfig:
-    """``config`` with the features and model sections of a saved state (the architecture is fixed)."""
-    saved = TrainerConfig.from_json(meta["config"])
-    if saved.model != config.model or saved.features != config.features:
-        log.info("warm start: keeping the saved model's features and model settings")
-    return config.model_copy(
-        update={"features": saved.features, "model": saved.model.with_training_settings_of(config.model)}
-    )
 
 
 def read_meta(path: Path) -> dict[str, Any]:

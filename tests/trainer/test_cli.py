@@ -16,6 +16,7 @@ from trainer.config import TrainerConfig
 from trainer.export import ExportedModel, export_state
 from trainer.samples import SampleTable, read_samples
 from trainer.state import TrainerState
+from trainer.warm_start import warm_start
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,7 +99,7 @@ def test_warm_start_restores_weights_and_vocabulary(exported: Path, data_dir: Pa
     table = SampleTable(read_samples([test_file])[0])
     served = ExportedModel(exported).predict(table)
     for source in (exported, data_dir / "ckpt-pu"):
-        state = TrainerState.warm_start(source, TrainerConfig())
+        state = warm_start(source, TrainerConfig())
         prepared = state.prepare(table)
         logits = state.logits(state.encoder.peek(prepared, np.arange(len(table))))
         np.testing.assert_allclose(1 / (1 + np.exp(-logits)), served, rtol=1e-5, atol=1e-7)

@@ -10,6 +10,7 @@ from trainer.config import FeaturesConfig, VocabConfig
 from trainer.features import FeatureEncoder, FeatureLookup, FeatureSpec, serving_inputs, signature_name
 from trainer.samples import SampleTable, parse_sample
 from trainer.state import TrainerState
+from trainer.warm_start import warm_start
 
 
 def table(n: int = 400, seed: int = 0, users: int = 40) -> SampleTable:
@@ -84,6 +85,6 @@ def test_warm_started_state_keeps_the_vocabulary(tmp_path) -> None:
     prepared = state.prepare(data)
     state.encode(prepared, np.arange(len(data)))
     path = state.save_checkpoint(tmp_path / "ck")
-    restored = TrainerState.warm_start(tmp_path / "ck", TrainerConfig())
+    restored = warm_start(tmp_path / "ck", TrainerConfig())
     assert path.endswith("ckpt-0")
     assert restored.vocabs["user_id"].items() == state.vocabs["user_id"].items()

@@ -9,7 +9,7 @@ import pytest
 from trainer.config import LossConfig, OptimizerConfig
 from trainer.features import FeatureSpec
 from trainer.layers import Calibration, DeepLayer, FactorizationMachine, WideLayer
-from trainer.losses import get_loss
+from trainer.losses.registry import get_loss
 from trainer.models import WideDeepModel
 from trainer.optim import make_optimizers
 
@@ -86,7 +86,7 @@ def test_initialisers_are_deterministic_under_a_seed() -> None:
 def test_model_save_load_round_trip(tmp_path) -> None:
     original = model(aux_heads=True)
     wide_opt, deep_opt = make_optimizers(OptimizerConfig())
-    original.compile_training(get_loss(LossConfig(name="esdfm")), wide_opt, deep_opt)
+    original.compile_training(get_loss("esdfm", LossConfig().params()), wide_opt, deep_opt)
     x = inputs()
     for step in range(3):  # move the weights away from their initial values
         original.train_step(
@@ -112,7 +112,7 @@ def test_model_save_load_round_trip(tmp_path) -> None:
 def test_train_step_updates_wide_with_ftrl_and_deep_with_adam() -> None:
     m = model()
     wide_opt, deep_opt = make_optimizers(OptimizerConfig())
-    m.compile_training(get_loss(LossConfig(name="pu")), wide_opt, deep_opt)
+    m.compile_training(get_loss("pu", LossConfig().params()), wide_opt, deep_opt)
     wide_ids = {id(v) for v in m.wide_variables}
     assert wide_ids.isdisjoint(id(v) for v in m.deep_variables)
     assert len(m.wide_variables) + len(m.deep_variables) == len(m.trainable_variables)
@@ -138,7 +138,7 @@ def test_ftrl_keeps_the_initial_factors() -> None:
     # would be zeroed by the first step and the wide FM could never learn.
     m = model()
     wide_opt, deep_opt = make_optimizers(OptimizerConfig())
-    m.compile_training(get_loss(LossConfig(name="naive")), wide_opt, deep_opt)
+    m.compile_training(get_loss("naive", LossConfig().params()), wide_opt, deep_opt)
     factors = m.wide.factors.numpy().copy()
     x = {"ids": np.zeros((2, 4), np.int32), "dense": np.zeros((2, 1), np.float32)}
     m.train_step(
@@ -158,7 +158,7 @@ def test_ftrl_keeps_the_initial_factors() -> None:
 def test_reset_rows_reinitialises_weights_and_optimizer_slots() -> None:
     m = model()
     wide_opt, deep_opt = make_optimizers(OptimizerConfig())
-    m.compile_training(get_loss(LossConfig(name="naive")), wide_opt, deep_opt)
+    m.compile_training(get_loss("naive", LossConfig().params()), wide_opt, deep_opt)
     x = {"ids": np.array([[3, 1, 0, 0]] * 4, np.int32), "dense": np.ones((4, 1), np.float32)}
     targets = {
         "label": np.array([1, 1, 1, 1], np.float32),

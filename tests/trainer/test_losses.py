@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from trainer.config import LossConfig
-from trainer.losses import LOSSES, get_loss
 from trainer.losses.esdfm import delayed_positive_probability, real_negative_probability
+from trainer.losses.registry import LOSSES, get_loss
 from trainer.samples import LATE_POSITIVE, NEGATIVE, POSITIVE
 
 
@@ -29,7 +29,7 @@ ATTR = [POSITIVE, NEGATIVE, LATE_POSITIVE]
 
 
 def run(name: str, logits=LOGITS, labels=LABELS, attributions=ATTR, **extra_outputs) -> dict[str, float]:
-    loss = get_loss(LossConfig(name=name, **extra_outputs.pop("config", {})))
+    loss = get_loss(name, LossConfig(**extra_outputs.pop("config", {})).params())
     outputs = {"logit": tf.constant(logits, tf.float32)}
     outputs.update({k: tf.constant(v, tf.float32) for k, v in extra_outputs.items()})
     targets = {"label": tf.constant(labels, tf.float32), "attribution": tf.constant(attributions, tf.int32)}
@@ -68,7 +68,7 @@ def test_pu_pair_in_one_batch_equals_the_true_label_cross_entropy() -> None:
 def test_pu_late_weight_scales_the_whole_late_positive_term() -> None:
     """A live LATE_POSITIVE weighted w (standing in for the clicks still to come) counts w times."""
     logits, labels, attr = [0.5, -1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0], [POSITIVE, NEGATIVE, LATE_POSITIVE, NEGATIVE]
-    loss = get_loss(LossConfig(name="pu"))
+    loss = get_loss("pu", LossConfig().params())
     targets = {
         "label": tf.constant(labels),
         "attribution": tf.constant(attr, tf.int32),
@@ -113,7 +113,7 @@ def test_fnw_weights() -> None:
 
 
 def test_fnw_weights_are_stop_gradient() -> None:
-    loss = get_loss(LossConfig(name="fnw"))
+    loss = get_loss("fnw", LossConfig().params())
     x = tf.Variable([0.3])
     with tf.GradientTape() as tape:
         value = loss({"label": tf.constant([1.0]), "attribution": tf.constant([POSITIVE])}, {"logit": x})["loss"]

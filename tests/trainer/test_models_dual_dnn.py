@@ -18,6 +18,7 @@ from trainer.export import ExportedModel, export_state
 from trainer.fit import targets
 from trainer.models import DualDNNModel, WideDeepModel
 from trainer.state import TrainerState
+from trainer.warm_start import warm_start
 
 
 def test_model_name_selects_the_model_and_defaults_to_wide_deep() -> None:
@@ -95,10 +96,10 @@ def test_the_export_serves_the_student_alone_and_the_checkpoint_keeps_the_teache
     assert json.loads((export / "assets.extra" / "trainer.json").read_text())["served"] == {"served": "student"}
     # the checkpoint holds the teacher: a warm start from it scores the teacher as it was
     state.save_checkpoint(tmp_path / "ckpt")
-    resumed = TrainerState.warm_start(tmp_path / "ckpt", config("dual_dnn"))
+    resumed = warm_start(tmp_path / "ckpt", config("dual_dnn"))
     np.testing.assert_array_equal(resumed.outputs(batch)["teacher_logit"], outputs["teacher_logit"])
     # an export holds the student and the embeddings: a warm start from it serves the same student
-    warm = TrainerState.warm_start(export, config("dual_dnn"))
+    warm = warm_start(export, config("dual_dnn"))
     np.testing.assert_array_equal(ExportedModel(export_state(warm, tmp_path / "again")).predict(data), served)
 
 
@@ -110,7 +111,7 @@ def test_fit_through_the_cli_and_the_student_is_smaller(train_file: Path, test_f
     args = ["fit", "--samples", str(train_file), "--config", str(cfg), "--epochs", "1", "--quiet"]
     assert main([*args, "--export", str(export), "--checkpoint-dir", str(tmp_path / "ckpt")]) == 0
     assert main(["evaluate", "--model", str(export), "--samples", str(test_file), "--json", "--quiet"]) == 0
-    state = TrainerState.warm_start(tmp_path / "ckpt", TrainerConfig())
+    state = warm_start(tmp_path / "ckpt", TrainerConfig())
     assert isinstance(state.model, DualDNNModel)  # the saved architecture wins over the run's default
     counts = state.model.parameter_counts()
     assert counts["student"] < counts["teacher"]

@@ -19,6 +19,7 @@ from trainer.features import FeatureSpec
 from trainer.models import TwoTowerModel
 from trainer.models.two_tower import SCORE_ITEMS, split_fields, teacher_logit
 from trainer.state import TrainerState
+from trainer.warm_start import warm_start
 
 SPEC = FeatureSpec(
     tracked=(("user_id", 16), ("item_id", 8), ("context.item_cat", 8)),
@@ -109,7 +110,7 @@ def test_the_pruned_export_scores_exactly_as_the_full_one(trained, tmp_path: Pat
 
     assert variable_bytes(pruned) < variable_bytes(full)
     # a warm start from the pruned export has the whole table back
-    warm = TrainerState.warm_start(pruned, config("two_tower"))
+    warm = warm_start(pruned, config("two_tower"))
     np.testing.assert_array_equal(warm.model.embedding.embeddings.numpy(), embeddings)
 
 

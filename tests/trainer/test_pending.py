@@ -21,6 +21,7 @@ from trainer.fit import fit, targets
 from trainer.losses.pending import PendingClicks
 from trainer.samples import LATE_POSITIVE, SampleTable, parse_sample, read_samples
 from trainer.state import TrainerState
+from trainer.warm_start import warm_start
 
 
 def test_the_estimate_survives_a_checkpoint(tmp_path: Path) -> None:
@@ -53,7 +54,7 @@ def test_the_trainer_state_keeps_the_estimate_in_checkpoints_and_exports(tmp_pat
     assert resumed.pending.to_json() == saved
     for saved_in in ("ckpt", "export"):
         # A warm start begins another stream: the counted delays become history, the position goes.
-        restored = TrainerState.warm_start(tmp_path / saved_in, config)
+        restored = warm_start(tmp_path / saved_in, config)
         assert not np.isfinite(restored.pending.start_ms) and restored.pending.stream_counts.sum() == 0
         np.testing.assert_array_equal(restored.pending.history_counts, saved["stream_counts"])
         assert restored.step == state.step == -(-len(table) // 128)  # the step counter too
@@ -79,7 +80,7 @@ def day_level(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_a_shuffled_fit_records_its_delays_as_history(day_level: tuple[Path, Path]) -> None:
     export, _ = day_level
-    state = TrainerState.warm_start(export, TrainerConfig.load(None, {}))
+    state = warm_start(export, TrainerConfig.load(None, {}))
     assert state.pending.history_counts.sum() > 300 and state.pending.history_exposure.max() > 2900
     assert not np.isfinite(state.pending.start_ms)  # at no stream position: the next stream starts afresh
     # synth.py's late delays are log-uniform in (W, H]: F grows with the log of the age
@@ -90,7 +91,7 @@ def test_a_shuffled_fit_records_its_delays_as_history(day_level: tuple[Path, Pat
 def test_a_stream_warm_started_from_the_day_level_export_weighs_by_its_history(day_level: tuple[Path, Path]) -> None:
     export, stream_file = day_level
     config = TrainerConfig.load(None, {"fit.order": "stream", "loss.pending_max_weight": 8.0})
-    state = TrainerState.warm_start(export, config)
+    state = warm_start(export, config)
     history = DelayModel(HORIZON_MS, max_weight=8.0, learn_from_stream=False)
     history.load_json(state.pending.to_json())
     table = SampleTable(read_samples([stream_file])[0])

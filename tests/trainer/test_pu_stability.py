@@ -6,14 +6,14 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.config import LossConfig
-from trainer.losses import get_loss
+from trainer.losses.registry import get_loss
 from trainer.samples import LATE_POSITIVE, NEGATIVE, POSITIVE
 
 
 def train_stream(config: LossConfig, steps: int = 3000) -> tuple[float, float]:
     """Logistic model over 4 items; item 0's late positives arrive but its NEGATIVEs were never seen
     (e.g. the trainer started after they were emitted). Returns (item 0's final logit, final loss)."""
-    loss_fn = get_loss(config)
+    loss_fn = get_loss(config.name, config.params())
     weights = tf.Variable(tf.zeros(4))
     optimizer = tf.keras.optimizers.SGD(learning_rate=0.5)
     rng = np.random.default_rng(0)

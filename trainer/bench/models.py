@@ -77,7 +77,7 @@ class Bench:
         from trainer.config import TrainerConfig
         from trainer.evaluate import evaluate
         from trainer.fit import fit
-        from trainer.state import TrainerState
+        from trainer.warm_start import warm_start
 
         overrides: dict[str, Any] = {"model.name": name, "fit.epochs": self.args.epochs, "fit.seed": self.args.seed}
         overrides.update({f"model.{key}": value for key, value in model.items()})
@@ -90,7 +90,7 @@ class Bench:
             raise TrainerError(f"fit of {tag} wrote no export")
         report = evaluate(result.export, [self.test])
         _say(f"{tag}: AUC {report['auc']:.4f}, log loss {report['logloss']:.4f} ({seconds:.0f} s)")
-        state = TrainerState.warm_start(self.workdir / f"{tag}-ckpt", config)
+        state = warm_start(self.workdir / f"{tag}-ckpt", config)
         figures = {key: report[key] for key in ("auc", "logloss", "prediction_bias", "count")}
         return state, {**figures, "fit_seconds": round(seconds, 1)}, result.export
 

@@ -17,11 +17,11 @@ rewritten (e.g. to the true labels) is read consistently.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import tensorflow as tf
 
-from trainer.config import LossConfig
+from trainer.losses.params import LossParams
 from trainer.samples import LATE_POSITIVE
 
 
@@ -46,8 +46,8 @@ class DelayedFeedbackLoss:
     aux_heads: ClassVar[bool] = False  # needs the f_dp / f_rn heads
     calibration: ClassVar[str] = "identity"  # what the served function applies to sigmoid(logit)
 
-    def __init__(self, config: LossConfig | None = None):
-        self.config = config or LossConfig(name=self.name)  # type: ignore[arg-type]
+    def __init__(self, params: LossParams):
+        self.params = params
 
     def __call__(self, targets: dict[str, tf.Tensor], outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         label = tf.cast(targets["label"], tf.float32)
@@ -63,6 +63,3 @@ class DelayedFeedbackLoss:
     ) -> dict[str, tf.Tensor]:
         """``late``: 1 on LATE_POSITIVEs; ``late_weight``: their weight (0 elsewhere)."""
         raise NotImplementedError
-
-    def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, **self.config.model_dump()}

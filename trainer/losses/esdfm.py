@@ -54,5 +54,5 @@ class ESDFMLoss(DelayedFeedbackLoss):
         rn_mask = (1.0 - label) + late  # NEGATIVE and LATE_POSITIVE samples
         rn_target = 1.0 - label  # NEGATIVE -> 1, LATE_POSITIVE -> 0
         rn_loss = tf.reduce_sum(rn_mask * cross_entropy(rn_target, rn_logit)) / tf.maximum(tf.reduce_sum(rn_mask), 1.0)
-        loss = main + self.config.esdfm_aux_weight * (dp_loss + rn_loss)
+        loss = main + self.params.esdfm_aux_weight * (dp_loss + rn_loss)
         return {"loss": loss, "main_loss": main, "dp_loss": dp_loss, "rn_loss": rn_loss}

@@ -40,7 +40,7 @@ class PULoss(DelayedFeedbackLoss):
     def compute(
         self, label: tf.Tensor, late: tf.Tensor, late_weight: tf.Tensor, outputs: dict[str, tf.Tensor]
     ) -> dict[str, tf.Tensor]:
-        cfg = self.config
+        cfg = self.params
         logit = outputs["logit"]
         # Risks per impression: a LATE_POSITIVE corrects its impression's NEGATIVE, it is not another
         # one. Offline every LATE_POSITIVE shares the batch with its NEGATIVE (impressions >= samples / 2);

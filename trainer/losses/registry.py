@@ -1,12 +1,11 @@
 """The registry of the delayed-feedback losses: :func:`get_loss` picks one by name."""
 
-from trainer.config import LossConfig
-from trainer.losses import LOSS_NAMES
 from trainer.losses.base import DelayedFeedbackLoss
 from trainer.losses.esdfm import ESDFMLoss
 from trainer.losses.fnc import FNCLoss
 from trainer.losses.fnw import FNWLoss
 from trainer.losses.naive import NaiveLoss
+from trainer.losses.params import LOSS_NAMES, LossParams
 from trainer.losses.pu import PULoss
 
 LOSSES: dict[str, type[DelayedFeedbackLoss]] = {
@@ -16,8 +15,9 @@ if tuple(LOSSES) != LOSS_NAMES:
     raise ImportError(f"loss registry {tuple(LOSSES)} does not match LOSS_NAMES {LOSS_NAMES}")
 
 
-def get_loss(config: LossConfig) -> DelayedFeedbackLoss:
-    return LOSSES[config.name](config)
+def get_loss(name: str, params: LossParams) -> DelayedFeedbackLoss:
+    """The loss ``name`` (one of :data:`~trainer.losses.params.LOSS_NAMES`) with ``params``."""
+    return LOSSES[name](params)
 
 
 __all__ = ["LOSSES", "DelayedFeedbackLoss", "ESDFMLoss", "FNCLoss", "FNWLoss", "NaiveLoss", "PULoss", "get_loss"]

@@ -20,8 +20,7 @@ import tensorflow as tf
 
 from trainer import optim
 from trainer.features import FeatureSpec
-from trainer.losses import DelayedFeedbackLoss
-from trainer.losses.base import cross_entropy
+from trainer.losses.base import DelayedFeedbackLoss, cross_entropy
 
 
 def transform_dense(dense: Any) -> Any:

@@ -123,11 +123,9 @@ class CheckpointStore:
         """A state rebuilt from the checkpoint ``position`` names (architecture from trainer.json)."""
         import tensorflow as tf
 
-        from trainer.features import FeatureSpec
-        from trainer.state import META_FILE, TrainerState, merge_architecture, read_meta
+        from trainer.warm_start import checkpointed_state
 
-        meta = read_meta(self.directory / META_FILE)
-        state = TrainerState(merge_architecture(config, meta), FeatureSpec.from_json(meta["spec"]))
+        state = checkpointed_state(self.directory, config)
         prefix = str(self.directory / str(position.checkpoint))
         try:
             state.restore_checkpoint(prefix)

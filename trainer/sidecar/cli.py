@@ -16,8 +16,7 @@ import threading
 from typing import Any
 
 from common.cli import config_default, default_of, duration, format_default, port
-from trainer.config import LOSS_NAMES, LossConfig, TrainerConfig
-from trainer.sidecar.config import KafkaConfig, RedisConfig, SidecarConfig
+from trainer.config import LOSS_NAMES, KafkaConfig, LossConfig, RedisConfig, SidecarConfig, TrainerConfig
 from trainer.sidecar.errors import SidecarError, UsageError
 
 # --distill-weight when --distill-from is given and the config leaves loss.distill_weight at 0.

@@ -23,8 +23,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from schemas.confluent import ConfluentCodec, RegistryError
 from schemas.deadletter import deadletter_headers
+from trainer.config import SidecarConfig
 from trainer.samples import BadRecord, Sample, SampleTable, decode_sample
-from trainer.sidecar.config import SidecarConfig
 from trainer.sidecar.errors import SidecarError, Unavailable
 
 if TYPE_CHECKING:

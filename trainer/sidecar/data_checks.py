@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trainer.config import DataChecks
 from trainer.samples import LATE_POSITIVE, MISSING_TIME, NEGATIVE
-from trainer.sidecar.config import DataChecks
 from trainer.sidecar.stats import auc_with_se, one_sided_p, proportion_se
 
 if TYPE_CHECKING:

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from trainer import metrics
+from trainer.config import Floors, Thresholds
 from trainer.metrics import EPSILON
-from trainer.sidecar.config import Floors, Thresholds
 from trainer.sidecar.stats import auc_difference, auc_with_se, one_sided_p, paired_mean, ratio_interval, z_value
 
 STRATUM = 2_000  # AUCs within consecutive strata of this many impressions (see stats.stratified_delong)

@@ -168,10 +168,10 @@ class Sidecar:
 
     def _warm_start(self, path: Any) -> None:
         from trainer.export import latest_version
-        from trainer.state import TrainerState
+        from trainer.warm_start import warm_start
 
         previous = self.state
-        self.state = TrainerState.warm_start(path, self.config)
+        self.state = warm_start(path, self.config)
         if previous is not None:  # a newer offline model mid-stream: the same stream goes on (its start, counts)
             self.state.pending.continue_stream(previous.pending)
         self.checkpoints.invalidate()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainer.sidecar.config import SidecarConfig
+from trainer.config import SidecarConfig
 from trainer.sidecar.errors import ExportFailed
 from trainer.sidecar.gate import judge
 from trainer.sidecar.metrics import SidecarMetrics

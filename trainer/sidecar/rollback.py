@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainer.sidecar.config import RollbackConfig
+from trainer.config import RollbackConfig
 from trainer.sidecar.gate import floor_tests
 
 if TYPE_CHECKING:

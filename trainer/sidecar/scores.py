@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainer import metrics
-from trainer.sidecar.config import GateConfig
+from trainer.config import GateConfig
 from trainer.sidecar.data_checks import Block, StreamStats
 from trainer.sidecar.evidence import Evidence
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from stream import stream
 
+from trainer.config import DataChecks
 from trainer.samples import LATE_POSITIVE, NEGATIVE, POSITIVE, Sample, SampleTable, parse_sample
-from trainer.sidecar.config import DataChecks
 from trainer.sidecar.data_checks import StreamStats
 
 CONFIG = DataChecks(block=300, reference_blocks=10)

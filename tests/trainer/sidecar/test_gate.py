@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from trainer.sidecar.config import Floors, RollbackConfig, Thresholds
+from trainer.config import Floors, RollbackConfig, Thresholds
 from trainer.sidecar.evidence import Evidence
 from trainer.sidecar.gate import floor_tests, freshness, judge
 from trainer.sidecar.rollback import LiveMonitor
