@@ -6,6 +6,7 @@ python -m trainer run --config TRAINER.yaml [--exit-when-idle 5s]
 python -m trainer versions --config TRAINER.yaml [--redis-url URL] [--model-dir DIR] [--json]
 python -m trainer rollback --config TRAINER.yaml [--redis-url URL] [--model-dir DIR] [--to VERSION]
 python -m trainer registry rebuild --config TRAINER.yaml [--redis-url URL] [--model-dir DIR] [--json]
+python -m trainer embeddings --model-dir DIR [--model-version N | --checkpoint] [--top K] [--json]
 
 The conventions (common.cli): one-line errors naming the command and the flag; exit status 0 done,
 1 the run failed, 2 bad arguments, a bad config, or an input or model directory that cannot be used.
@@ -24,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 from common.cli import EXIT_FAILED, EXIT_USAGE, Parser, command_prog, config_default, fail, positive_int
 from common.errors import CommonError, ConfigError
-from trainer import serving
+from trainer import embeddings, serving
 from trainer.config import FitConfig, TrainerConfig
 from trainer.errors import InputError, ModelDirError, TrainerError
 from trainer.quiet import import_tensorflow
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--quiet", action="store_true", help="warnings and errors only on stderr")
     sidecar_cli.add_parsers(sub)
     serving.add_parser(sub)
+    embeddings.add_parser(sub)
     return parser
 
 
@@ -206,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "rollback": sidecar_cli.rollback,
             "registry": sidecar_cli.registry,
             serving.COMMAND: serving.run,
+            embeddings.COMMAND: embeddings.run,
         }
         return command[args.command](args)
     except USAGE_ERRORS as exc:
