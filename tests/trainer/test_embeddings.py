@@ -175,3 +175,64 @@ def test_an_export_is_read_without_tensorflow(exported: Path) -> None:
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.stdout.strip() == "0 False", done.stderr
+
+
+# -- unadmitted IDs serve the default row ------------------------------------------------------------
+
+
+def test_unadmitted_and_evicted_ids_serve_the_oov_row(exported: Path, train_file: Path, tmp_path: Path) -> None:
+    """Through the exported serving signature: an ID never admitted and an evicted one score alike,
+    exactly as the model scores the field's OOV row (slot 0), and unlike an admitted ID."""
+    import tensorflow as tf
+
+    from trainer.config import TrainerConfig
+    from trainer.export import export_state
+    from trainer.features import serving_inputs, signature_name
+    from trainer.warm_start import warm_start
+
+    state = warm_start(exported, TrainerConfig())
+    field = "sparse.city"  # in no cross (crosses hash raw values, admitted or not): its rows alone decide
+    vocab = state.vocabs[field]
+    keys, _ = vocab.items()
+    kept, evicted = keys[:-1], keys[-1]
+    later = state.step + 100
+    vocab.lookup(kept, later)  # seen again; the last one is idle
+    vocab.evict_after = 50
+    vocab.evict_idle(later)
+    assert evicted not in vocab and vocab.evicted == 1
+    export = export_state(state, tmp_path / "export")
+
+    cities = [evicted, "never-admitted", "", kept[0]]
+    table = SampleTable(read_samples([train_file])[0][:1] * len(cities))
+    inputs = serving_inputs(state.spec, table)
+    inputs[signature_name(field)] = np.asarray(cities, object)
+    serve = tf.saved_model.load(str(export)).signatures["serving_default"]
+    served = serve(**{k: tf.constant(v) for k, v in inputs.items()})["probability"].numpy()
+    assert served[0] == served[1] == served[2] != served[3]
+
+    batch = state.encoder.peek(state.prepare(table), np.arange(len(cities)))
+    column = [f for f, _ in state.spec.tracked].index(field)
+    batch.ids[:, column] = [0, 0, 0, vocab.slot(kept[0])]
+    expected = tf.sigmoid(state.outputs(batch)["logit"]).numpy()  # pu: identity calibration
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("model", ["wide_deep", "two_tower"])
+def test_the_oov_rows_start_like_the_admitted_rows(model: str, train_file: Path) -> None:
+    """One initializer over each whole table: the OOV rows are drawn like the rest (``zeros`` tables
+    stay zero everywhere), not special-cased."""
+    from trainer.config import TrainerConfig
+    from trainer.state import TrainerState
+
+    config = TrainerConfig.load(None, {"model.name": model})
+    state = TrainerState.create(config, SampleTable(read_samples([train_file])[0]))
+    oov_rows = state.spec.base_offsets[: len(state.spec.tracked)]
+    scale = config.model.init_stddev
+    for variable, init in state.model.row_tables():
+        values = np.asarray(variable.numpy())
+        oov = values[oov_rows]
+        if init == "zeros":
+            assert not values.any()
+            continue
+        assert np.all(oov != 0) and 0.5 * scale < oov.std() < 1.5 * scale
+        assert 0.5 * scale < values.std() < 1.5 * scale
