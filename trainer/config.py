@@ -3,8 +3,10 @@
 `python -m trainer fit` builds it from its flags over an optional YAML file; the streaming sidecar
 (`python -m trainer run --config`) reads its Kafka, checkpoint and registry parts from ``sidecar:``.
 
-Secrets (the Kafka SASL password, the Redis password) are :class:`pydantic.SecretStr`: they print as
-``**********`` in logs, reprs and the config saved beside checkpoints and exports.
+Its Kafka and Redis sections (``sidecar.kafka``, ``sidecar.redis``) derive from the connection model
+the join's config shares (common.connection): secrets (SASL and TLS key passwords, the Redis password)
+are :class:`pydantic.SecretStr`, printed as ``**********`` in logs, reprs and the config saved beside
+checkpoints and exports.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from common.config import DurationMs, StrictConfig, apply_overrides, load_config, validate_config
-from common.defaults import ATTRIBUTION_HORIZON_MS, DEDUP_HORIZON_MS, kafka_bootstrap_servers, redis_url
+from common.connection import KafkaConnection, RedisConnection
+from common.defaults import ATTRIBUTION_HORIZON_MS, DEDUP_HORIZON_MS
 from common.services import START_WAIT_S
 from common.topics import DEADLETTER_TOPIC, samples_topic
-from common.wire import WireFormatConfig
 from trainer.losses.params import LOSS_NAMES as LOSS_NAMES  # re-exported for the CLI
 from trainer.losses.params import LossName, LossParams
 
@@ -227,37 +229,38 @@ class FitConfig(StrictConfig):
 # -- the streaming sidecar (`trainer run`, ``sidecar:``) ----------------------------------------------
 
 
-class KafkaConfig(StrictConfig):
-    bootstrap_servers: str = Field(default_factory=kafka_bootstrap_servers)  # the join's default too
-    group_id: str = "trainer.click"
-    deadletter_topic: str = DEADLETTER_TOPIC
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    # How values are framed: single_object (default) or confluent, with its registry (docs/wire-format.md).
-    wire: WireFormatConfig = WireFormatConfig()
-    # Extra librdkafka settings for the consumer (and the dead-letter producer), e.g. timeouts.
-    client: dict[str, Any] = Field(default_factory=dict)
-
-    def client_settings(self) -> dict[str, Any]:
-        """librdkafka settings shared by the consumer and the producer (secrets revealed here only)."""
-        settings: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "security.protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism:
-            settings["sasl.mechanism"] = self.sasl_mechanism
-        if self.sasl_username is not None:
-            settings["sasl.username"] = self.sasl_username
-        if self.sasl_password is not None:
-            settings["sasl.password"] = self.sasl_password.get_secret_value()
-        return {**settings, **self.client}
+# The sidecar's spelling of the security settings before it shared the join's ``security`` section; the
+# shipped trainer configs (infra/trainer.yaml, infra/k8s) still use it, so it is read into ``security``.
+FLAT_SECURITY_KEYS = {"security_protocol": "protocol", "sasl_mechanism": "sasl_mechanism",
+                      "sasl_username": "sasl_username", "sasl_password": "sasl_password"}
 
 
-class RedisConfig(StrictConfig):
-    url: str = Field(default_factory=redis_url)  # the join's default too
-    password: SecretStr | None = None
+class KafkaConfig(KafkaConnection):
+    """The sidecar's ``kafka`` section: the connection keys the join's has too (brokers, client id,
+    ``security``, ``wire``, ``consumer`` / ``producer`` settings: common.connection), its consumer group
+    and the dead-letter topic. ``security_protocol`` and ``sasl_*`` beside them are read as ``security``."""
+
+    group_id: str = Field(default="trainer.click", min_length=1)
+    deadletter_topic: str = Field(default=DEADLETTER_TOPIC, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_security(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        flat = sorted(k for k in data if k in FLAT_SECURITY_KEYS)
+        if not flat:
+            return data
+        if data.get("security") is not None:
+            raise ValueError(f"{', '.join(flat)} and security are both set: write the settings under security only")
+        rest = {k: v for k, v in data.items() if k not in FLAT_SECURITY_KEYS}
+        return {**rest, "security": {FLAT_SECURITY_KEYS[k]: data[k] for k in flat if data[k] is not None}}
+
+
+class RedisConfig(RedisConnection):
+    """The sidecar's ``redis`` section (the registry's Redis): the connection keys the join's has too
+    (url, username, password, tls: common.connection) and the prefix of the trainer's keys."""
+
     key_prefix: str = "odl:trainer"
 
 
@@ -378,6 +381,17 @@ class RollbackConfig(StrictConfig):
     floors: Floors = Floors()
 
 
+class DeltaConfig(StrictConfig):
+    """Delta exports (trainer/delta.py, docs/serving.md): between full exports, a version is written as
+    the changes since the previous one too (its delta, what a serving site receives), beside its full
+    SavedModel. Off by default: a version is then a full export only, as before deltas existed. On,
+    ``full_every`` deltas follow each full export (a chain of at most that many links: what a serving
+    site applies to catch up, and what a lost link costs before the next full export heals it)."""
+
+    enabled: bool = False
+    full_every: int = Field(default=10, ge=1)
+
+
 class SidecarConfig(StrictConfig):
     """Everything `trainer run` adds to the model/loss config: input, checkpoints, versions, registry."""
 
@@ -391,6 +405,7 @@ class SidecarConfig(StrictConfig):
     dedup: DedupConfig = DedupConfig()
     export_interval: DurationMs = 60_000
     keep_versions: int = Field(default=5, ge=2)
+    delta: DeltaConfig = DeltaConfig()
     gate: GateConfig = GateConfig()
     rollback: RollbackConfig = RollbackConfig()
     # Slots per tracked field when features.vocab.capacity is unset (the stream's size is unknown).
@@ -456,4 +471,10 @@ class TrainerConfig(StrictConfig):
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainerConfig:
+        """A config saved beside a checkpoint or an export. Its ``sidecar.kafka`` / ``sidecar.redis`` (where
+        the run that wrote it found its services, in that trainer's keys, secrets masked) are not read
+        back: nothing restored from a saved state uses them, and their keys have changed before."""
+        saved = data.get("sidecar")
+        if isinstance(saved, dict):
+            data = {**data, "sidecar": {k: v for k, v in saved.items() if k not in ("kafka", "redis")}}
         return validate_config(data, cls, source="saved trainer config")

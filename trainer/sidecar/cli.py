@@ -197,8 +197,7 @@ def _registry(args: argparse.Namespace) -> Any:
     else:
         prefix = read_registry_file(sc.model_dir)
     logging.getLogger("trainer.sidecar").setLevel(logging.ERROR)
-    password = sc.redis.password.get_secret_value() if sc.redis.password else None
-    return Registry(sc.redis.url, prefix, VersionStore(sc.model_dir, sc.keep_versions), password, retry_for_s=3.0)
+    return Registry(sc.redis, prefix, VersionStore(sc.model_dir, sc.keep_versions), retry_for_s=3.0)
 
 
 def versions(args: argparse.Namespace) -> int:

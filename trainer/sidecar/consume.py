@@ -57,25 +57,21 @@ class SampleSource:
             self._codec = config.kafka.wire.codec()
         except RegistryError as exc:
             raise SidecarError(str(exc)) from exc
-        settings = config.kafka.client_settings()
-        self.consumer = Consumer(
-            {
-                **settings,
-                "group.id": config.kafka.group_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": 50,
-                "max.poll.interval.ms": 300_000,
-                "session.timeout.ms": 6_000,
-                "socket.connection.setup.timeout.ms": 5_000,
-                "logger": _RDKAFKA,
-            }
-        )
-        self.producer = Producer(
-            {**settings, "acks": "all", "enable.idempotence": True, "linger.ms": 5, "logger": _RDKAFKA}
-        )
+        kafka = config.kafka  # its consumer / producer settings win over these
+        consumer = {
+            "group.id": kafka.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 50,
+            "max.poll.interval.ms": 300_000,
+            "session.timeout.ms": 6_000,
+            "socket.connection.setup.timeout.ms": 5_000,
+        }
+        producer = {"acks": "all", "enable.idempotence": True, "linger.ms": 5}
+        self.consumer = Consumer({**kafka.client_settings("consumer", consumer), "logger": _RDKAFKA})
+        self.producer = Producer({**kafka.client_settings("producer", producer), "logger": _RDKAFKA})
         self.assigned: set[int] = set()
         self.at_eof: dict[int, bool] = {}
         self.positions: dict[int, int] = {}  # partition -> next offset consumed (not yet trained, maybe)

@@ -122,8 +122,7 @@ class Sidecar:
         leftovers = self.store.remove_temporary()
         if leftovers:
             log.info("removed what interrupted writes left", extra={"paths": leftovers})
-        password = sc.redis.password.get_secret_value() if sc.redis.password else None
-        self.registry = Registry(sc.redis.url, prefix, self.store, password, retry_for_s=sc.retry_for / 1000.0)
+        self.registry = Registry(sc.redis, prefix, self.store, retry_for_s=sc.retry_for / 1000.0)
         wait_s = sc.start_wait / 1000.0
         self.registry.connect(wait_s)
         check_join_contract(self.config, self.registry.client, log)  # the join's horizon, from its Redis entry

@@ -26,10 +26,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from common.config import validate_config
+from common.connection import RedisConnection
 from common.services import check_redis_durability, one_line, wait_until_reachable
 from trainer.sidecar.errors import RegistryError, SidecarError
 from trainer.sidecar.retry import retrying
@@ -63,14 +64,6 @@ def read_registry_file(model_dir: Path) -> str:
         raise SidecarError(f"{path} is not a valid registry file: {exc}") from exc
 
 
-def without_credentials(url: str) -> str:
-    """``url`` as it may be shown in logs and errors (a user or password in it removed)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
 @dataclass
 class Restored:
     """What :meth:`Registry.restore_from_disk` changed."""
@@ -94,21 +87,22 @@ class Restored:
 class Registry:
     def __init__(
         self,
-        url: str,
+        redis_at: RedisConnection | str,
         prefix: str,
         store: VersionStore,
         password: str | None = None,
         retry_for_s: float = 120.0,
         clock_ms: Callable[[], int] | None = None,
     ):
+        """``redis_at``: the config's ``sidecar.redis`` (user, password, TLS), or a url (``password`` beside it)."""
         import time
 
+        if not isinstance(redis_at, RedisConnection):
+            redis_at = validate_config({"url": redis_at, "password": password}, RedisConnection, "the registry's url")
         self.prefix = prefix
         self.store = store
-        self.where = without_credentials(url)
-        self.client = redis.Redis.from_url(
-            url, password=password, socket_timeout=5.0, socket_connect_timeout=3.0, decode_responses=True
-        )
+        self.where = redis_at.url  # (without the credentials: the connection holds them apart)
+        self.client = redis_at.client(socket_timeout=5.0, socket_connect_timeout=3.0, decode_responses=True)
         self.retry_for_s = retry_for_s
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.versions_key = f"{prefix}:versions"

@@ -55,7 +55,7 @@ def _backlog_env(sidecar_env: Any, samples: list[dict[str, Any]], **overrides: A
     an hour of stream time per flush; the sidecar's config fetching ``FETCH``."""
     env: SidecarEnv = sidecar_env(4, **SETTINGS, **overrides)
     settings = yaml.safe_load(env.config_path.read_text())
-    settings["sidecar"]["kafka"]["client"] = FETCH
+    settings["sidecar"]["kafka"]["consumer"] = FETCH
     env.config_path.write_text(yaml.safe_dump(settings))
     _produce_backlog(env, samples)
     return env
