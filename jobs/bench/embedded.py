@@ -1,4 +1,4 @@
-"""Benchmark of the embedded runtime (docs/performance.md): ``python -m jobs.bench_embedded``.
+"""Benchmark of the embedded runtime (docs/performance.md): ``python -m jobs.bench.embedded``.
 
 On one generated event mix, written once to the three event topics (Avro, keyed by request_id):
 
@@ -212,7 +212,7 @@ def replay_peers(events_file: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     from common.cli import Parser, duration_text, positive_int
 
-    p = Parser(prog="python -m jobs.bench_embedded", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m jobs.bench.embedded", description=__doc__.split("\n")[0])
     p.add_argument("--impressions", type=positive_int, default=100_000, help="stream size for the throughput runs")
     p.add_argument("--partitions", type=positive_int, default=4, metavar="N", help="partitions of each topic")
     p.add_argument("--rate", type=float, default=50.0, help="impressions per second of event time")

@@ -1,7 +1,7 @@
 """Freshness of the embedded runtime, live: a label handed to the producer -> its POSITIVE sample readable.
 
 The runtime runs as its own process (``python -m jobs.sample_join run --engine local``) while events
-are produced on an accelerated clock; part of ``python -m jobs.bench_embedded`` (docs/performance.md).
+are produced on an accelerated clock; part of ``python -m jobs.bench.embedded`` (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ class Topics:
 @contextlib.contextmanager
 def services(log_dir: Path) -> Iterator[tuple[str, str]]:
     """(bootstrap, redis url): the environment's, or a broker and a redis-server started here."""
-    from infra.local import free_port, start_broker, start_redis
+    from devstack.processes import free_port
+    from devstack.stack import start_broker, start_redis
 
     started = []
     try:

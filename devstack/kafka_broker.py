@@ -3,7 +3,7 @@
 `infra/fetch_jars.sh` (called by `make setup`) puts `kafka_2.13` with its runtime dependencies and a
 log4j2 backend into `.jvm/kafka/`. This module writes the node's `server.properties`, formats its
 storage once (`kafka.tools.StorageTool format --standalone`) and gives the command line of the broker
-(`kafka.Kafka server.properties`); :func:`infra.local.start_broker` runs it.
+(`kafka.Kafka server.properties`); :func:`devstack.stack.start_broker` runs it.
 
 Everything lives in one broker folder: `server.properties`, `controller.port` (the controller's
 port, chosen on first start and kept: the formatted storage records it as the quorum's only voter)
@@ -20,12 +20,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.errors import InfraError
+from devstack.errors import DevStackError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 JVM_DIR = PROJECT_ROOT / ".jvm"
 KAFKA_JARS = JVM_DIR / "kafka"
-LOG4J2_CONFIG = Path(__file__).resolve().parent / "jvm" / "log4j2.properties"
+LOG4J2_CONFIG = PROJECT_ROOT / "infra" / "jvm" / "log4j2.properties"
 HEAP = ("-Xms128m", "-Xmx512m")
 
 # Internal topics: one replica, few partitions (first group join and transaction are quick).
@@ -44,7 +44,7 @@ INTERNAL_TOPICS = {
 def kafka_classpath() -> str:
     """The broker's classpath (a JVM wildcard over `.jvm/kafka/`); a one-line error when missing."""
     if not any(KAFKA_JARS.glob("kafka_2.13-*.jar")):
-        raise InfraError(f"the local broker needs Apache Kafka's jars in {KAFKA_JARS}; run 'make setup' "
+        raise DevStackError(f"the local broker needs Apache Kafka's jars in {KAFKA_JARS}; run 'make setup' "
                          "(or 'bash infra/fetch_jars.sh')")
     return str(KAFKA_JARS / "*")
 
@@ -53,7 +53,7 @@ def java_binary() -> str:
     home = os.environ.get("JAVA_HOME")
     path = str(Path(home) / "bin" / "java") if home else shutil.which("java")
     if not path or not Path(path).exists():
-        raise InfraError("the local broker needs Java 17; install it (apt-get install openjdk-17-jre-headless)")
+        raise DevStackError("the local broker needs Java 17; install it (apt-get install openjdk-17-jre-headless)")
     return path
 
 
@@ -108,6 +108,6 @@ def prepare(broker_dir: Path, port: int, free_port: Callable[[], int]) -> Path:
     )
     if result.returncode != 0:
         last = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
-        raise InfraError(f"cannot format the broker's storage in {data_dir}: {last}")
+        raise DevStackError(f"cannot format the broker's storage in {data_dir}: {last}")
     port_file.write_text(str(controller_port))
     return properties

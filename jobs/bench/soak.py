@@ -1,4 +1,4 @@
-"""Soak run of the loop: ``python -m jobs.soak`` (``make soak``).
+"""Soak run of the loop: ``python -m jobs.bench.soak`` (``make soak``).
 
 Starts its own broker and redis-server on free loopback ports, then runs the generator at a fixed
 rate (event time paced 1:1 to wall time) into the event topics and the embedded runtime
@@ -34,7 +34,8 @@ from common.config import format_duration_ms
 from common.errors import CommonError
 from common.output import AtomicFile
 from common.topics import create_topics
-from infra.local import ManagedProcess, free_port, start_broker, start_redis
+from devstack.processes import ManagedProcess, free_port
+from devstack.stack import start_broker, start_redis
 from jobs.config import JoinConfig
 from jobs.core import SampleJoin, event_from_json
 from jobs.core.local import LocalJoinRunner
@@ -43,7 +44,7 @@ from jobs.generate import GeneratorConfig, KafkaTarget
 from jobs.generate import run as generate
 from schemas.codec import Codec
 
-PROG = "python -m jobs.soak"
+PROG = "python -m jobs.bench.soak"
 MAX_DURATION_MS = 24 * 3_600_000
 WINDOW_MS, HORIZON_MS = 5_000, 20_000  # short, so that state turns over many times during a soak
 # The runtime ends its input after this much silence: longer than any gap in the generator's stream

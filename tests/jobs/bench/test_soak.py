@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.slow
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_soak_reports_throughput_lag_memory_and_no_loss(tmp_path: Path) -> None:
     report_file = tmp_path / "soak.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs.soak", "--duration", "5s", "--rate", "100", "--every", "2s",
+        [sys.executable, "-m", "jobs.bench.soak", "--duration", "5s", "--rate", "100", "--every", "2s",
          "--json", str(report_file), "--workdir", str(tmp_path / "work")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
@@ -44,7 +44,7 @@ def _is_zombie(pid: int) -> bool:
 
 def test_soak_rejects_bad_arguments_in_one_line() -> None:
     for argv in (["--duration", "0s"], ["--duration", "soon"], ["--rate", "-1"], ["--duration", "2d"]):
-        proc = subprocess.run([sys.executable, "-m", "jobs.soak", *argv], cwd=ROOT, capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-m", "jobs.bench.soak", *argv], cwd=ROOT, capture_output=True, text=True,
                               timeout=60, env={**os.environ})
         assert proc.returncode == 2, argv
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -25,11 +25,11 @@ from typing import Any
 
 import yaml
 
-from infra.errors import InfraError
-from infra.local import ManagedProcess, _spawn, _wait_until, free_port, port_is_open
+from devstack.errors import DevStackError
+from devstack.processes import ManagedProcess, free_port, port_is_open, spawn, wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_TEMPLATE = Path(__file__).resolve().parent / "flink" / "local" / "config.yaml"
+CONFIG_TEMPLATE = PROJECT_ROOT / "infra" / "flink" / "local" / "config.yaml"
 DEFAULT_REST_PORT = 8081
 STATE_FILE_NAME = "flink-cluster.json"
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
@@ -40,7 +40,7 @@ def flink_home() -> Path:
     try:
         import pyflink
     except ImportError:
-        raise InfraError("the Flink cluster needs PyFlink: run it with .venv/jobs/bin/python (make setup)") from None
+        raise DevStackError("the Flink cluster needs PyFlink: run it with .venv/jobs/bin/python (make setup)") from None
     return Path(pyflink.__file__).resolve().parent
 
 
@@ -75,7 +75,7 @@ class ClusterState:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise InfraError(f"state file {path} is unreadable ({exc}); remove it and run 'flink-up' again") from exc
+            raise DevStackError(f"state file {path} is unreadable ({exc}); remove it and run 'flink-up' again") from exc
         return cls(data["rest_url"], data["conf_dir"], [ManagedProcess(**p) for p in data["processes"]])
 
 
@@ -127,7 +127,7 @@ class FlinkCluster:
 
     def _start(self, name: str, script: str) -> ManagedProcess:
         log = self.dir / "log" / f"{name}.out"
-        pid = _spawn(name, ["bash", str(self.home / "bin" / script), "start-foreground"], log, self._env())
+        pid = spawn(name, ["bash", str(self.home / "bin" / script), "start-foreground"], log, self._env())
         return ManagedProcess(name, pid, self.rest_url, str(log))
 
     def overview(self) -> dict[str, Any]:
@@ -148,12 +148,12 @@ class FlinkCluster:
         if current:
             self._stop(current)
         if port_is_open(self.rest_port):
-            raise InfraError(f"cannot start the Flink cluster: port {self.rest_port} on 127.0.0.1 is already in use")
+            raise DevStackError(f"cannot start the Flink cluster: port {self.rest_port} on 127.0.0.1 is already in use")
         self.write_config()
         started: list[ManagedProcess] = []
         try:
             started.append(self._start("jobmanager", "jobmanager.sh"))
-            _wait_until(lambda: self._taskmanagers() >= 0, timeout_s, f"the JobManager ({self.rest_url})")
+            wait_until(lambda: self._taskmanagers() >= 0, timeout_s, f"the JobManager ({self.rest_url})")
             started.append(self.start_taskmanager(timeout_s, expected=1))
         except BaseException:
             for proc in reversed(started):
@@ -167,7 +167,7 @@ class FlinkCluster:
     def start_taskmanager(self, timeout_s: float = 120.0, expected: int = 1) -> ManagedProcess:
         """Start one more TaskManager and wait until the JobManager counts ``expected`` of them."""
         proc = self._start("taskmanager", "taskmanager.sh")
-        _wait_until(lambda: self._taskmanagers() >= expected, timeout_s, "the TaskManager")
+        wait_until(lambda: self._taskmanagers() >= expected, timeout_s, "the TaskManager")
         return proc
 
     def down(self, log: Callable[[str], None] = print) -> None:
@@ -202,28 +202,5 @@ class FlinkCluster:
             output = (result.stdout + result.stderr).strip() or "no output"
             causes = re.findall(r"(?:Caused by: |error: )(.+)", output)
             reason = causes[-1] if causes else output.splitlines()[-1]
-            raise InfraError(f"flink run failed (exit {result.returncode}): {reason.strip()[:500]}")
+            raise DevStackError(f"flink run failed (exit {result.returncode}): {reason.strip()[:500]}")
         return found.group(1)
-
-
-def run_command(command: str, state_dir: Path, rest_port: int, job_config: Path, from_checkpoint: str | None) -> int:
-    """``flink-up``, ``flink-down`` or ``flink-submit`` of ``python -m infra.local``."""
-    cluster = FlinkCluster(state_dir, rest_port)
-    if command == "flink-up":
-        cluster.up()
-    elif command == "flink-down":
-        cluster.down()
-    else:
-        from jobs.config import SampleJoinConfig
-        from jobs.errors import JobError
-        from jobs.runtime.flink.job import job_jars
-
-        if ClusterState.load(cluster.state_file) is None:
-            raise InfraError("the Flink cluster is not running; start it with 'make flink-up'")
-        try:
-            job_jars(SampleJoinConfig.load(job_config))  # fail fast, in one line, without them
-        except JobError as exc:
-            raise InfraError(str(exc)) from None
-        job_id = cluster.submit(job_config, from_checkpoint=from_checkpoint)
-        print(f"submitted job {job_id}: {cluster.rest_url}/#/job/running/{job_id}/overview")
-    return 0

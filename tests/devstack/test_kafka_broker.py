@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import kafka_broker
-from infra.errors import InfraError
+from devstack import kafka_broker
+from devstack.errors import DevStackError
 
 
 def test_single_node_settings_stay_on_loopback_with_one_replica(tmp_path: Path) -> None:
@@ -41,6 +41,6 @@ def test_storage_is_formatted_once_and_keeps_its_controller_port(tmp_path: Path)
 
 def test_missing_jars_are_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(kafka_broker, "KAFKA_JARS", tmp_path / "kafka")
-    with pytest.raises(InfraError, match="run 'make setup'") as error:
+    with pytest.raises(DevStackError, match="run 'make setup'") as error:
         kafka_broker.kafka_classpath()
     assert "\n" not in str(error.value)

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from infra.flink_cluster import ClusterState, FlinkCluster
-from infra.local import free_port
+from devstack.flink import ClusterState, FlinkCluster
+from devstack.processes import free_port
 from tests.jobs.runtime.test_embedded import Stack, _assert_same_samples, _by_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink, pytest.mark.slow]
