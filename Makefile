@@ -46,15 +46,15 @@ test-trainer:  ## trainer suite (.venv/trainer)
 	$(TRAINER_PY) -m pytest tests/trainer $(PYTEST_ARGS)
 
 lint:  ## ruff and mypy on the packages
-	$(JOBS_PY) -m ruff check schemas common jobs infra trainer tests
-	$(JOBS_PY) -m mypy schemas common jobs infra
+	$(JOBS_PY) -m ruff check schemas common devstack jobs infra trainer tests
+	$(JOBS_PY) -m mypy schemas common devstack jobs infra
 	$(TRAINER_PY) -m mypy trainer
 
 bench: setup  ## every benchmark in one run (docs/performance.md): one table, bench-results.json; BENCH_ARGS='--only codec'
 	$(JOBS_PY) -m infra.bench $(BENCH_ARGS)
 
 soak:  ## generator -> embedded runtime -> samples at a fixed rate on its own services; SOAK_ARGS='--duration 10m --rate 500'
-	$(JOBS_PY) -m jobs.soak $(SOAK_ARGS)
+	$(JOBS_PY) -m jobs.bench.soak $(SOAK_ARGS)
 
 clean:  ## remove caches and benchmark data (keeps the venvs and .state/: make clean-state deletes that)
 	rm -rf .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from common.topics import create_topics
-from infra.local import ManagedProcess, free_port, start_broker, start_redis
+from devstack.processes import ManagedProcess, free_port
+from devstack.stack import start_broker, start_redis
 
 # Fast consumer-group joins against the local broker (docs/architecture.md): ~3 s instead of ~23 s.
 FAST_GROUP_SETTINGS = {"max.poll.interval.ms": 10_000, "session.timeout.ms": 6_000}

@@ -1,8 +1,11 @@
-"""Package boundaries: the product never reaches into the developer stack, the shared library into nothing.
+"""The floor plan, as rules on imports (docs/architecture.md, layout).
 
-`infra` is the developer stack (local services, `cat`, Docker, `make bench`); `common` is the shared
-library every deployable imports (docs/architecture.md, layout). The checks read the imports with
-`ast`, nested ones included, so a lazy import inside a function counts too.
+Layers, bottom up: `schemas` (the records) and `common` (the shared library) import no package of ours
+above them; `devstack` (the developer stack: local broker, Redis, Flink cluster) sits on them; the
+product packages `jobs` and `trainer` sit on `schemas` and `common` and never import `devstack`, each
+other, or a benchmark subpackage (`*/bench/`, which may use `devstack` to start its own services); `infra`
+(the developer's commands, the demo, `make bench`) is on top. No module import cycle anywhere. The checks
+read the imports with `ast`, nested ones included, so a lazy import inside a function counts too.
 """
 
 from __future__ import annotations
@@ -13,25 +16,28 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCT_PACKAGES = ("schemas", "jobs", "trainer", "common")
-
-# Developer tools inside the product packages that genuinely start local services (a broker and a
-# redis-server on free ports) for their own run; they may import `infra.local` and nothing else of infra.
-STARTS_THE_DEVELOPER_STACK = {
-    "jobs/soak.py": "the soak test runs on its own broker and Redis",
-    "jobs/bench/stack.py": "the Kafka benchmarks run on their own broker and Redis",
-    "trainer/bench/sidecar.py": "the benchmark runs on its own broker and Redis",
-    "trainer/bench/gate.py": "the gate benchmark's Kafka run uses its own broker and Redis",
+OUR_PACKAGES = ("schemas", "common", "devstack", "jobs", "trainer", "infra")
+BENCH = ("schemas.bench", "jobs.bench", "trainer.bench")
+# What each package may import of ours besides itself (benchmark subpackages: see BENCH_MAY_IMPORT).
+MAY_IMPORT = {
+    "schemas": (),
+    "common": ("schemas",),
+    "devstack": ("common", "schemas"),
+    "jobs": ("common", "schemas"),
+    "trainer": ("common", "schemas"),
+    "infra": OUR_PACKAGES,
 }
-STACK_MODULE = "infra.local"
+BENCH_MAY_IMPORT = ("common", "schemas", "devstack")
+# The schema tool's command line keeps the shared command-line conventions; nothing imports it.
+COMMAND_MAY_IMPORT = {"schemas.__main__": ("common",)}
 
 # The join core is pure: the standard library, the record definitions and itself (docs/architecture.md).
 CORE_MAY_IMPORT = ("schemas", "jobs.core", "jobs.errors")
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module (and imported name) that `path` imports, at any depth; relative imports resolved."""
-    package = path.relative_to(ROOT).parent.parts
+def imported_names(path: Path, root: Path = ROOT) -> set[str]:
+    """What each import of `path` names, at any depth: `import a.b` names a.b, `from a import b` a.b."""
+    package = path.relative_to(root).parent.parts
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -39,48 +45,136 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = package[: len(package) - node.level + 1] if node.level else ()
             module = ".".join((*base, *([node.module] if node.module else [])))
-            found.add(module)
             found.update(f"{module}.{alias.name}" for alias in node.names)
     return found
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """Every module (and imported name) that `path` imports, at any depth; relative imports resolved."""
+    return imported_names(path, root) | {name.rpartition(".")[0] for name in imported_names(path, root)
+                                         if "." in name}
 
 
 def _in_package(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
 
 
-def product_modules(packages: tuple[str, ...] = PRODUCT_PACKAGES) -> list[Path]:
-    return sorted(path for package in packages for path in (ROOT / package).rglob("*.py"))
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
 
 
-def test_the_walk_sees_the_product() -> None:
-    names = {p.relative_to(ROOT).as_posix() for p in product_modules()}
-    assert {"jobs/sample_join.py", "trainer/__main__.py", "schemas/__init__.py", "common/config.py"} <= names
-    assert set(STARTS_THE_DEVELOPER_STACK) <= names, "an allow-listed module is gone: drop it from the list"
+def our_modules(packages: tuple[str, ...] = OUR_PACKAGES) -> dict[str, Path]:
+    """Every module of ours by name; a compiled extension by its type stub (`schemas/_avro.pyi`)."""
+    return {module_name(p): p for package in packages for suffix in ("*.pyi", "*.py")
+            for p in sorted((ROOT / package).rglob(suffix))}
+
+
+def _allowed(importer: str, imported: str) -> bool:
+    own = importer.split(".")[0]
+    if _in_package(imported, own):
+        bench_of_own = [b for b in BENCH if _in_package(imported, b)]
+        return not bench_of_own or any(_in_package(importer, b) for b in bench_of_own)
+    if any(_in_package(importer, b) for b in BENCH):
+        return any(_in_package(imported, p) for p in BENCH_MAY_IMPORT)
+    return any(_in_package(imported, p) for p in (*MAY_IMPORT[own], *COMMAND_MAY_IMPORT.get(importer, ())))
+
+
+def layer_violations() -> list[str]:
+    found = []
+    for name, path in our_modules().items():
+        for module in sorted(imported_modules(path)):
+            if module.split(".")[0] in OUR_PACKAGES and not _allowed(name, module):
+                found.append(f"{path.relative_to(ROOT).as_posix()}: imports {module}")
+    return found
+
+
+def import_cycles(modules: dict[str, Path], root: Path = ROOT) -> list[list[str]]:
+    """Strongly connected components (Tarjan) of more than one module in the import graph of ``modules``.
+
+    An import names a module or a name in one; it is an edge to the deepest module of ours it names."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in imported_names(path, root):
+            parts = imported.split(".")
+            for n in range(len(parts), 0, -1):
+                candidate = ".".join(parts[:n])
+                if candidate in modules:
+                    if candidate != name:
+                        targets.add(candidate)
+                    break
+        graph[name] = targets
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_the_walk_sees_every_package() -> None:
+    names = set(our_modules())
+    assert {"jobs.sample_join", "trainer.__main__", "schemas", "common.config", "devstack.stack", "infra.local",
+            "jobs.bench.soak", "jobs.runtime.embedded.runtime"} <= names
     assert {"common.config", "common.config.StrictConfig"} <= imported_modules(ROOT / "jobs" / "config.py")
     assert {"schemas.errors", "schemas.codec.Codec"} <= imported_modules(ROOT / "schemas" / "__init__.py")
 
 
-def test_product_modules_do_not_import_the_developer_stack() -> None:
-    offenders = []
-    for path in product_modules():
-        name = path.relative_to(ROOT).as_posix()
-        infra = {m for m in imported_modules(path) if _in_package(m, "infra")}
-        allowed = {STACK_MODULE} | {m for m in infra if _in_package(m, STACK_MODULE)}
-        if name in STARTS_THE_DEVELOPER_STACK:
-            infra -= allowed
-        if infra:
-            offenders.append(f"{name}: {sorted(infra)}")
-    assert not offenders, "product code imports infra (use common):\n" + "\n".join(offenders)
+def test_the_rules_see_what_they_forbid() -> None:
+    """The rule itself, on imports that break it (a test that can fail)."""
+    assert not _allowed("jobs.runtime.embedded.runtime", "devstack.stack")
+    assert not _allowed("trainer.state", "trainer.bench.world")
+    assert not _allowed("jobs.config", "trainer.config")
+    assert not _allowed("common.services", "jobs.config")
+    assert not _allowed("schemas.codec", "common.errors")
+    assert not _allowed("devstack.flink", "jobs.runtime.flink.job")
+    assert not _allowed("jobs.bench.soak", "trainer.state")
+    assert _allowed("jobs.bench.soak", "devstack.stack") and _allowed("jobs.bench.soak", "jobs.core")
+    assert _allowed("infra.local", "jobs.config") and _allowed("trainer.sidecar.loop", "trainer.config")
 
 
-def test_the_shared_library_imports_no_deployable() -> None:
-    offenders = [
-        f"{path.relative_to(ROOT).as_posix()}: {module}"
-        for path in product_modules(("common",))
-        for module in imported_modules(path)
-        if any(_in_package(module, package) for package in ("jobs", "trainer", "infra"))
-    ]
-    assert not offenders, "common must not depend on a deployable:\n" + "\n".join(offenders)
+def test_every_import_keeps_to_its_layer() -> None:
+    offenders = layer_violations()
+    assert not offenders, "imports across the layers (see this module's docstring):\n" + "\n".join(offenders)
+
+
+def test_no_import_cycles() -> None:
+    cycles = import_cycles(our_modules())
+    assert not cycles, "modules that import each other (directly or round a circle):\n" + "\n".join(
+        " <-> ".join(c) for c in cycles)
+
+
+def test_cycle_finder_finds_a_circle(tmp_path: Path) -> None:
+    for name, body in {"a.py": "import b\n", "b.py": "from c import x\n", "c.py": "def f():\n    import a\n",
+                       "d.py": "import a\n"}.items():
+        (tmp_path / name).write_text(body)
+    assert import_cycles({p.stem: p for p in tmp_path.glob("*.py")}, tmp_path) == [["a", "b", "c"]]
 
 
 def _core_modules() -> list[Path]:

@@ -20,6 +20,8 @@ from rich.table import Table
 from common.cli import EXIT_FAILED, Parser, deprecated_alias, duration, fail, non_negative_int, positive_int
 from common.errors import CommonError
 from common.output import write_atomic
+from devstack.processes import free_port
+from devstack.stack import LocalStack
 from infra.demo import report
 from infra.demo.day import DayModel, describe
 from infra.demo.live import LiveView
@@ -27,7 +29,6 @@ from infra.demo.plan import START_MS, DemoPlan
 from infra.demo.processes import Children, listen_port
 from infra.demo.scrape import scrape
 from infra.errors import InfraError
-from infra.local import LocalStack, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS_PY = str(ROOT / ".venv" / "jobs" / "bin" / "python")

@@ -18,7 +18,8 @@ from redis.retry import Retry
 
 from common.errors import ServiceError
 from common.services import PROGRESS_EVERY_S, check_redis_durability, one_line, wait_until_reachable
-from infra.local import free_port, start_redis
+from devstack.processes import free_port
+from devstack.stack import start_redis
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger("tests.services")

@@ -6,7 +6,7 @@ import pytest
 
 from common.errors import CommonError, TopicError
 from common.topics import create_topics
-from infra.local import free_port
+from devstack.processes import free_port
 
 
 def test_an_unreachable_broker_is_a_topic_error_naming_it() -> None:

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from common.defaults import LOCAL_KAFKA_PORT, LOCAL_REDIS_PORT
-from infra.local import kafka_ready, port_is_open, redis_ready
+from devstack.processes import port_is_open
+from devstack.stack import kafka_ready, redis_ready
 
 pytest.importorskip("pytest_docker", reason="pytest-docker is not installed (the dev extras; make setup)")
 

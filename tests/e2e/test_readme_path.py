@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from common.defaults import LOCAL_KAFKA_PORT, LOCAL_REDIS_PORT
-from infra.local import STATE_FILE_NAME, StackState, port_is_open
+from devstack.processes import port_is_open
+from devstack.stack import STATE_FILE_NAME, StackState
 from tests.infra.test_shipped_configs import SHIPPED_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[2]

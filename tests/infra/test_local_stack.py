@@ -14,7 +14,8 @@ import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from common.errors import ConfigError
-from infra.local import LocalStack, StackState, free_port, load_topics
+from devstack.processes import free_port
+from devstack.stack import LocalStack, StackState, load_topics
 
 pytestmark = pytest.mark.integration
 

@@ -32,7 +32,8 @@ from typing import Any
 import pytest
 
 from common.config import _ENV as ENV_REFERENCE
-from infra.local import LocalStack, StackState, free_port
+from devstack.processes import free_port
+from devstack.stack import LocalStack, StackState
 from jobs.config import SampleJoinConfig
 from tests.jobs.runtime.test_embedded import _assert_same_samples, _by_id
 

@@ -18,7 +18,8 @@ import yaml
 from common.config import validate_config
 from common.errors import ConfigError
 from common.topics import create_topics
-from infra.local import ManagedProcess, free_port, redis_binary
+from devstack.processes import ManagedProcess, free_port
+from devstack.stack import redis_binary
 from jobs.config import KafkaConfig, RedisConfig, SampleJoinConfig
 from jobs.runtime.embedded.metrics import RuntimeMetrics
 

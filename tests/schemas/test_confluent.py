@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from common.errors import ConfigError
 from common.wire import REGISTRY_AUTH_ENV, WireFormatConfig
-from infra.local import free_port
+from devstack.processes import free_port
 from schemas import RECORDS, BadMagic, Codec, TruncatedMessage, WrongRecord
 from schemas import confluent as confluent_module
 from schemas.compat import load_compat_config
@@ -235,7 +235,7 @@ def test_a_registry_that_refuses_the_level_stops_the_writer_in_one_line() -> Non
 
 def test_the_option_is_one_model_in_both_deployables() -> None:
     from jobs.config import KafkaConfig as JoinKafka
-    from trainer.sidecar.config import KafkaConfig as TrainerKafka
+    from trainer.config import KafkaConfig as TrainerKafka
 
     for model in (JoinKafka, TrainerKafka):
         assert model.model_fields["wire"].annotation is WireFormatConfig

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local import free_port
+from devstack.processes import free_port
 from tests.infra.test_shipped_configs import JOIN_YAML, generate, private_stack, run, shipped_env
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -574,7 +574,8 @@ def _redis(stack: ExitStack, workdir: Path) -> str:
     url = os.environ.get("REDIS_URL")
     if url:
         return url
-    from infra.local import free_port, start_redis
+    from devstack.processes import free_port
+    from devstack.stack import start_redis
 
     server = start_redis(free_port(), workdir / "redis.log")
     stack.callback(server.stop)

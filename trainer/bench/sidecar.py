@@ -75,7 +75,8 @@ def synthetic_samples(n: int, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def _services(stack: ExitStack, workdir: Path) -> tuple[str, str]:
-    from infra.local import free_port, start_broker, start_redis
+    from devstack.processes import free_port
+    from devstack.stack import start_broker, start_redis
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:

@@ -28,7 +28,7 @@ resolves everything pending, as in the embedded runtime.
 same graph runs with file sources and sinks in place of Kafka (tests; see
 :class:`jobs.runtime.flink.kafka.FileTables`).
 
-Submitting to a cluster: ``make flink-submit`` on the local session cluster (``infra/flink_cluster.py``);
+Submitting to a cluster: ``make flink-submit`` on the local session cluster (``devstack/flink.py``);
 the image of ``infra/flink/Dockerfile`` has all of it in place::
 
     flink run -d -pyclientexec /opt/venv/bin/python -pyexec /opt/venv/bin/python \\

@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from common.task_contract import read_task_contract
 from common.topics import create_topics
-from infra.local import free_port
+from devstack.processes import free_port
 from jobs.config import SampleJoinConfig
 from jobs.core.events import event_from_json
 from jobs.core.join import SampleJoin
@@ -449,7 +449,7 @@ def test_unreachable_kafka_or_redis_is_waited_for_then_one_line_and_exit_1(stack
 
 
 def test_a_redis_that_may_evict_keys_is_refused_at_start(stack: Stack, tmp_path: Path) -> None:
-    from infra.local import start_redis
+    from devstack.stack import start_redis
 
     server = start_redis(free_port(), tmp_path / "redis.log")
     try:
@@ -529,7 +529,7 @@ def test_redis_and_broker_dropping_out_while_running_lose_nothing(
     """Redis goes away for 3 s (and comes back with its data), then the broker stalls for 3 s."""
     import logging
 
-    from infra.local import start_broker
+    from devstack.stack import start_broker
 
     broker = start_broker(free_port(), tmp_path / "broker.log")
     port = free_port()

@@ -15,7 +15,8 @@ import pytest
 from sidecar_helpers import make_env, produce, wait_for
 from stream import stream
 
-from infra.local import free_port, start_broker, start_redis
+from devstack.processes import free_port
+from devstack.stack import start_broker, start_redis
 from trainer.config import TrainerConfig
 from trainer.samples import SampleTable, parse_sample
 from trainer.sidecar.errors import ExportFailed

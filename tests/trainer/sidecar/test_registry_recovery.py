@@ -20,7 +20,8 @@ import yaml
 from sidecar_helpers import SidecarEnv, make_env, produce
 from stream import stream
 
-from infra.local import ManagedProcess, free_port, start_redis
+from devstack.processes import ManagedProcess, free_port
+from devstack.stack import start_redis
 from trainer.__main__ import main
 from trainer.sidecar.registry import UNJUDGED, Registry, write_registry_file
 from trainer.sidecar.versions import RECORD_PATH, VersionStore

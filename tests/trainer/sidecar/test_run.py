@@ -253,7 +253,7 @@ def test_versions_trained_on_corrupt_labels_are_refused_or_rolled_back(sidecar_e
 def test_warm_start_distillation_and_the_metrics_endpoint(sidecar_env, processes, exported: Path) -> None:
     import urllib.request
 
-    from infra.local import free_port
+    from devstack.processes import free_port
 
     port = free_port()
     env: SidecarEnv = sidecar_env(**{"sidecar.metrics_port": port})
