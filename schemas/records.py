@@ -3,7 +3,9 @@
 Every runtime form of a record (the join core's value types, JSON forms, positional byte layouts)
 takes its field order and its enums from here, and :func:`check_fields` lets a module fail at import
 when a hand-typed form and its schema disagree (``Codec.encode`` fills defaults, so a field missing
-from a form would otherwise be silent). See docs/wire-format.md.
+from a form would otherwise be silent); :func:`check_view` does the same for a view that carries only
+the fields its reader uses (the trainer's sample) and names the ones it leaves out. See
+docs/wire-format.md.
 """
 
 from __future__ import annotations
@@ -88,6 +90,22 @@ def check_fields(record: str, names: Iterable[str], form: str) -> None:
         raise SchemaDefinitionError(
             f"{form} does not match the {record} schema ({_FILES[record]}): "
             f"missing {missing}, unknown {extra}, order {list(got)} vs {list(want)}"
+        )
+
+
+def check_view(record: str, names: Iterable[str], form: str, *, leaves_out: Iterable[str] = ()) -> None:
+    """Raise SchemaDefinitionError unless a view of ``record`` (a form that carries only the fields its
+    reader uses, in its own order) has only ``record``'s fields, each once, and leaves out exactly the
+    fields it says it does: a field added to the schema must be taken or named as left out."""
+    got, skipped = tuple(names), tuple(leaves_out)
+    want = FIELDS[record]
+    missing = [n for n in want if n not in got and n not in skipped]
+    extra = [n for n in (*got, *skipped) if n not in want]
+    twice = sorted({n for n in (*got, *skipped) if (*got, *skipped).count(n) > 1})
+    if missing or extra or twice:
+        raise SchemaDefinitionError(
+            f"{form} does not match the {record} schema ({_FILES[record]}): missing {missing} (take them or "
+            f"leave them out by name), unknown {extra}, named twice {twice}"
         )
 
 

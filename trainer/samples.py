@@ -1,36 +1,36 @@
 """Reading samples from JSON-lines files, Avro object-container files and Kafka messages.
 
 The ``Sample`` record has one definition, in the ``schemas`` package: Avro containers are read with
-its reader schema (older writer versions resolved), Kafka values are decoded by its single-object
-codec and validated against its pydantic model (:func:`decode_sample`, by the fast check
-:mod:`trainer.contract` derives from the model), and every record, whatever its source, is normalised
-by the one function :func:`parse_sample` (or, known to follow the contract, taken as it is). Files
-may also hold evaluation samples that carry only some fields (labels that are true labels, say);
-those are checked field by field. A record that is not a usable sample is skipped with its reason
-(and written to a dead-letter file when one is given); a file that cannot be read, or holds no
-usable sample at all, is an :class:`InputError`. Repeated ``sample_id``s (a replay's at-least-once
-output) are dropped: the first one wins.
+its reader schema (older writer versions resolved), Kafka values are decoded and held to its contract
+by the serde both deployables use (:func:`schemas.serde.decode_valid`, through :func:`decode_sample`),
+and every record, whatever its source, is normalised by the one function :func:`parse_sample` (or,
+known to follow the contract, taken as it is). The trainer's :class:`Sample` is a view of the record:
+the fields it reads, checked against the schema at import (each other field is named as left out), and
+:class:`SampleTable` is that view as columns. Files may also hold evaluation samples that carry only
+some fields (labels that are true labels, say); those are checked field by field. A record that is not
+a usable sample is skipped with its reason (and written to a dead-letter file when one is given); a
+file that cannot be read, or holds no usable sample at all, is an :class:`InputError`. Repeated
+``sample_id``s (a replay's at-least-once output) are dropped: the first one wins.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
-from pydantic import ValidationError
 
-from schemas import Codec, DecodeError
-from schemas.models import Sample as SampleRecord
+from schemas import Codec, DecodeError, InvalidRecord, records
 from schemas.records import POSITION_MAX, POSITION_MIN
-from trainer.contract import codec_contract_check
+from schemas.serde import decode_valid
 from trainer.errors import InputError
 
 if TYPE_CHECKING:
@@ -38,10 +38,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trainer")
 
-POSITIVE, NEGATIVE, LATE_POSITIVE = 0, 1, 2
-ATTRIBUTIONS = {"POSITIVE": POSITIVE, "NEGATIVE": NEGATIVE, "LATE_POSITIVE": LATE_POSITIVE}
+#: Sample.attribution as the trainer holds it: the symbol's index in the schema's enum (what Avro writes)
+ATTRIBUTIONS: dict[str, int] = {symbol: code for code, symbol in enumerate(records.ATTRIBUTIONS)}
+POSITIVE, NEGATIVE, LATE_POSITIVE = ATTRIBUTIONS["POSITIVE"], ATTRIBUTIONS["NEGATIVE"], ATTRIBUTIONS["LATE_POSITIVE"]
 AVRO_MAGIC = b"Obj\x01"
-MAP_GROUPS = ("context", "sparse", "dense")
+
+# The fields of the view, by what the table makes of them.
+ID_FIELDS = ("sample_id", "impression_id")  # deduplication, and evidence keyed by impression
+CATEGORICAL_FIELDS = ("user_id", "item_id", "position")  # categorical columns (position as its string)
+MAP_GROUPS = ("context", "sparse", "dense")  # one column per key: context.*, sparse.* categorical, dense.* numbers
+TARGET_FIELDS = ("label", "attribution")
+TIME_FIELDS = ("impression_time_ms", "emit_time_ms", "delay_ms")  # -1 where a record lacks one
+#: the Sample fields the trainer does not read
+LEFT_OUT = ("task", "request_id", "label_time_ms", "has_snapshot")
 
 
 class BadRecord(ValueError):
@@ -50,7 +59,7 @@ class BadRecord(ValueError):
 
 @dataclass(slots=True)
 class Sample:
-    """The parts of a sample the trainer uses, normalised."""
+    """The parts of a sample the trainer uses, normalised: a view of the schema's Sample record."""
 
     sample_id: str | None
     impression_id: str | None
@@ -66,6 +75,14 @@ class Sample:
     impression_time_ms: int | None = None
     emit_time_ms: int | None = None
     delay_ms: int | None = None
+
+
+VIEW_FIELDS = tuple(f.name for f in dataclasses.fields(Sample))
+records.check_view("Sample", VIEW_FIELDS, "trainer.samples.Sample", leaves_out=LEFT_OUT)
+records.check_view(
+    "Sample", (*ID_FIELDS, *CATEGORICAL_FIELDS, *MAP_GROUPS, *TARGET_FIELDS, *TIME_FIELDS), "trainer.samples' table",
+    leaves_out=LEFT_OUT,
+)
 
 
 def _time(record: dict[str, Any], name: str) -> int | None:
@@ -165,45 +182,32 @@ def parse_sample(record: Any) -> Sample:
     )
 
 
-def _contract_sample(record: dict[str, Any]) -> Sample:
-    """:func:`parse_sample`'s result for a decoded record known to follow the Sample contract (nothing
-    is left to check or convert; tests hold the two equal)."""
-    return Sample(
-        record["sample_id"],
-        record["impression_id"],
-        record["user_id"],
-        record["item_id"],
-        record["position"],
-        record["context"],
-        record["sparse"],
-        record["dense"],
-        record["label"],
-        ATTRIBUTIONS[record["attribution"]],
-        record["impression_time_ms"],
-        record["emit_time_ms"],
-        record.get("delay_ms"),  # optional in the contract: absent under a schema without it
-    )
+def _view_former() -> Callable[[dict[str, Any]], Sample]:
+    """A decoded record known to follow the Sample contract -> its view: :func:`parse_sample`'s result
+    with nothing left to check or convert (tests hold the two equal). Generated once from the view's
+    fields; a field the schema gives a default is read with ``get`` (absent under a codec whose
+    schema lacks it)."""
+    optional = records.DEFAULTS["Sample"]
+    values = []
+    for name in VIEW_FIELDS:
+        value = f"r.get({name!r})" if name in optional else f"r[{name!r}]"
+        values.append(f"codes[{value}]" if name == "attribution" else value)
+    scope: dict[str, Any] = {"Sample": Sample, "codes": ATTRIBUTIONS}
+    exec(f"def view(r):\n    return Sample({', '.join(values)})\n", scope)
+    return scope["view"]  # type: ignore[no-any-return]
+
+
+_contract_sample = _view_former()
 
 
 def decode_sample(data: bytes | None, codec: Codec | ConfluentCodec | None = None) -> Sample:
     """A Kafka message value (Avro single-object encoding; or, with a ConfluentCodec, the Confluent
     framing too) -> a sample; :class:`BadRecord` with the reason for an undecodable value (an unknown
     schema id, a registry that does not answer) or a record that breaks the Sample contract."""
-    if data is None:
-        raise BadRecord("empty message (null value)")
-    codec = codec or Codec.default()
     try:
-        record = codec.decode(data, "Sample")
-        # (a ConfluentCodec gives its codec's fingerprint and schema: the records follow the same schema)
-        if codec_contract_check(SampleRecord, codec, "Sample")(record):  # type: ignore[arg-type]
-            return _contract_sample(record)
-        SampleRecord.model_validate(record)  # refused by the fast check: the model's own reasons
-    except DecodeError as exc:
+        return _contract_sample(decode_valid(data, "Sample", codec))
+    except (DecodeError, InvalidRecord) as exc:
         raise BadRecord(str(exc)) from exc
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors())
-        raise BadRecord(f"invalid Sample: {problems}") from exc
-    return parse_sample(record)
 
 
 def _records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
@@ -354,7 +358,7 @@ class SampleTable:
             keys["context"].update(s.context)
             keys["sparse"].update(s.sparse)
         return (
-            ["user_id", "item_id", "position"]
+            list(CATEGORICAL_FIELDS)
             + [f"context.{k}" for k in sorted(keys["context"])]
             + [f"sparse.{k}" for k in sorted(keys["sparse"])]
         )
@@ -375,7 +379,6 @@ class SampleTable:
         return column
 
 
-TIME_FIELDS = ("impression_time_ms", "emit_time_ms", "delay_ms")
 MISSING_TIME = -1
 
 

@@ -1,4 +1,5 @@
-"""The fast Sample contract check: it accepts only what the pydantic model accepts."""
+"""The fast Sample contract check (schemas.contract): it accepts only what the pydantic model accepts,
+and the trainer's decode_sample holds Kafka values to it."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from synth import make_samples
 
 from schemas import Codec
+from schemas.contract import UnsupportedRule, contract_check, decoded_contract_check
 from schemas.models import Sample as SampleRecord
 from schemas.records import POSITION_MAX, POSITION_MIN
 from tests.schemas.schema_strategies import avro_values
-from trainer.contract import UnsupportedRule, contract_check, decoded_contract_check
 from trainer.samples import BadRecord, decode_sample, parse_sample
 
 CODEC = Codec.default()
