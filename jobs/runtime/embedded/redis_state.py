@@ -36,6 +36,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from common.connection import RedisConnection
 from jobs.errors import JobError
 
 log = logging.getLogger(__name__)
@@ -112,30 +113,29 @@ class RedisState:
 
     def __init__(
         self,
-        url: str,
+        redis_at: RedisConnection | str,
         key_prefix: str,
         group_id: str,
         ttl_ms: int,
         connect_timeout_s: float = 3.0,
         retry_for_s: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
-        client_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        """``client_kwargs``: credentials and TLS (``RedisConfig.client_kwargs()``); never logged."""
-        self.url = url
+        """``redis_at``: the config's ``redis`` (user, password, TLS), or a url."""
+        if not isinstance(redis_at, RedisConnection):
+            redis_at = RedisConnection(url=redis_at)
+        self.url = redis_at.url  # (without the credentials: the connection holds them apart)
         self.base = f"{key_prefix}:{group_id}"
         self.ttl_ms = max(1, ttl_ms)
         self.retry_for_s = retry_for_s
         self._sleep = sleep
         # No client-side retries: ours (_retrying) log, back off and give up after retry_for_s, and
         # the start-up check must fail fast.
-        self.client = redis.Redis.from_url(
-            url,
+        self.client = redis_at.client(
             socket_connect_timeout=connect_timeout_s,
             socket_timeout=30.0,
             health_check_interval=10,
             retry=Retry(NoBackoff(), 0),
-            **(client_kwargs or {}),
         )
         self.epochs: dict[int, int] = {}  # partitions we own -> the fencing token we took
         self._sha = hashlib.sha1(CHECKPOINT_LUA.encode()).hexdigest()  # loaded on first NOSCRIPT

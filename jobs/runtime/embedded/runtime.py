@@ -110,13 +110,7 @@ class EmbeddedRuntime:
         """Wait for Redis and Kafka (``local.start_wait``), check Redis's durability and the topics; raise
         RuntimeUnavailable with one line."""
         cfg = self.config
-        redis_state = RedisState(
-            cfg.redis.url,
-            cfg.redis.key_prefix,
-            cfg.kafka.group_id,
-            self._ttl_ms,
-            client_kwargs=cfg.redis.client_kwargs(),
-        )
+        redis_state = RedisState(cfg.redis, cfg.redis.key_prefix, cfg.kafka.group_id, self._ttl_ms)
         try:
             self._check_services(redis_state)
         except BaseException:
@@ -385,7 +379,7 @@ class EmbeddedRuntime:
         """Hand a shard's outputs to the sink; count its ignored label types."""
         runner = shard.runner
         if runner.samples or runner.unmatched:
-            self._sink.emit(runner.samples, runner.unmatched)  # type: ignore[union-attr]
+            self._sink.emit(runner.drain())  # type: ignore[union-attr]
         if runner.ignored_label_types:
             self.metrics.counts.ignored.update(runner.ignored_label_types)
             runner.ignored_label_types.clear()
