@@ -221,8 +221,7 @@ def bench_core(ctx: BenchContext) -> BenchResult:
     runner = LocalJoinRunner(SampleJoin(ctx.join), ctx.join.out_of_orderness)
 
     def drain() -> None:
-        runner.samples.clear()
-        runner.unmatched.clear()
+        runner.drain()
 
     gc.disable()
     try:

@@ -4,8 +4,9 @@ queue, and applying a :class:`~jobs.core.join.Step` (state, timers, outputs).
 The replay runner (:mod:`jobs.core.local`), each shard of the embedded runtime and the Flink
 KeyedProcessFunction all drive the core through a :class:`KeyedRunner`; they differ only in where
 the state lives (:class:`StateStore`), who keeps the timers (:class:`Timers`) and where the watermark
-comes from. Outputs collect in the runner's ``samples`` / ``unmatched`` lists until the runtime
-drains them (to a file, Kafka or Flink's collector).
+comes from. Outputs collect in the runner's ``samples`` / ``unmatched`` buffers (the core appends to
+them in place, on the hot path); the runtime takes them with :meth:`KeyedRunner.drain`, which hands
+over lists the caller owns, and writes them out (to a file, Kafka or Flink's collector).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from jobs.core.events import Event
 from jobs.core.join import Sample, SampleJoin, Step, UnmatchedLabel
@@ -77,6 +78,22 @@ class TimerQueue:
         return sum(len(keys) for keys in self.keys_at.values())
 
 
+class Outputs(NamedTuple):
+    """What the join emitted since the last drain; the caller owns both lists."""
+
+    samples: list[Sample]
+    unmatched: list[UnmatchedLabel]
+
+
+def drain_buffers(samples: list[Sample], unmatched: list[UnmatchedLabel]) -> Outputs:
+    """Move the buffers' contents into new lists and empty them (the core keeps appending to the
+    buffers it holds): an O(n) copy of references, nothing beside the encoding that follows."""
+    taken = Outputs(samples[:], unmatched[:])
+    samples.clear()
+    unmatched.clear()
+    return taken
+
+
 class KeyedRunner:
     """The join core over a state store and a timer queue: feed events and watermarks, take outputs.
 
@@ -110,6 +127,10 @@ class KeyedRunner:
         self.apply: Callable[[str, Step], None] = self._apply if fast is None else fast[1]
         #: process one event of its key under the watermark
         self.on_event: Callable[[Event, int], None] = self._on_event if fast is None else fast[0]
+
+    def drain(self) -> Outputs:
+        """The samples and unmatched labels emitted since the last drain, in emission order."""
+        return drain_buffers(self.samples, self.unmatched)
 
     def _on_event(self, event: Event, watermark_ms: int) -> None:
         key = event.request_id

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 from jobs.core.events import Event
 from jobs.core.join import Sample, SampleJoin, Step, UnmatchedLabel
-from jobs.core.keyed import DictStore, KeyedRunner, StateStore
+from jobs.core.keyed import DictStore, KeyedRunner, Outputs, StateStore
 from jobs.core.state import WATERMARK_END, WATERMARK_START, RequestState
 
 
@@ -40,6 +40,10 @@ class LocalJoinRunner:
         self.unmatched: list[UnmatchedLabel] = self.keyed.unmatched
         self.ignored_label_types: Counter[str] = self.keyed.ignored_label_types
         self.events = 0
+
+    def drain(self) -> Outputs:
+        """The samples and unmatched labels emitted since the last drain (see KeyedRunner.drain)."""
+        return self.keyed.drain()
 
     @property
     def timers_fired(self) -> int:
@@ -66,7 +70,7 @@ class LocalJoinRunner:
         """Process ``events`` like :meth:`process` each, in one tight loop (the replay's hot path).
 
         ``on_flush`` is called whenever ``samples`` or ``unmatched`` hold ``flush_every`` records;
-        it should drain them. Does not :meth:`finish`.
+        it should :meth:`drain` them. Does not :meth:`finish`.
         """
         if not isinstance(self.keyed.store, DictStore):
             for event in events:

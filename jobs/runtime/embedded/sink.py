@@ -14,7 +14,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from jobs.core.join import Sample, UnmatchedLabel
+from jobs.core.keyed import Outputs
 from jobs.errors import JobError
 from jobs.runtime.embedded.metrics import Counts
 from jobs.runtime.kafka_io import WireFormat
@@ -44,11 +44,12 @@ class KafkaSink:
             {**settings, "delivery.report.only.error": True, "on_delivery": self._on_delivery}
         )
 
-    def emit(self, samples: list[Sample], unmatched: list[UnmatchedLabel]) -> None:
-        """Encode and produce the outputs of the join (samples keyed by impression_id, unmatched
-        labels by request_id), count them, and empty both lists."""
+    def emit(self, outputs: Outputs) -> None:
+        """Encode and produce drained outputs of the join (samples keyed by impression_id, unmatched
+        labels by request_id) and count them."""
+        samples, unmatched = outputs
         if samples:
-            produce, encode, topics = self.producer.produce, self.wire.encode_sample_object, self.sample_topics
+            produce, encode, topics = self.producer.produce, self.wire.encode_sample, self.sample_topics
             for sample in samples:
                 value = encode(sample)
                 try:
@@ -56,14 +57,12 @@ class KafkaSink:
                 except BufferError:  # local queue full: let it drain, then retry
                     self.produce(topics[sample.task], value, sample.impression_id.encode())
             self.counts.samples_out.update(map(_task_and_attribution, samples))  # (counted in C)
-            samples.clear()
         if unmatched:
-            encode_unmatched = self.wire.encode_unmatched_object
+            encode_unmatched = self.wire.encode_unmatched
             reasons = self.counts.unmatched
             for record in unmatched:
                 self.produce(self.unmatched_topic, encode_unmatched(record), record.request_id.encode())
                 reasons[record.reason] += 1
-            unmatched.clear()
 
     def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any = None) -> None:
         """Produce one record, waiting while the local queue is full."""

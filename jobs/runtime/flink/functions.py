@@ -414,10 +414,10 @@ class JoinFunction(KeyedProcessFunction):
             topics = {name: f"{self.samples_prefix}{name}" for name in core.task_names}
             unmatched_topic = self.unmatched_topic
             self.sample_out = lambda s: Row(
-                topics[s.task], s.impression_id.encode("utf-8"), encode_sample(s.to_json()), None
+                topics[s.task], s.impression_id.encode("utf-8"), encode_sample(s), None
             )
             self.unmatched_out = lambda u: Row(
-                unmatched_topic, u.request_id.encode("utf-8"), encode_unmatched(u.to_json()), None
+                unmatched_topic, u.request_id.encode("utf-8"), encode_unmatched(u), None
             )
 
     def close(self) -> None:
@@ -485,17 +485,18 @@ class JoinFunction(KeyedProcessFunction):
     def _drain(self, runner: KeyedRunner) -> list[Any]:
         """The outputs of the call, as this function's output records."""
         out: list[Any] = []
-        if runner.samples:
+        if not (runner.samples or runner.unmatched):
+            return out
+        samples, unmatched = runner.drain()
+        if samples:
             sample_out = self.sample_out
             counts = self.sample_counts
-            for s in runner.samples:
+            for s in samples:
                 counts[(s.task, s.attribution)] += 1
                 out.append(sample_out(s))
-            runner.samples.clear()
-        if runner.unmatched:
+        if unmatched:
             unmatched_out = self.unmatched_out
-            for u in runner.unmatched:
+            for u in unmatched:
                 self.reason_counts[u.reason] += 1
                 out.append(unmatched_out(u))
-            runner.unmatched.clear()
         return out

@@ -73,8 +73,6 @@ def run_replay(
     summary = ReplaySummary(engine="local")
     core = SampleJoin(join)
     runner = LocalJoinRunner(core, join.out_of_orderness)
-    samples = runner.samples
-    unmatched_out = runner.unmatched
     parse = parse_event_line
     sample_counts: Counter[tuple[str, str]] = Counter()
     reason_counts: Counter[str] = Counter()
@@ -89,16 +87,15 @@ def run_replay(
             outputs.append(dl_f)
 
             def flush() -> None:
+                samples, unmatched_out = runner.drain()
                 if samples:
                     for s in samples:
                         sample_counts[(s.task, s.attribution)] += 1
                     out_f.write(_sample_lines(samples))
-                    samples.clear()
                 if unmatched_out:
                     for u in unmatched_out:
                         reason_counts[u.reason] += 1
                     un_f.write(_unmatched_lines(unmatched_out))
-                    unmatched_out.clear()
 
             counts = [0, 0, 0]  # lines, blank lines, dead-lettered lines
 

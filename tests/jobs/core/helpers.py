@@ -69,11 +69,8 @@ def replay(events: Iterable[Event], config: JoinConfig | None = None, *, state_b
 
 
 def drain(runner: LocalJoinRunner) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    samples = [s.to_json() for s in runner.samples]
-    unmatched = [u.to_json() for u in runner.unmatched]
-    runner.samples.clear()
-    runner.unmatched.clear()
-    return samples, unmatched
+    samples, unmatched = runner.drain()
+    return [s.to_json() for s in samples], [u.to_json() for u in unmatched]
 
 
 def canonical(records: Sequence[dict[str, Any]]) -> Counter[str]:
