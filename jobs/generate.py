@@ -156,14 +156,14 @@ def _confluent(wire: WireFormatConfig, topics: dict[str, str]) -> Callable[[dict
     """The events' encoder in the Confluent framing (registering their schemas); GenerateError if the
     registry cannot be used."""
     from jobs.errors import JobError
-    from jobs.runtime.kafka_io import ConfluentWireFormat
+    from jobs.runtime.kafka_io import WireFormat
     from schemas.confluent import ConfluentCodec
     from schemas.errors import SchemaError
 
     try:
         confluent = wire.codec()
         assert isinstance(confluent, ConfluentCodec)
-        return ConfluentWireFormat(confluent, events=topics).encode_event_json
+        return WireFormat(confluent, events=topics).encode_event_json
     except (JobError, SchemaError) as exc:
         raise GenerateError(str(exc)) from exc
 

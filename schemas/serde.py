@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
@@ -37,7 +38,7 @@ from .contract import codec_contract_check
 from .errors import DecodeError, EncodeError, InvalidRecord
 from .models import MODELS
 
-__all__ = ["EMPTY_MESSAGE", "Framing", "Serde", "decode_valid"]
+__all__ = ["EMPTY_MESSAGE", "Framing", "Reader", "Serde", "decode_valid"]
 
 T = TypeVar("T")
 
@@ -134,14 +135,19 @@ class Serde:
         return decode_valid(data, record, self.framing)
 
     def reader(
-        self, build: Mapping[str, Callable[..., T | None]], fallback: Callable[[str, dict[str, Any]], T]
-    ) -> Callable[[bytes | bytearray | memoryview], T]:
-        """Bytes -> a value of the caller's type. A message of the current schema of a record in
-        ``build`` is read by the native decoder and its fields, in schema order, handed to
-        ``build[name]``; anything else (another version, bytes the native decoder refuses, ``build``
+        self,
+        build: Mapping[str, Callable[..., T | None]],
+        fallback: Callable[[str, dict[str, Any]], T],
+        *,
+        empty: Callable[[str], Exception] = DecodeError,
+    ) -> Reader[T]:
+        """Bytes -> a value of the caller's type (:attr:`Reader.read`). A message of the current schema
+        of a record in ``build`` is read by the native decoder and its fields, in schema order, handed
+        to ``build[name]``; anything else (another version, bytes the native decoder refuses, ``build``
         returning None for a rule that fails) is decoded to ``(name, dict)`` and handed to
-        ``fallback``, which gives the value or raises with the precise reason. The Confluent framing
-        learns a registry id's native reader once a message has shown it is a current schema."""
+        ``fallback``, which gives the value or raises with the precise reason. A message without a
+        value raises ``empty(EMPTY_MESSAGE)``. The Confluent framing learns a registry id's native
+        reader once a message has shown it is a record's current schema."""
         fast: dict[bytes, Callable[[Any], T | None]] = {}
         decode = self.framing.decode
         size = self.header_size
@@ -151,15 +157,17 @@ class Serde:
                 if read is not None:
                     fast[MAGIC + self.codec.fingerprint(name)] = _native_reader(read, make)
 
-            def read_single(data: bytes | bytearray | memoryview) -> T:
-                reads = fast.get(data[:size])  # type: ignore[arg-type]
+            def read_single(data: bytes | None) -> T:
+                if data is None:
+                    raise empty(EMPTY_MESSAGE)
+                reads = fast.get(data[:size])
                 if reads is not None:
                     value = reads(data)
                     if value is not None:
                         return value
                 return fallback(*decode(data))
 
-            return read_single
+            return Reader(read_single, fast)
 
         confluent, codec = self.framing, self.codec
 
@@ -170,8 +178,10 @@ class Serde:
                 if read is not None:
                     fast[header] = _native_reader(read, build[name])
 
-        def read_confluent(data: bytes | bytearray | memoryview) -> T:
-            reads = fast.get(data[:size])  # type: ignore[arg-type]
+        def read_confluent(data: bytes | None) -> T:
+            if data is None:
+                raise empty(EMPTY_MESSAGE)
+            reads = fast.get(data[:size])
             if reads is not None:
                 value = reads(data)
                 if value is not None:
@@ -181,7 +191,16 @@ class Serde:
                 learn(bytes(data[:size]), name)
             return fallback(name, record)
 
-        return read_confluent
+        return Reader(read_confluent, fast)
+
+
+@dataclass(frozen=True)
+class Reader(Generic[T]):
+    """What :meth:`Serde.reader` builds: ``read`` (the hot path's function) and ``native``, the native
+    readers it has, by message header (the Confluent framing adds one per registry id it learns)."""
+
+    read: Callable[[bytes | None], T]
+    native: Mapping[bytes, Callable[[Any], T | None]]
 
 
 def _native_reader(read: Callable[[Any], tuple[Any, ...]], build: Callable[..., T | None]) -> Callable[[Any], T | None]:

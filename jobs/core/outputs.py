@@ -30,7 +30,9 @@ records.check_symbols("UnmatchedLabel", "reason", (NO_IMPRESSION, BEYOND_HORIZON
 
 @dataclass(slots=True)
 class Sample:
-    """One training sample (docs/wire-format.md); :meth:`to_json` gives exactly the contract's fields."""
+    """One training sample (docs/wire-format.md): the join core's slotted view of the schema's Sample
+    record, every field in schema order (checked below); :meth:`to_json` gives its JSON form, and
+    ``schemas.serde`` writes it to Kafka from its attributes."""
 
     sample_id: str
     task: str

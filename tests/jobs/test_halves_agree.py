@@ -122,7 +122,7 @@ def _check_the_trainer_takes_every_sample(events: list[Event]) -> int:
     runner.finish()
     for sample in runner.samples:
         record = sample.to_json()
-        for data in (WIRE.encode_sample_object(sample), WIRE.codec.encode("Sample", record)):
+        for data in (WIRE.encode_sample(sample), WIRE.codec.encode("Sample", record)):
             try:
                 decoded = decode_sample(data, WIRE.codec)
             except BadRecord as exc:  # pragma: no cover - the failure this test exists for

@@ -80,11 +80,11 @@ def test_forms_pass_the_codecs_strict_validation_and_round_trip() -> None:
     for sample in runner.samples:
         obj = sample.to_json()
         wire.codec.validate("Sample", obj)  # rejects unknown fields, checks types
-        assert wire.codec.decode(wire.encode_sample(obj), "Sample") == obj
+        assert wire.codec.decode(wire.encode_sample(sample), "Sample") == obj
     for unmatched in runner.unmatched:
         obj = unmatched.to_json()
         wire.codec.validate("UnmatchedLabel", obj)
-        assert wire.codec.decode(wire.encode_unmatched(obj), "UnmatchedLabel") == obj
+        assert wire.codec.decode(wire.encode_unmatched(unmatched), "UnmatchedLabel") == obj
     for event in EVENTS:
         assert wire.decode_event(wire.encode_event_json(event_to_json(event))) == event
 

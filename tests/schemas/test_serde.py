@@ -95,7 +95,11 @@ class Built:
 
 def test_a_reader_reads_the_current_schema_natively_and_the_rest_through_its_fallback() -> None:
     seen = Built()
-    read = Serde().reader(seen.builders(refuse=lambda *f: f[2] == "refused"), seen.fallback)
+    reader = Serde().reader(seen.builders(refuse=lambda *f: f[2] == "refused"), seen.fallback, empty=LookupError)
+    read = reader.read
+    assert list(reader.native) == [b"\xc3\x01" + CODEC.fingerprint("Label")]
+    with pytest.raises(LookupError, match=r"^empty message"):
+        read(None)
     fields = tuple(LABEL.values())
     assert read(CODEC.encode("Label", LABEL)) == ("fast", fields)
     assert read(CODEC.encode("Label", {**LABEL, "label_type": "refused"}))[0] == "general"
@@ -107,9 +111,11 @@ def test_a_reader_reads_the_current_schema_natively_and_the_rest_through_its_fal
 
 def test_a_confluent_reader_learns_a_registry_id_once_it_is_the_current_schema() -> None:
     serde, seen = confluent(), Built()
-    read = serde.reader(seen.builders(), seen.fallback)
+    reader = serde.reader(seen.builders(), seen.fallback)
+    read = reader.read
     data = serde.encoder("Label", "events.labels")(LABEL)
     assert read(data) == ("general", "Label")  # the first message of an id goes through the registry
+    assert list(reader.native) == [data[:5]]
     assert read(data) == ("fast", tuple(LABEL.values()))
     assert read(CODEC.encode("Label", LABEL)) == ("general", "Label")  # single-object messages still read
 
@@ -121,6 +127,6 @@ def test_a_reader_hands_an_older_version_to_its_fallback(
     edit_schema(schemas_copy, "label", lambda s: s["fields"].append(
         {"name": "country", "type": ["null", "string"], "default": None, "doc": "test"}))
     seen = Built()
-    read = Serde(Codec.from_dir(schemas_copy)).reader(seen.builders(), seen.fallback)
+    read = Serde(Codec.from_dir(schemas_copy)).reader(seen.builders(), seen.fallback).read
     assert read(CODEC.encode("Label", LABEL)) == ("general", "Label")
     assert seen.general == [("Label", {**LABEL, "country": None})] and seen.fast == []

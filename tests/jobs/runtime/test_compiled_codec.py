@@ -54,8 +54,8 @@ def codec_bytes(sample: Sample) -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(SAMPLES)
 def test_samples_encode_to_the_codecs_bytes(sample: Sample) -> None:
-    assert WIRE.encode_sample_object(sample) == codec_bytes(sample)
-    assert CODEC.decode(WIRE.encode_sample_object(sample), "Sample") == CODEC.decode(codec_bytes(sample), "Sample")
+    assert WIRE.encode_sample(sample) == codec_bytes(sample)
+    assert CODEC.decode(WIRE.encode_sample(sample), "Sample") == CODEC.decode(codec_bytes(sample), "Sample")
 
 
 def test_the_same_maps_again_and_changed_ones_give_their_own_bytes() -> None:
@@ -67,7 +67,7 @@ def test_the_same_maps_again_and_changed_ones_give_their_own_bytes() -> None:
     other = Sample("k:click:NEGATIVE", "click", "r", "k", "u", "w", 1, {}, 1, 0, "NEGATIVE", None, None, 2,
                    {"city": "sh"}, {}, False)
     for sample in (first, second, other, first):
-        assert WIRE.encode_sample_object(sample) == codec_bytes(sample)
+        assert WIRE.encode_sample(sample) == codec_bytes(sample)
 
 
 @pytest.mark.parametrize("n", [0, 1, 63, 64, -1, -64, -65, 8191, 8192, 2**35, 1_700_000_000_000, 2**41, 2**62,
@@ -91,12 +91,12 @@ def test_a_value_that_does_not_fit_names_its_field(field: str, value: Any, reaso
     sample = Sample("s", "click", "r", "i", "u", "v", 0, {}, 1, 0, "NEGATIVE", None, None, 2, {}, {}, False)
     setattr(sample, field, value)
     with pytest.raises(EncodeError, match=f"cannot encode Sample: {reason}"):
-        WIRE.encode_sample_object(sample)
+        WIRE.encode_sample(sample)
 
 
 def test_unmatched_labels_still_encode_through_the_codec() -> None:
     record = UnmatchedLabel(Label("r", "i", "click", 5, 1.0), "duplicate", "click")
-    assert CODEC.decode(WIRE.encode_unmatched_object(record), "UnmatchedLabel")["reason"] == "duplicate"
+    assert CODEC.decode(WIRE.encode_unmatched(record), "UnmatchedLabel")["reason"] == "duplicate"
 
 
 @pytest.mark.parametrize(

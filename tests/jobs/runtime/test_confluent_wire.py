@@ -24,10 +24,12 @@ from common.topics import create_topics
 from common.wire import WireFormatConfig
 from infra.cat import dump
 from infra.cat import main as cat_main
+from jobs.core.events import Label
+from jobs.core.outputs import Sample, UnmatchedLabel
 from jobs.generate import GeneratorConfig, KafkaTarget
 from jobs.generate import run as generate
 from jobs.runtime.embedded.runtime import EmbeddedRuntime
-from jobs.runtime.kafka_io import ConfluentWireFormat, WireFormat
+from jobs.runtime.kafka_io import WireFormat
 from jobs.sample_join import main as sample_join_main
 from schemas import Codec
 from schemas.confluent import MAGIC, ConfluentCodec, SchemaIdError
@@ -74,15 +76,15 @@ def unknown_id_message(record: str, value: dict[str, Any]) -> bytes:
 
 
 def test_the_default_keeps_the_single_object_wire_format_itself(stack: Stack) -> None:
-    """No confluent code on the default path: the join gets the plain WireFormat (benchmarked as is)."""
+    """No confluent code on the default path: the join's wire format is the single-object codec itself."""
     wire = WireFormat.for_join(stack.config().kafka, stack.config().join.tasks)
-    assert type(wire) is WireFormat
+    assert wire.serde.framing is wire.codec and not wire.serde.per_topic
 
 
 def test_events_of_both_framings_decode_to_the_same_events() -> None:
     topics = {"impression": "events.impressions", "feature_snapshot": "events.feature_snapshots",
               "label": "events.labels"}
-    wire = ConfluentWireFormat(framing(confluent()), events=topics)
+    wire = WireFormat(framing(confluent()), events=topics)
     single = WireFormat()
     for event in EVENTS:
         message = wire.encode_event_json(event)
@@ -102,7 +104,7 @@ def test_outputs_are_written_with_their_topics_ids(stack: Stack) -> None:
     wire_config = confluent()
     config = stack.config(kafka__wire=wire_config.model_dump())
     wire = WireFormat.for_join(config.kafka, config.join.tasks)
-    assert isinstance(wire, ConfluentWireFormat)
+    assert wire.serde.per_topic
     registry = framing(wire_config)
     sample = {
         "sample_id": "i1:click:POSITIVE", "task": "click", "request_id": "r1", "impression_id": "i1",
@@ -112,12 +114,13 @@ def test_outputs_are_written_with_their_topics_ids(stack: Stack) -> None:
     }
     for task in ("click", "conversion"):
         topic = f"{stack.samples_prefix}{task}"
-        message = wire.encode_sample({**sample, "task": task})
+        message = wire.encode_sample(Sample(**{**sample, "task": task}))
         assert message[:5] == registry.header(topic, "Sample")
         assert registry.decode(message, "Sample") == {**sample, "task": task}
     unmatched = {"request_id": "r", "impression_id": "i", "label_type": "click", "event_time_ms": 3, "value": 1.0,
                  "reason": "duplicate"}
-    message = wire.encode_unmatched(unmatched)
+    label = Label(**{k: v for k, v in unmatched.items() if k != "reason"})
+    message = wire.encode_unmatched(UnmatchedLabel(label, "duplicate", "click"))
     assert message[:5] == registry.header(stack.unmatched, "UnmatchedLabel")
     assert registry.decode(message, "UnmatchedLabel") == unmatched
 
@@ -134,7 +137,7 @@ def test_the_embedded_join_in_the_confluent_framing_feeds_the_trainer(stack: Sta
                           horizon_ms=600_000, run_id="cw")
     generate(cfg, out=str(stack.events_file))
     topics = {"impression": stack.impressions, "feature_snapshot": stack.snapshots, "label": stack.labels}
-    writer, single = ConfluentWireFormat(registry, events=topics), WireFormat()
+    writer, single = WireFormat(registry, events=topics), WireFormat()
     producer = Producer({"bootstrap.servers": stack.bootstrap, "partitioner": "murmur2_random"})
     framings = set()
     with stack.events_file.open() as fh:
