@@ -7,6 +7,7 @@ python -m trainer versions --config TRAINER.yaml [--redis-url URL] [--model-dir 
 python -m trainer rollback --config TRAINER.yaml [--redis-url URL] [--model-dir DIR] [--to VERSION]
 python -m trainer registry rebuild --config TRAINER.yaml [--redis-url URL] [--model-dir DIR] [--json]
 python -m trainer embeddings --model-dir DIR [--model-version N | --checkpoint] [--top K] [--json]
+python -m trainer materialize --model-dir DIR --model-version N [--out DIR] [--json]
 
 The conventions (common.cli): one-line errors naming the command and the flag; exit status 0 done,
 1 the run failed, 2 bad arguments, a bad config, or an input or model directory that cannot be used.
@@ -25,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 from common.cli import EXIT_FAILED, EXIT_USAGE, Parser, command_prog, config_default, fail, positive_int
 from common.errors import CommonError, ConfigError
-from trainer import embeddings, serving
+from trainer import delta, embeddings, serving
 from trainer.config import FitConfig, TrainerConfig
 from trainer.errors import InputError, ModelDirError, TrainerError
 from trainer.quiet import import_tensorflow
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     sidecar_cli.add_parsers(sub)
     serving.add_parser(sub)
     embeddings.add_parser(sub)
+    delta.add_parser(sub)
     return parser
 
 
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prog = command_prog(args, PROG)
     _setup_logging(args.quiet)
-    if args.command in ("fit", "evaluate", "run"):
+    if args.command in ("fit", "evaluate", "run", delta.COMMAND):
         import_tensorflow()
     try:
         if args.command == "fit":
@@ -209,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             "registry": sidecar_cli.registry,
             serving.COMMAND: serving.run,
             embeddings.COMMAND: embeddings.run,
+            delta.COMMAND: delta.run,
         }
         return command[args.command](args)
     except USAGE_ERRORS as exc:

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +92,25 @@ def write_saved_model(state: TrainerState, directory: Path) -> dict[str, Any]:
     return served.meta
 
 
-def export_state(state: TrainerState, directory: str | os.PathLike[str]) -> Path:
-    """Export ``state`` to ``directory`` atomically (replacing an earlier export there)."""
+def export_meta(state: TrainerState) -> dict[str, Any]:
+    """What ``trainer.json`` records of ``state``; the export adds ``served``, what the model serves."""
+    return {
+        **state.meta(),
+        "signature": {signature_name(f): f for f in state.spec.fields},
+        "vocab": state.vocabs.to_json(),
+    }
+
+
+def export_state(
+    state: TrainerState,
+    directory: str | os.PathLike[str],
+    meta: dict[str, Any] | None = None,
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Export ``state`` to ``directory`` atomically (replacing an earlier export there).
+
+    ``meta``: ``trainer.json`` without ``served`` when not ``state``'s own (a delta chain's, applied);
+    ``extra(tmp)`` adds files to the export before it is renamed into place (a delta beside it)."""
     target = Path(directory)
     if target.exists() and not target.is_dir():
         raise ModelDirError(f"export path {target} exists and is not a directory")
@@ -101,14 +119,11 @@ def export_state(state: TrainerState, directory: str | os.PathLike[str]) -> Path
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         served = write_saved_model(state, tmp)
-        meta = {
-            **state.meta(),
-            "signature": {signature_name(f): f for f in state.spec.fields},
-            "vocab": state.vocabs.to_json(),
-            **({"served": served} if served else {}),
-        }
+        meta = {**(export_meta(state) if meta is None else meta), **({"served": served} if served else {})}
         (tmp / META_PATH).parent.mkdir(parents=True, exist_ok=True)
         (tmp / META_PATH).write_text(json.dumps(meta, separators=(",", ":")), encoding="utf-8")
+        if extra is not None:
+            extra(tmp)
         replace_directory(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -125,6 +140,35 @@ def replace_directory(new: Path, target: Path) -> None:
     os.rename(target, old)
     os.rename(new, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def exported_values(directory: Path, model: Any) -> dict[str, np.ndarray]:
+    """The values an export holds for ``model``'s variables, by variable path: the variables it serves
+    (a pruned table made whole again), not those it leaves out (a dual DNN's teacher)."""
+    try:
+        loaded = tf.saved_model.load(str(directory))
+    except (OSError, tf.errors.OpError, ValueError) as exc:
+        raise ModelDirError(f"cannot load SavedModel {directory}: {' '.join(str(exc).split())}") from exc
+    saved = model.exported_variables({variable_key(v.name): v for v in loaded.variables})
+    values = {}
+    for variable in model.variables:
+        source = saved.get(variable_key(variable.path))
+        if source is None:
+            continue
+        value = np.array(source.numpy(), copy=True)
+        if value.shape != tuple(variable.shape):
+            raise ModelDirError(
+                f"variable {variable.path} has shape {value.shape} in {directory}, expected {tuple(variable.shape)}"
+            )
+        values[variable_key(variable.path)] = value
+    if not values:
+        raise ModelDirError(f"no variable of {directory} matches the model")
+    return values
+
+
+def variable_key(name: str) -> str:
+    """A variable's path without TensorFlow's ``:0`` (how an export's variables match a model's)."""
+    return name.split(":")[0]
 
 
 def read_export_meta(directory: Path) -> dict[str, Any] | None:

@@ -213,14 +213,16 @@ def versions(args: argparse.Namespace) -> int:
         print(json.dumps({"current": current, "freshness": freshness(records, current), "versions": records,
                           "unregistered": unregistered}, sort_keys=True))
         return 0
-    print(f"{'':2}{'version':>8}  {'status':<12}{'samples_trained':>16}  {'auc':>7}  {'logloss':>8}  {'bias':>6}")
+    print(f"{'':2}{'version':>8}  {'status':<12}{'samples_trained':>16}  {'auc':>7}  {'logloss':>8}  {'bias':>6}  "
+          "export")
     for r in records:
         m = r.get("metrics") or {}
         mark = "*" if r["version"] == current else " "
         trained = "-" if r.get("samples_trained") is None else r["samples_trained"]
         print(
             f"{mark:2}{r['version']:>8}  {r['status']:<12}{trained:>16}  "
-            f"{_num(m.get('auc'), 7, 4)}  {_num(m.get('logloss'), 8, 4)}  {_num(m.get('prediction_bias'), 6, 3)}"
+            f"{_num(m.get('auc'), 7, 4)}  {_num(m.get('logloss'), 8, 4)}  {_num(m.get('prediction_bias'), 6, 3)}  "
+            f"{_export(r)}"
         )
     if unregistered:
         print(f"on disk, not in the registry: {_listed(unregistered)} (python -m trainer registry rebuild)")
@@ -261,6 +263,13 @@ def registry(args: argparse.Namespace) -> int:
     pointer = "none" if restored.current is None else str(restored.current)
     print(f"current version: {pointer}{' (restored)' if restored.current_restored else ''}")
     return 0
+
+
+def _export(record: dict[str, Any]) -> str:
+    """``full``, or a delta's base and chain (``delta of 4: 5 6 7``); ``-`` for a version without it."""
+    if record.get("export") == "delta":
+        return f"delta of {record.get('base')}: {' '.join(str(v) for v in record.get('chain') or [])}"
+    return str(record.get("export") or "-")
 
 
 def _listed(numbers: list[int]) -> str:

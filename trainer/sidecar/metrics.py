@@ -56,6 +56,9 @@ class SidecarMetrics:
         ).labels(**labels)
         self.publishes = counter("trainer_publishes_total", "versions published by the gate").labels(**labels)
         self.refusals = counter("trainer_refusals_total", "versions refused by the gate").labels(**labels)
+        self.delta_failures = counter(
+            "trainer_delta_failures_total", "delta versions refused because they do not apply"
+        ).labels(**labels)
         self.rollbacks = counter("trainer_rollbacks_total", "automatic rollbacks of the current version").labels(
             **labels
         )

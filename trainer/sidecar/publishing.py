@@ -3,6 +3,8 @@
 A :class:`Publisher` owns the version directories, the registry and the loaded current version (the
 model that scores each batch before training, for the gate's reference and the live check). Every
 record and pointer change goes to disk before Redis (:class:`~trainer.sidecar.registry.Registry`).
+With ``sidecar.delta`` on, versions between full exports carry a delta too (:mod:`trainer.delta`);
+a delta that does not apply is refused like any bad version.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainer.config import SidecarConfig
+from trainer.delta import DeltaExports
 from trainer.sidecar.errors import ExportFailed
 from trainer.sidecar.gate import judge
 from trainer.sidecar.metrics import SidecarMetrics
@@ -43,6 +46,7 @@ class Publisher:
         self.registry = registry
         self.store = store
         self.metrics = metrics
+        self.deltas = DeltaExports(store.model_dir, config.delta.enabled, config.delta.full_every)
         self.scores = ScoreLog(config.gate)
         self.monitor = LiveMonitor(config.rollback, config.gate.confidence)
         self.current: int | None = None
@@ -124,7 +128,7 @@ class Publisher:
         """Export ``candidate``, judge it, register it, publish it if it passes; the registry record,
         or None when the export failed (the current version stays)."""
         try:
-            path = self.store.export(state, candidate.version)
+            written = self.store.export(state, candidate.version, self.deltas)
         except ExportFailed as exc:
             self.metrics.export_failures.inc()
             log.error("export failed; version %s stays current", self.current, extra={"error": str(exc)})
@@ -135,6 +139,8 @@ class Publisher:
         decision = judge(evidence, gate.thresholds, gate.confidence, gate.min_samples, self._references(evidence))
         data = scores.stats.check(self._since(), (self.current_record or {}).get("data_reference"))
         reasons = [*decision["reasons"], *data_reasons(data)]
+        if written.refused is not None:
+            reasons.insert(0, f"the delta does not apply: {written.refused}")
         record = {
             "version": candidate.version,
             "status": REFUSED if reasons else PUBLISHED,
@@ -153,9 +159,16 @@ class Publisher:
             "stream_ms": scores.stream_ms,
             "offsets": {str(p): o for p, o in sorted(candidate.offsets.items())},
             "step": state.step,
-            "path": str(path),
+            "path": str(written.path),
+            **written.record(),
         }
-        if reasons:
+        if written.refused is not None:
+            self.registry.add(record)
+            self.metrics.refusals.inc()
+            self.metrics.delta_failures.inc()
+            log.warning("delta version refused: it does not apply; the next version is a full export",
+                        extra={"version": candidate.version, "reason": written.refused})
+        elif reasons:
             self.registry.add(record)
             self.metrics.refusals.inc()
             log.warning("version refused by the gate", extra={"version": candidate.version, "reasons": reasons})

@@ -5,7 +5,8 @@ Each version directory carries its own record, ``<version>/assets.extra/odl-vers
 and the SavedModel loader ignore ``assets.extra``), and ``<model-dir>/current.json`` holds the current
 pointer; both are written atomically, before the registry, on every change. So a flushed or replaced
 Redis is rebuilt from disk, and nothing is ever deleted because the registry lacks it: the only
-deletion is the retention rule of :meth:`VersionStore.prune`.
+deletion is the retention rule of :meth:`VersionStore.prune`, which never deletes a version the chain
+of a kept delta version needs (:mod:`trainer.delta`: ``<version>/delta/`` beside the SavedModel).
 
 An export goes to a temporary sibling and is renamed into place (:func:`trainer.export.export_state`),
 so a reader never sees half a version. A failed export (no space, no permission) raises
@@ -17,11 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.output import write_atomic
+from trainer.delta import DeltaExports, Written, directory_bytes, needed_by
 from trainer.sidecar.errors import ExportFailed, RegistryError
 
 if TYPE_CHECKING:
@@ -49,14 +51,21 @@ class VersionStore:
     def next_version(self, registered: Iterable[int]) -> int:
         return max([0, *self.on_disk(), *registered]) + 1
 
-    def export(self, state: TrainerState, version: int) -> Path:
+    def export(self, state: TrainerState, version: int, deltas: DeltaExports | None = None) -> Written:
+        """Write ``version``: a full export, or with ``deltas`` a delta of the previous version when one
+        is due (beside its full SavedModel). ExportFailed when the disk refuses."""
         import tensorflow as tf
 
         from trainer.export import export_state
 
+        def full(state: TrainerState, number: int, extra: Callable[[Path], None] | None) -> Path:
+            return export_state(state, self.path(number), extra=extra)
+
         target = self.path(version)
         try:
-            return export_state(state, target)
+            if deltas is not None:
+                return deltas.export(state, version, full)
+            return Written(full(state, version, None), "full", directory_bytes(target))
         except (OSError, tf.errors.OpError) as exc:
             shutil.rmtree(target, ignore_errors=True)
             reason = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
@@ -113,9 +122,11 @@ class VersionStore:
 
     def prune(self, protected: Iterable[int]) -> list[int]:
         """The retention rule, the only deletion: keep the newest ``keep`` versions and the
-        ``protected`` ones (the current and the last good version); remove the rest."""
+        ``protected`` ones (the current and the last good version), and every version the chain of a
+        kept delta needs (its base and the deltas before it); remove the rest."""
         versions = self.on_disk()
         keep = set(versions[-self.keep :]) | set(protected)
+        keep |= {needed for v in list(keep) for needed in needed_by(self.path(v))}
         removed = [v for v in versions if v not in keep]
         for v in removed:
             shutil.rmtree(self.path(v), ignore_errors=True)
