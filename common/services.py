@@ -21,8 +21,11 @@ PROGRESS_EVERY_S = 5.0
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as one line: its text with whitespace collapsed, or its type's name."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """An exception as one line: its text with whitespace collapsed, or its type's name. A Kafka
+    client's exception reads as its error's own text (``KafkaError.str()``), not the error's repr."""
+    first = exc.args[0] if exc.args else None
+    text = first.str() if callable(getattr(first, "str", None)) else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def wait_until_reachable(

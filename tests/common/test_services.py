@@ -175,3 +175,11 @@ def _initial_aof_written(client: redis.Redis) -> None:
 def _progress(caplog: pytest.LogCaptureFixture) -> list[float]:
     """The seconds waited, as each progress line says."""
     return [float(r.args[1]) for r in caplog.records if r.getMessage().startswith("waiting for ")]  # type: ignore[index]
+
+
+def test_one_line_reads_a_kafka_error_by_its_own_text() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    exc = KafkaException(KafkaError(KafkaError._TRANSPORT, "broker\n  went away"))
+    assert one_line(exc) == "broker went away"
+    assert one_line(ValueError("two\nlines")) == "two lines" and one_line(RuntimeError()) == "RuntimeError"

@@ -50,6 +50,16 @@ def test_calibration_fnc_by_hand_and_clipped() -> None:
         Calibration("isotonic")
 
 
+@pytest.mark.parametrize("mode", ["identity", "fnc"])
+def test_the_sidecars_numpy_calibration_is_the_served_layers(mode: str) -> None:
+    """The sidecar scores its evidence with the same formula the export serves (one definition)."""
+    from trainer.layers.calibration import calibrated
+
+    b = np.linspace(0.0, 0.999, 101).astype(np.float32)
+    served = keras.ops.convert_to_numpy(Calibration(mode, max_probability=0.95)(b))
+    np.testing.assert_allclose(calibrated(b, mode, 0.95, np), served, rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     "layer",
     [

@@ -209,8 +209,8 @@ class Harness:
 
         from trainer.features import FeatureSpec
         from trainer.fit import targets
+        from trainer.layers.calibration import calibrated
         from trainer.samples import SampleTable, parse_sample
-        from trainer.sidecar.scores import calibrate
         from trainer.state import TrainerState
 
         samples = [s for s in map(parse_sample, records) if not self.dedup.seen(str(s.sample_id), s.emit_time_ms)]
@@ -224,8 +224,8 @@ class Harness:
         current = self.publisher.score_current(table)
         _, logits = self.state.train_and_score(self.state.encode(self.state.prepare(table), rows),
                                                targets(table, rows, None))
-        progressive = calibrate(1.0 / (1.0 + np.exp(-logits)), self.state.loss.calibration,
-                                self.config.loss.fnc_max_probability)
+        progressive = calibrated(1.0 / (1.0 + np.exp(-logits)), self.state.loss.calibration,
+                                 self.config.loss.fnc_max_probability, np)
         self.publisher.record_scores(table, progressive, current, self.position.samples_trained)
         self.position.samples_trained += len(table)
         notice = self.publisher.check_live()

@@ -10,6 +10,16 @@ from keras import ops
 CALIBRATIONS = ("identity", "fnc")
 
 
+def calibrated(probability: Any, mode: str, max_probability: float, xp: Any = ops) -> Any:
+    """The served probability for the model's ``probability`` (see :class:`Calibration`); ``xp`` is the
+    array module: ``keras.ops`` in the served graph, ``numpy`` where the sidecar scores its evidence."""
+    if mode == "identity":
+        return probability
+    # b / (1 - b) <= m  <=>  b <= m / (1 + m): clip b first so the division stays finite.
+    b = xp.clip(probability, 0.0, max_probability / (1.0 + max_probability))
+    return b / (1.0 - b)
+
+
 @keras.saving.register_keras_serializable(package="trainer")
 class Calibration(keras.layers.Layer):
     """Maps the model's probability ``b`` to the served one.
@@ -27,11 +37,7 @@ class Calibration(keras.layers.Layer):
         self.max_probability = float(max_probability)
 
     def call(self, probability: Any) -> Any:
-        if self.mode == "identity":
-            return probability
-        # b / (1 - b) <= m  <=>  b <= m / (1 + m): clip b first so the division stays finite.
-        b = ops.clip(probability, 0.0, self.max_probability / (1.0 + self.max_probability))
-        return b / (1.0 - b)
+        return calibrated(probability, self.mode, self.max_probability)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from common.services import one_line
 from schemas.confluent import ConfluentCodec, RegistryError
 from schemas.deadletter import deadletter_headers
 from trainer.config import SidecarConfig
@@ -82,7 +83,7 @@ class SampleSource:
         try:
             meta = self.consumer.list_topics(self.topic, timeout=timeout_s)
         except KafkaException as exc:
-            raise Unavailable(f"cannot reach Kafka at {self.config.kafka.bootstrap_servers}: {_text(exc)}") from exc
+            raise Unavailable(f"cannot reach Kafka at {self.config.kafka.bootstrap_servers}: {one_line(exc)}") from exc
         info = meta.topics.get(self.topic)
         if info is None or info.error is not None or not info.partitions:
             raise SidecarError(f"topic {self.topic} does not exist on {self.config.kafka.bootstrap_servers}")
@@ -190,7 +191,7 @@ class SampleSource:
                 self.consumer.commit(offsets=partitions, asynchronous=True)
             return True
         except KafkaException as exc:
-            log.warning("offset commit failed; the next checkpoint commits again", extra={"error": _text(exc)})
+            log.warning("offset commit failed; the next checkpoint commits again", extra={"error": one_line(exc)})
             return False
 
     def lag(self) -> dict[int, int]:
@@ -210,12 +211,6 @@ class SampleSource:
             self.producer.flush(5.0)
         finally:
             self.consumer.close()
-
-
-def _text(exc: BaseException) -> str:
-    err: Any = exc.args[0] if exc.args else None
-    text = err.str() if hasattr(err, "str") else str(exc)
-    return " ".join(text.split()) or type(exc).__name__
 
 
 class Prefetcher:

@@ -22,6 +22,7 @@ import numpy as np
 from common.services import wait_until_reachable
 from trainer.config import TrainerConfig
 from trainer.fit import targets as fit_targets
+from trainer.layers.calibration import calibrated
 from trainer.samples import Sample, SampleTable
 from trainer.sidecar.batching import Batch, Batcher
 from trainer.sidecar.checkpoint import CheckpointStore, Position
@@ -32,7 +33,6 @@ from trainer.sidecar.join_contract import check_join_contract
 from trainer.sidecar.metrics import SidecarMetrics, Summaries
 from trainer.sidecar.publishing import Publisher
 from trainer.sidecar.registry import Registry, write_registry_file
-from trainer.sidecar.scores import calibrate
 from trainer.sidecar.versions import VersionStore
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ class Sidecar:
             result, logits = state.train_and_score(encoded, step_targets)
         # progressive validation: the step's predictions were made before it trained on the batch
         probability = 1.0 / (1.0 + np.exp(-logits))
-        progressive = calibrate(probability, state.loss.calibration, self.config.loss.fnc_max_probability)
+        progressive = calibrated(probability, state.loss.calibration, self.config.loss.fnc_max_probability, np)
         self.publisher.record_scores(table, progressive, current, self.position.samples_trained)
         self.position.samples_trained += len(table)
         self.summary.samples_trained = self.position.samples_trained

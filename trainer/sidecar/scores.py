@@ -25,14 +25,6 @@ if TYPE_CHECKING:
     from trainer.samples import SampleTable
 
 
-def calibrate(probability: np.ndarray, mode: str, max_probability: float) -> np.ndarray:
-    """What the exported model serves for the model's probability (see trainer.layers.Calibration)."""
-    if mode == "identity":
-        return probability
-    b = np.clip(probability, 0.0, max_probability / (1.0 + max_probability))
-    return b / (1.0 - b)
-
-
 class ScoreLog:
     def __init__(self, gate: GateConfig):
         self.gate = gate
