@@ -23,10 +23,17 @@ from common.services import START_WAIT_S
 from common.topics import DEADLETTER_TOPIC, samples_topic
 from trainer.losses.params import LOSS_NAMES as LOSS_NAMES  # re-exported for the CLI
 from trainer.losses.params import LossName, LossParams
+from trainer.samples import CATEGORICAL_FIELDS
 
 # Fields of a sample (docs/wire-format.md) that carry features; maps are addressed as "context.KEY",
 # "sparse.KEY" and "dense.KEY".
 ID_FIELDS = ("user_id", "item_id")
+
+
+def is_categorical_field(name: str) -> bool:
+    """Whether ``name`` has the form of a categorical feature field (one with embeddings)."""
+    group, dot, key = name.partition(".")
+    return name in CATEGORICAL_FIELDS or (bool(dot) and bool(key) and group in ("context", "sparse"))
 
 
 class VocabConfig(StrictConfig):
@@ -51,6 +58,21 @@ class FeaturesConfig(StrictConfig):
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     vocab: VocabConfig = VocabConfig()
+    # Categorical fields whose embeddings (and wide weights, vocabulary, and the crosses of frozen fields
+    # only) keep their warm-start values while the rest trains (docs/trainer.md, Frozen features). A
+    # training setting: a warm start keeps the run's list, not the saved model's.
+    frozen: tuple[str, ...] = ()
+
+    @field_validator("frozen")
+    @classmethod
+    def _categorical_fields(cls, frozen: tuple[str, ...]) -> tuple[str, ...]:
+        for name in frozen:
+            if not is_categorical_field(name):
+                raise ValueError(
+                    f"cannot freeze {name!r}: expected a categorical field (user_id, item_id, position, "
+                    "context.KEY or sparse.KEY)"
+                )
+        return frozen
 
     @field_validator("crosses")
     @classmethod

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,9 +189,12 @@ class EncodedBatch:
 class FeatureEncoder:
     """The training path: samples -> model inputs, advancing the dynamic vocabularies."""
 
-    def __init__(self, spec: FeatureSpec, vocabs: VocabSet):
+    def __init__(self, spec: FeatureSpec, vocabs: VocabSet, frozen: Collection[str] = ()):
         self.spec = spec
         self.vocabs = vocabs
+        # features.frozen: a frozen field's vocabulary is frozen with its rows (no admission, no
+        # eviction); an ID it does not hold reads the OOV row, as in serving
+        self.frozen = frozenset(frozen)
         self._tracked_offsets = spec.base_offsets[: len(spec.tracked)]
 
     def prepare(self, table: SampleTable) -> PreparedTable:
@@ -225,6 +228,9 @@ class FeatureEncoder:
         resets: list[int] = []
         sightings = prepared.table.attributions[rows] != LATE_POSITIVE  # an impression is one sighting
         for (field, _), column, offset in zip(self.spec.tracked, prepared.tracked, self._tracked_offsets, strict=True):
+            if field in self.frozen:
+                columns.append(self._slots(field, column[rows]))
+                continue
             slots, reused = self.vocabs[field].lookup(column[rows].tolist(), step, sightings)
             columns.append(slots)
             resets.extend(offset + s for s in reused)
@@ -237,16 +243,18 @@ class FeatureEncoder:
 
     def peek(self, prepared: PreparedTable, rows: np.ndarray) -> EncodedBatch:
         """Model inputs without counting sightings (evaluation on the training path)."""
-        columns = [
-            np.fromiter((self.vocabs[f].slot(k) for k in col[rows].tolist()), np.int32, len(rows))
-            for (f, _), col in zip(self.spec.tracked, prepared.tracked, strict=True)
-        ]
+        columns = [self._slots(f, col[rows]) for (f, _), col in zip(self.spec.tracked, prepared.tracked, strict=True)]
         tracked = np.stack(columns, axis=1) if columns else np.zeros((len(rows), 0), np.int32)
         return EncodedBatch(
             ids=np.concatenate([tracked, prepared.hashed[rows]], axis=1).astype(np.int32),
             dense=prepared.dense[rows],
             resets=np.zeros(0, np.int32),
         )
+
+    def _slots(self, field: str, keys: np.ndarray) -> np.ndarray:
+        """The slots ``field``'s vocabulary holds for ``keys`` (0, the OOV slot, for the others)."""
+        vocab = self.vocabs[field]
+        return np.fromiter((vocab.slot(k) for k in keys.tolist()), np.int32, len(keys))
 
 
 @keras.saving.register_keras_serializable(package="trainer")

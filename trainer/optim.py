@@ -91,3 +91,40 @@ def reset_rows(optimizer: Any, variable: Any, rows: np.ndarray, values: tf.Tenso
         else:
             fresh = _ftrl_linear(optimizer, values)
         slot.value.scatter_update(tf.IndexedSlices(fresh, rows_t))
+
+
+class FrozenRows:
+    """Rows of variables held at fixed values while the rest trains (``features.frozen``).
+
+    :meth:`restore` writes the rows back from a snapshot after each optimizer step (inside the compiled
+    train step): the rows stay bit for bit what :meth:`take` read, whatever the optimizers compute for
+    them (FTRL re-derives its weights from its slots, AdamW decays every weight, the EMA average drifts).
+    """
+
+    def __init__(self, tables: Sequence[tuple[Any, np.ndarray]]):
+        self.tables = [
+            (
+                variable,
+                tf.constant(rows, tf.int32),
+                tf.Variable(tf.zeros((len(rows), *variable.shape[1:]), variable.dtype), trainable=False),
+            )
+            for variable, rows in tables
+            if len(rows)
+        ]
+        self.taken = False
+
+    @property
+    def rows(self) -> int:
+        """Rows held, over every table."""
+        return sum(int(rows.shape[0]) for _, rows, _ in self.tables)
+
+    def take(self) -> None:
+        """Snapshot the rows' current values (what :meth:`restore` writes back)."""
+        for variable, rows, snapshot in self.tables:
+            snapshot.assign(tf.gather(variable.value, rows))
+        self.taken = True
+
+    def restore(self) -> None:
+        """Write the snapshot back into the rows (eager, or traced into a train step)."""
+        for variable, rows, snapshot in self.tables:
+            variable.value.scatter_update(tf.IndexedSlices(snapshot, rows))

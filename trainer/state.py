@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ import tensorflow as tf
 
 from common.output import AtomicFile
 from trainer.config import TrainerConfig
-from trainer.errors import ModelDirError
+from trainer.errors import ModelDirError, TrainerError
 from trainer.features import EncodedBatch, FeatureEncoder, FeatureSpec, PreparedTable
+from trainer.layers.wide import WideLayer, field_offsets
 from trainer.losses.base import cross_entropy
 from trainer.losses.pending import PendingClicks
 from trainer.losses.registry import get_loss
 from trainer.models import build_model
-from trainer.optim import make_optimizers
+from trainer.optim import FrozenRows, make_optimizers
 from trainer.samples import LATE_POSITIVE, TIME_FIELDS, SampleTable
 from trainer.vocab import VocabSet, vocab_state
 
@@ -76,9 +78,12 @@ class TrainerState:
             self.loss, wide_optimizer, deep_optimizer, config.loss.distill_weight, m.embedding_l2
         )
         vocab_cfg = config.features.vocab
+        frozen = config.features.frozen
         self.encoder = FeatureEncoder(
-            spec, vocabs or spec.new_vocabs(vocab_cfg.admit_after, vocab_cfg.evict_after_steps)
+            spec, vocabs or spec.new_vocabs(vocab_cfg.admit_after, vocab_cfg.evict_after_steps), frozen
         )
+        self.frozen = FrozenRows(frozen_tables(self.model, spec, frozen))
+        self.loaded_from: str | None = None  # where the weights were last loaded from (None: initialised)
         self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self._step = 0  # step_var's value, read without an eager op (several a batch otherwise)
         loss = config.loss
@@ -101,7 +106,13 @@ class TrainerState:
                 },
             ),
         )
-        self._train_step = tf.function(self.model.train_step, input_signature=signature)
+
+        def train_step(data: Any) -> dict[str, Any]:
+            result = self.model.train_step(data)
+            self.frozen.restore()  # features.frozen: the one train step of fit and the sidecar holds them
+            return result
+
+        self._train_step = tf.function(train_step, input_signature=signature)
         self._logits = tf.function(lambda inputs: self.model(inputs)["logit"], input_signature=signature[0][:1])
 
     # -- construction ------------------------------------------------------------------------------
@@ -145,6 +156,8 @@ class TrainerState:
     ) -> tuple[dict[str, float], np.ndarray]:
         """:meth:`train_on_batch`, and the batch's logits before the update (what :meth:`logits` gave
         just before): progressive scoring from the step's own forward pass, not a second one."""
+        if not self.frozen.taken:
+            self._take_frozen()
         if batch.resets.size:
             self.model.reset_rows(batch.resets, self.step)
         step_targets: dict[str, Any] = {key: targets[key] for key in ("label", "attribution", "teacher")}
@@ -198,6 +211,8 @@ class TrainerState:
         optimizer = self.model.deep_optimizer
         if optimizer.use_ema:
             optimizer.finalize_variable_values(self.model.deep_variables)
+            if self.frozen.taken:  # the average of a held row is not bit for bit the row
+                self.frozen.restore()
         if not self.config.fit.refit_bias:
             return None
         return self.refit_bias(self.encoder.peek(prepared, np.arange(len(prepared.table))), targets)
@@ -264,6 +279,26 @@ class TrainerState:
         """Restore the checkpoint ``prefix`` (written by :meth:`save_checkpoint`) in place."""
         self.checkpoint().restore(prefix).expect_partial()
         self._step = int(self.step_var.numpy())
+        self.weights_loaded(prefix)
+
+    def weights_loaded(self, source: str) -> None:
+        """The weights were just set from ``source`` (a checkpoint, an export): the frozen fields keep
+        these values from the next train step on."""
+        self.loaded_from = source
+        self.frozen.taken = False
+
+    def _take_frozen(self) -> None:
+        self.frozen.take()
+        fields = ", ".join(self.config.features.frozen)
+        if not fields:
+            return
+        if self.loaded_from is None:
+            log.info("features.frozen: %s stay at their initialisation (no warm start to keep the values of)", fields)
+        else:
+            log.info(
+                "features.frozen: %s keep the values of %s (%d rows in %d tables)",
+                fields, self.loaded_from, self.frozen.rows, len(self.frozen.tables),
+            )
 
     def save_checkpoint(self, directory: str | os.PathLike[str], max_to_keep: int = 3) -> str:
         """Write ``trainer.json`` and a new checkpoint (model, optimizers, vocabularies, step)."""
@@ -272,6 +307,41 @@ class TrainerState:
         write_json_atomic(directory / META_FILE, self.meta())
         manager = tf.train.CheckpointManager(self.checkpoint(), str(directory), max_to_keep=max_to_keep)
         return str(manager.save(checkpoint_number=self.step))
+
+
+def frozen_tables(model: Any, spec: FeatureSpec, fields: Sequence[str]) -> list[tuple[Any, np.ndarray]]:
+    """(variable, rows) that ``features.frozen`` holds: the fields' rows of every per-id table (their
+    embeddings, wide weights and FM factors; a multi-hash field's every sub-table) and the rows of the
+    crosses between frozen fields only (a cross with a trained field goes on learning).
+
+    Raises :class:`~trainer.errors.TrainerError` naming a field the model has no rows for."""
+    categorical = list(dict.fromkeys(spec.base_fields))
+    missing = [f for f in fields if f not in categorical]
+    if missing:
+        raise TrainerError(
+            f"features.frozen names {', '.join(missing)}, which the model has no embeddings for "
+            f"(its categorical fields: {', '.join(categorical)})"
+        )
+    if not fields:
+        return []
+    frozen = set(fields)
+    base = np.concatenate(
+        [
+            np.arange(offset, offset + size)
+            for name, offset, size in zip(spec.base_fields, spec.base_offsets, spec.base_sizes, strict=True)
+            if name in frozen
+        ]
+    )
+    tables = [(variable, base) for variable, _ in model.row_tables()]
+    crosses = [
+        np.arange(offset, offset + n)
+        for (a, b, n), offset in zip(spec.crosses, field_offsets(spec.cross_sizes), strict=True)
+        if a in frozen and b in frozen
+    ]
+    if crosses:  # the wide part's (a two-tower model has none)
+        cross_rows = np.concatenate(crosses)
+        tables += [(layer.cross_linear, cross_rows) for layer in model.layers if isinstance(layer, WideLayer)]
+    return tables
 
 
 def read_meta(path: Path) -> dict[str, Any]:

@@ -42,12 +42,14 @@ def warm_start(path: str | os.PathLike[str], config: TrainerConfig) -> TrainerSt
 
 
 def merge_architecture(config: TrainerConfig, meta: dict[str, Any]) -> TrainerConfig:
-    """``config`` with the features and model sections of a saved state (the architecture is fixed)."""
+    """``config`` with the features and model sections of a saved state (the architecture is fixed;
+    what only steers training, such as ``features.frozen``, is the run's)."""
     saved = TrainerConfig.from_json(meta["config"])
-    if saved.model != config.model or saved.features != config.features:
+    features = saved.features.model_copy(update={"frozen": config.features.frozen})
+    if saved.model != config.model or features != config.features:
         log.info("warm start: keeping the saved model's features and model settings")
     return config.model_copy(
-        update={"features": saved.features, "model": saved.model.with_training_settings_of(config.model)}
+        update={"features": features, "model": saved.model.with_training_settings_of(config.model)}
     )
 
 
@@ -101,6 +103,7 @@ def from_export(directory: Path, config: TrainerConfig) -> TrainerState:
     if restored == 0:
         raise ModelDirError(f"warm start: no variable of {directory} matches the model")
     sync_ftrl(state.model.wide_optimizer, state.model.wide_variables)
+    state.weights_loaded(str(directory))
     state.set_step(int(meta.get("step", 0)))
     if "pending_clicks" in meta:
         state.pending.load_json(meta["pending_clicks"])
