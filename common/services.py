@@ -23,7 +23,7 @@ PROGRESS_EVERY_S = 5.0
 def one_line(exc: BaseException) -> str:
     """An exception as one line: its text with whitespace collapsed, or its type's name. A Kafka
     client's exception reads as its error's own text (``KafkaError.str()``), not the error's repr."""
-    first = exc.args[0] if exc.args else None
+    first: Any = exc.args[0] if exc.args else None
     text = first.str() if callable(getattr(first, "str", None)) else str(exc)
     return " ".join(text.split()) or type(exc).__name__
 
