@@ -194,3 +194,31 @@ def test_retention_keeps_what_a_kept_chain_needs(run: dict[str, Any], tmp_path: 
     VersionStore(model_dir, keep=2).prune(protected={5})  # a kept delta (the current one, say): its chain stays
     assert VersionStore(model_dir, keep=2).on_disk() == [1, 2, 3, 4, 5, FULL_EVERY + 2, FULL_EVERY + 3]
     assert materialize(model_dir, 5, tmp_path / "out") == tmp_path / "out"
+
+
+@pytest.mark.parametrize("model", ["two_tower", "dual_dnn"])
+def test_the_other_models_chains_give_their_full_exports(model: str, tmp_path: Path) -> None:
+    """The two tower's export holds its table pruned (made whole again to apply a delta, pruned again to
+    export); the dual DNN's serves the student (the teacher's variables are in no export or delta)."""
+    samples, _ = make_samples(impressions=2500, users=120, items=40, seed=6)
+    table = SampleTable([parse_sample(s) for s in samples])
+    config = TrainerConfig.load(None, {"model.name": model, "model.embedding_dim": 4, "model.hidden_units": [8],
+                                       "features.vocab.capacity": 64})
+    state = TrainerState.create(config, table)
+    prepared = state.prepare(table)
+    store = VersionStore(tmp_path / "model", keep=10)
+    deltas = DeltaExports(store.model_dir, enabled=True, full_every=FULL_EVERY)
+    for version, start in enumerate(range(0, 768, 256), start=1):
+        rows = np.arange(start, start + 256)
+        state.train_and_score(state.encode(prepared, rows), targets(table, rows, None))
+        assert store.export(state, version, deltas).kind == ("full" if version == 1 else "delta")
+    export_state(state, tmp_path / "reference")
+    out = materialize(store.model_dir, 3, tmp_path / "out")
+    test = SampleTable([parse_sample(s) for s in samples[-400:]])
+    assert np.array_equal(ExportedModel(out).predict(test), ExportedModel(tmp_path / "reference").predict(test))
+    assert _meta(out) == _meta(tmp_path / "reference")
+    served = {e["path"] for v in (2, 3) for e in json.loads((store.model_dir / str(v) / DELTA_DIR / MANIFEST)
+                                                              .read_text())["variables"]}
+    if model == "dual_dnn":
+        teacher = ("/wide/", "/teacher_mlp/", "/cross", "/hint/")  # the teacher's parts and the projection
+        assert served and not any(part in path for path in served for part in teacher), served
