@@ -16,18 +16,19 @@ import sys
 from pathlib import Path
 
 from common.cli import EXIT_USAGE, Parser, command_prog, fail
+from common.output import write_atomic
 
 from .compat import RecordReport, check_record, check_schema_set, load_compat_config
 from .errors import SchemaDefinitionError, UnknownRecord
 from .registry import (
     PACKAGE_DIR,
     SchemaSet,
-    atomic_write,
     load_schema_set,
+    manifest_path,
+    manifest_text,
     next_version_file,
     read_manifest,
     sha256_file,
-    write_manifest,
 )
 
 PROG = "python -m schemas"
@@ -161,7 +162,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         return 1
     manifest = read_manifest(schema_set.root)
     target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, rec.current.path.read_bytes())
+    write_atomic(target, rec.current.path.read_bytes())
     manifest.setdefault(rec.name, []).append(
         {
             "version": number,
@@ -171,7 +172,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         }
     )
     try:
-        write_manifest(schema_set.root, manifest)
+        write_atomic(manifest_path(schema_set.root), manifest_text(manifest))
         load_schema_set(schema_set.root)  # the result must load
     except BaseException:
         target.unlink(missing_ok=True)
@@ -192,7 +193,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise _UsageError(f"--out {out}: directory {out.parent} does not exist")
-    atomic_write(out, text.encode("utf-8"))
+    write_atomic(out, text)
     print(f"wrote {out}")
     return 0
 

@@ -199,9 +199,8 @@ def read_manifest(root: Path) -> dict[str, list[dict[str, Any]]]:
     return records
 
 
-def write_manifest(root: Path, records: dict[str, list[dict[str, Any]]]) -> None:
-    path = manifest_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def manifest_text(records: dict[str, list[dict[str, Any]]]) -> str:
+    """The manifest file's text for ``records`` (written by `python -m schemas release`)."""
     body = {
         "format": MANIFEST_FORMAT,
         "comment": "Released schema versions (immutable). Written by `python -m schemas release RECORD`; "
@@ -209,13 +208,7 @@ def write_manifest(root: Path, records: dict[str, list[dict[str, Any]]]) -> None
         "Parsing Canonical Form, as in the single-object encoding header (little-endian hex).",
         "records": {name: records[name] for name in sorted(records)},
     }
-    atomic_write(path, (json.dumps(body, indent=2) + "\n").encode("utf-8"))
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    return json.dumps(body, indent=2) + "\n"
 
 
 def load_schema_set(root: Path | str | None = None) -> SchemaSet:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from common.output import AtomicFile
+from common.output import write_atomic
 from trainer.config import TrainerConfig
 from trainer.errors import ModelDirError, TrainerError
 from trainer.features import EncodedBatch, FeatureEncoder, FeatureSpec, PreparedTable
@@ -304,7 +304,7 @@ class TrainerState:
         """Write ``trainer.json`` and a new checkpoint (model, optimizers, vocabularies, step)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(directory / META_FILE, self.meta())
+        write_atomic(directory / META_FILE, json.dumps(self.meta(), separators=(",", ":")))
         manager = tf.train.CheckpointManager(self.checkpoint(), str(directory), max_to_keep=max_to_keep)
         return str(manager.save(checkpoint_number=self.step))
 
@@ -358,7 +358,3 @@ def read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    with AtomicFile(path) as out:
-        out.write(json.dumps(data, separators=(",", ":")).encode("utf-8"))
-        out.commit()
