@@ -12,7 +12,7 @@ checkpoints and exports.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -45,6 +45,17 @@ class VocabConfig(StrictConfig):
     max_capacity: int = Field(default=1 << 20, ge=2)  # upper bound for the data-sized capacity
 
 
+class MultiHashConfig(StrictConfig):
+    """A field hashed into K sub-tables (``tables``: the rows of each; K = how many) by K independent
+    keyed hashes; its vector is the sum of its K rows, or the K rows side by side (``concat``: K x
+    model.embedding_dim wide). An ID collides only with one sharing all K of its buckets
+    (docs/trainer.md, Multi-hash embeddings)."""
+
+    tables: tuple[Annotated[int, Field(ge=1)], ...] = Field(min_length=2, max_length=8)
+    combine: Literal["sum", "concat"] = "sum"
+    seed: int = Field(default=0, ge=0)  # picks the K hash keys (part of the model's layout)
+
+
 class FeaturesConfig(StrictConfig):
     """Which sample fields become which model inputs."""
 
@@ -58,6 +69,9 @@ class FeaturesConfig(StrictConfig):
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     vocab: VocabConfig = VocabConfig()
+    # Categorical fields hashed into K sub-tables each, by field: {tables: [rows, ...], combine: sum|concat}.
+    # A field is tracked (a dynamic vocabulary), hashed or multi-hash: one of the three.
+    multi_hash: dict[str, MultiHashConfig] = Field(default_factory=dict)
     # Categorical fields whose embeddings (and wide weights, vocabulary, and the crosses of frozen fields
     # only) keep their warm-start values while the rest trains (docs/trainer.md, Frozen features). A
     # training setting: a warm start keeps the run's list, not the saved model's.
@@ -73,6 +87,26 @@ class FeaturesConfig(StrictConfig):
                     "context.KEY or sparse.KEY)"
                 )
         return frozen
+
+    @field_validator("multi_hash")
+    @classmethod
+    def _multi_hash_categorical(cls, multi_hash: dict[str, MultiHashConfig]) -> dict[str, MultiHashConfig]:
+        for name in multi_hash:
+            if not is_categorical_field(name):
+                raise ValueError(
+                    f"cannot hash {name!r} into sub-tables: expected a categorical field (user_id, item_id, "
+                    "position, context.KEY or sparse.KEY)"
+                )
+        return multi_hash
+
+    @model_validator(mode="after")
+    def _one_kind_per_field(self) -> FeaturesConfig:
+        for name in self.multi_hash:
+            if name in self.hashed:
+                raise ValueError(
+                    f"{name!r} is both in features.hashed and in features.multi_hash: expected one of them"
+                )
+        return self
 
     @field_validator("crosses")
     @classmethod
