@@ -1,13 +1,19 @@
 """From samples to model inputs, on two paths that must agree.
 
 *Training* (Python, :class:`FeatureEncoder`): tracked fields go through the dynamic vocabularies
-(:mod:`trainer.vocab`), which change as the stream goes by; hashed fields and crosses are hashed once
-per table. *Serving* (TensorFlow, :class:`FeatureLookup`): tracked fields go through static lookup
-tables built from a vocabulary snapshot at export time, so the exported model needs nothing else.
-Both hash with :func:`hash_ids` / :func:`cross_strings` and produce the same local ids:
+(:mod:`trainer.vocab`), which change as the stream goes by; hashed fields, multi-hash fields and
+crosses are hashed once per table. *Serving* (TensorFlow, :class:`FeatureLookup`): tracked fields go
+through static lookup tables built from a vocabulary snapshot at export time, so the exported model
+needs nothing else. Both hash with :mod:`trainer.layers.multi_hash` and :func:`cross_strings` and
+produce the same local ids:
 
-    ids   int32 [batch, tracked + hashed + crosses]   (per-field slot or bucket; the model adds offsets)
-    dense float32 [batch, dense fields]               (raw values; the model transforms them)
+    ids   int32 [batch, tracked + hashed + multi-hash sub-tables + crosses]   (per-column slot or bucket;
+                                                                              the model adds offsets)
+    dense float32 [batch, dense fields]                                       (raw values; the model
+                                                                              transforms them)
+
+A multi-hash field has one id column per sub-table; :attr:`FeatureSpec.column_groups` says which
+columns the model sums into one field vector (``combine: sum``) and which stay side by side (``concat``).
 
 Field names: ``user_id``, ``item_id``, ``position``, ``context.KEY``, ``sparse.KEY``, ``dense.KEY``.
 The serving signature names them with ``.`` replaced by ``_`` (``context_page``, ``dense_u_ctr_7d``).
@@ -27,17 +33,13 @@ import tensorflow as tf
 
 from trainer.config import FeaturesConfig
 from trainer.errors import TrainerError
+from trainer.layers.multi_hash import COMBINES, check_tables, hash_ids, multi_hash_ids
 from trainer.layers.wide import field_offsets
 from trainer.samples import LATE_POSITIVE, SampleTable, is_dense
 from trainer.vocab import DynamicVocab, VocabSet
 
 CROSS_SEPARATOR = "\x1f"
 MIN_CAPACITY = 16
-
-
-def hash_ids(values: Any, buckets: int) -> tf.Tensor:
-    """Bucket ids of strings (FarmHash fingerprint), the same in Python and in the exported graph."""
-    return tf.cast(tf.strings.to_hash_bucket_fast(values, buckets), tf.int32)
 
 
 def cross_strings(a: Any, b: Any) -> tf.Tensor:
@@ -57,21 +59,65 @@ def signature_dtype(field: str) -> tf.DType:
 
 
 @dataclass(frozen=True)
+class MultiHashField:
+    """A field hashed into K sub-tables (``tables``: rows of each), combined by ``sum`` or ``concat``;
+    ``seed`` picks the K hash keys (:func:`trainer.layers.multi_hash.hash_keys`)."""
+
+    field: str
+    tables: tuple[int, ...]
+    combine: str = "sum"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.combine not in COMBINES:
+            raise TrainerError(
+                f"multi-hash field {self.field!r}: combine must be one of {COMBINES}, got {self.combine!r}"
+            )
+        try:
+            check_tables(self.tables)
+        except ValueError as exc:
+            raise TrainerError(f"multi-hash field {self.field!r}: {exc}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"field": self.field, "tables": list(self.tables), "combine": self.combine, "seed": self.seed}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MultiHashField:
+        return cls(str(data["field"]), tuple(int(n) for n in data["tables"]), str(data["combine"]), int(data["seed"]))
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
-    """The model's input layout; fixed for a model's life (saved with checkpoints and exports)."""
+    """The model's input layout; fixed for a model's life (saved with checkpoints and exports).
+
+    Each categorical field is exactly one of tracked (a dynamic vocabulary), hashed (one table of
+    buckets) or multi-hash (K sub-tables). Its id columns, in order: the tracked fields', the hashed
+    fields', each multi-hash field's K sub-tables', then the crosses'.
+    """
 
     tracked: tuple[tuple[str, int], ...]  # (field, capacity incl. the OOV slot 0)
     hashed: tuple[tuple[str, int], ...]  # (field, buckets)
     crosses: tuple[tuple[str, str, int], ...]  # (field a, field b, buckets)
     dense: tuple[str, ...]
+    multi_hash: tuple[MultiHashField, ...] = ()
+
+    @property
+    def categorical(self) -> list[str]:
+        """The categorical fields, each once, in signature order."""
+        return [f for f, _ in self.tracked] + [f for f, _ in self.hashed] + [m.field for m in self.multi_hash]
 
     @property
     def base_fields(self) -> list[str]:
-        return [f for f, _ in self.tracked] + [f for f, _ in self.hashed]
+        """The field of each base id column (a multi-hash field's name once per sub-table)."""
+        return [f for f, _ in self.tracked] + [f for f, _ in self.hashed] + [
+            m.field for m in self.multi_hash for _ in m.tables
+        ]
 
     @property
     def base_sizes(self) -> list[int]:
-        return [n for _, n in self.tracked] + [n for _, n in self.hashed]
+        """Rows of each base id column's table."""
+        multi = [n for m in self.multi_hash for n in m.tables]
+        return [n for _, n in self.tracked] + [n for _, n in self.hashed] + multi
 
     @property
     def base_offsets(self) -> list[int]:
@@ -80,6 +126,15 @@ class FeatureSpec:
     @property
     def base_rows(self) -> int:
         return sum(self.base_sizes)
+
+    @property
+    def column_groups(self) -> list[int]:
+        """Consecutive base id columns that make one field vector: K for a multi-hash field summed,
+        1 for every other column (a ``concat`` field's sub-tables stay side by side)."""
+        groups = [1] * (len(self.tracked) + len(self.hashed))
+        for m in self.multi_hash:
+            groups += [len(m.tables)] if m.combine == "sum" else [1] * len(m.tables)
+        return groups
 
     @property
     def cross_sizes(self) -> list[int]:
@@ -92,7 +147,7 @@ class FeatureSpec:
     @property
     def fields(self) -> list[str]:
         """Every input field, in signature order."""
-        return self.base_fields + list(self.dense)
+        return self.categorical + list(self.dense)
 
     def signature(self) -> dict[str, tf.TensorSpec]:
         names = [signature_name(f) for f in self.fields]
@@ -102,21 +157,35 @@ class FeatureSpec:
             signature_name(f): tf.TensorSpec([None], signature_dtype(f), name=signature_name(f)) for f in self.fields
         }
 
+    def select(self, fields: Sequence[str]) -> FeatureSpec:
+        """The layout of ``fields`` alone (no crosses): what a lookup of only those fields produces."""
+        names = set(fields)
+        return FeatureSpec(
+            tracked=tuple(t for t in self.tracked if t[0] in names),
+            hashed=tuple(h for h in self.hashed if h[0] in names),
+            crosses=(),
+            dense=tuple(f for f in self.dense if f in names),
+            multi_hash=tuple(m for m in self.multi_hash if m.field in names),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "tracked": [list(x) for x in self.tracked],
             "hashed": [list(x) for x in self.hashed],
             "crosses": [list(x) for x in self.crosses],
             "dense": list(self.dense),
+            "multi_hash": [m.to_json() for m in self.multi_hash],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureSpec:
+        """A spec saved by :meth:`to_json`; one saved before multi-hash fields existed has none."""
         return cls(
             tracked=tuple((str(f), int(n)) for f, n in data["tracked"]),
             hashed=tuple((str(f), int(n)) for f, n in data["hashed"]),
             crosses=tuple((str(a), str(b), int(n)) for a, b, n in data["crosses"]),
             dense=tuple(str(f) for f in data["dense"]),
+            multi_hash=tuple(MultiHashField.from_json(m) for m in data.get("multi_hash", [])),
         )
 
     @classmethod
@@ -131,7 +200,7 @@ class FeatureSpec:
             raise TrainerError("no categorical feature field is left (check features.include / exclude)")
         tracked = []
         for f in categorical:
-            if f in config.hashed:
+            if f in config.hashed or f in config.multi_hash:
                 continue
             capacity = config.vocab.capacity
             if capacity is None:
@@ -139,9 +208,16 @@ class FeatureSpec:
                 capacity = min(config.vocab.max_capacity, _next_pow2(max(MIN_CAPACITY, math.ceil(1.25 * distinct) + 1)))
             tracked.append((f, capacity))
         hashed = [(f, config.hash_buckets) for f in categorical if f in config.hashed]
+        multi_hash = [
+            MultiHashField(f, tuple(m.tables), m.combine, m.seed)
+            for f in categorical
+            if (m := config.multi_hash.get(f)) is not None
+        ]
         present = set(categorical)
         crosses = [(a, b, config.cross_buckets) for a, b in config.crosses if a in present and b in present]
-        return cls(tuple(tracked), tuple(hashed), tuple(crosses), tuple(f for f in fields if is_dense(f)))
+        return cls(
+            tuple(tracked), tuple(hashed), tuple(crosses), tuple(f for f in fields if is_dense(f)), tuple(multi_hash)
+        )
 
     def new_vocabs(self, admit_after: int, evict_after: int | None) -> VocabSet:
         return VocabSet({f: DynamicVocab(n, admit_after, evict_after) for f, n in self.tracked})
@@ -157,7 +233,7 @@ class PreparedTable:
 
     table: SampleTable
     tracked: list[np.ndarray]  # string columns of the tracked fields
-    hashed: np.ndarray  # int32 [n, hashed + crosses]
+    hashed: np.ndarray  # int32 [n, hashed + multi-hash sub-tables + crosses]
     dense: np.ndarray  # float32 [n, dense]
     spec: FeatureSpec  # the layout it was prepared for
 
@@ -207,6 +283,8 @@ class FeatureEncoder:
             return strings[field]
 
         hashed = [hash_ids(text(f), n).numpy() for f, n in spec.hashed]
+        for m in spec.multi_hash:
+            hashed.extend(multi_hash_ids(text(m.field), m.tables, m.seed).numpy().T)
         for a, b, n in spec.crosses:
             hashed.append(hash_ids(cross_strings(text(a), text(b)), n).numpy())
         n_rows = len(table)
@@ -262,7 +340,8 @@ class FeatureLookup(keras.layers.Layer):
     """The serving path: raw feature tensors by signature name -> ``{"ids", "dense"}``.
 
     Tracked fields are looked up in static hash tables holding a vocabulary snapshot (unknown or
-    not-admitted IDs -> slot 0, the OOV slot the model was trained with).
+    not-admitted IDs -> slot 0, the OOV slot the model was trained with); hashed, multi-hash and
+    crossed fields are hashed in the graph with the training path's functions.
     """
 
     def __init__(self, spec: dict[str, Any], vocabulary: dict[str, list[list[Any]]], **kwargs: Any):
@@ -296,6 +375,8 @@ class FeatureLookup(keras.layers.Layer):
             for (f, _), table in zip(spec.tracked, self._tables, strict=True)
         ]
         columns += [hash_ids(self._string(inputs, f), n) for f, n in spec.hashed]
+        for m in spec.multi_hash:
+            columns += tf.unstack(multi_hash_ids(self._string(inputs, m.field), m.tables, m.seed), axis=1)
         columns += [
             hash_ids(cross_strings(self._string(inputs, a), self._string(inputs, b)), n) for a, b, n in spec.crosses
         ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import keras
 
-from trainer.layers.embedding import embed_fields
+from trainer.layers.embedding import embed_fields, embedded_width
 from trainer.layers.mlp import build_stack, hidden_stack, run_stack
 from trainer.layers.wide import field_offsets
 
@@ -16,7 +16,8 @@ from trainer.layers.wide import field_offsets
 class DeepLayer(keras.layers.Layer):
     """Deep part of the iQIYI Wide & Deep model (its variables are trained with Adam).
 
-    Inputs: ``base_ids`` int ``[batch, len(field_sizes)]`` (per-field local ids) and ``dense``
+    Inputs: ``base_ids`` int ``[batch, len(field_sizes)]`` (per-column local ids; ``column_groups``:
+    the columns summed into one field, see :func:`~trainer.layers.embedding.embed_fields`) and ``dense``
     ``[batch, num_dense]``. Outputs a dict: ``vectors`` ``[batch, fields + num_dense, dim]`` (id
     embeddings, and each dense value times its own vector: the deep FM layer's input), ``hidden``
     (the MLP's last hidden layer), ``output`` ``[batch]`` (the MLP's logit contribution) and
@@ -32,6 +33,7 @@ class DeepLayer(keras.layers.Layer):
         init_stddev: float = 0.01,
         dropout: float = 0.0,
         seed: int = 0,
+        column_groups: Sequence[int] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -43,6 +45,8 @@ class DeepLayer(keras.layers.Layer):
         self.dropout = float(dropout)
         self.seed = int(seed)
         self._field_offsets = field_offsets(self.field_sizes)
+        self.column_groups = list(column_groups) if column_groups is not None else None
+        self._width = embedded_width(self.column_groups, len(self.field_sizes), self.embedding_dim)
         self.hidden_layers, self.dropout_layers = hidden_stack(self.hidden_units, self.dropout, self.seed)
         self.output_layer = keras.layers.Dense(
             1, kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed + 100), name="output"
@@ -59,12 +63,14 @@ class DeepLayer(keras.layers.Layer):
                 shape=(self.num_dense, self.embedding_dim),
                 initializer=keras.initializers.RandomNormal(stddev=self.init_stddev, seed=self.seed + 200),
             )
-        width = build_stack(self.hidden_layers, len(self.field_sizes) * self.embedding_dim + self.num_dense)
+        width = build_stack(self.hidden_layers, self._width + self.num_dense)
         self.output_layer.build((None, width))
 
     def call(self, base_ids: Any, dense: Any, training: bool = False) -> dict[str, Any]:
         dense_vectors = self.dense_vectors if self.num_dense else None
-        fields = embed_fields(self.embeddings, dense_vectors, self._field_offsets, base_ids, dense)
+        fields = embed_fields(
+            self.embeddings, dense_vectors, self._field_offsets, base_ids, dense, self.column_groups
+        )
         hidden = run_stack(fields["flat"], self.hidden_layers, self.dropout_layers, self.dropout, training)
         return {
             "vectors": fields["vectors"],
@@ -87,4 +93,5 @@ class DeepLayer(keras.layers.Layer):
             "init_stddev": self.init_stddev,
             "dropout": self.dropout,
             "seed": self.seed,
+            "column_groups": self.column_groups,
         }

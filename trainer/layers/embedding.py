@@ -1,4 +1,9 @@
-"""Field embeddings: one stacked table of every base field's rows, and a vector per dense value."""
+"""Field embeddings: one stacked table of every id column's rows, and a vector per dense value.
+
+A field is one id column (a tracked or hashed field, each sub-table of a multi-hash field combined by
+``concat``) or several consecutive ones summed (a multi-hash field combined by ``sum``):
+``column_groups`` says how many columns make each field (None: one each).
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,38 @@ from typing import Any
 import keras
 from keras import ops
 
+from trainer.layers.multi_hash import check_column_groups, combine_columns
 from trainer.layers.wide import field_offsets
 
 INITIALIZERS = ("normal", "zeros")
 
 
-def embed_fields(
-    embeddings: Any, dense_vectors: Any, offsets: Sequence[int], base_ids: Any, dense: Any
-) -> dict[str, Any]:
-    """Look up each field's row and lay the results out for the layers above.
+def embedded_width(column_groups: Sequence[int] | None, columns: int, embedding_dim: int) -> int:
+    """Width of :func:`embed_fields`' ``flat`` without the dense values: fields x dim."""
+    return len(check_column_groups(column_groups, columns)) * embedding_dim
 
-    ``embedded`` ``[batch, fields, dim]``; ``vectors`` (``embedded``, then each dense value times its
-    own vector: an FM layer's input); ``flat`` (``embedded`` flattened, then the dense values: an MLP's
-    input); ``l2`` (sum of squares of the rows used, averaged over the batch). ``dense_vectors`` is
-    None when there is no dense field.
+
+def embed_fields(
+    embeddings: Any,
+    dense_vectors: Any,
+    offsets: Sequence[int],
+    base_ids: Any,
+    dense: Any,
+    column_groups: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Look up each id column's row and lay the fields out for the layers above.
+
+    ``embedded`` ``[batch, fields, dim]`` (each group of ``column_groups`` summed); ``vectors``
+    (``embedded``, then each dense value times its own vector: an FM layer's input); ``flat``
+    (``embedded`` flattened, then the dense values: an MLP's input); ``l2`` (sum of squares of the rows
+    used, before any sum, averaged over the batch). ``dense_vectors`` is None when there is no dense field.
     """
     rows = ops.cast(base_ids, "int32") + ops.convert_to_tensor(list(offsets), "int32")
-    embedded = ops.take(embeddings, rows, axis=0)
-    l2 = ops.mean(ops.sum(ops.square(embedded), axis=(1, 2)))
-    flat = ops.reshape(embedded, (-1, len(offsets) * int(embeddings.shape[1])))
+    looked_up = ops.take(embeddings, rows, axis=0)
+    l2 = ops.mean(ops.sum(ops.square(looked_up), axis=(1, 2)))
+    groups = check_column_groups(column_groups, len(offsets))
+    embedded = combine_columns(looked_up, groups)
+    flat = ops.reshape(embedded, (-1, len(groups) * int(embeddings.shape[1])))
     vectors = embedded
     if dense_vectors is not None:
         flat = ops.concatenate([flat, dense], axis=1)
@@ -41,7 +59,8 @@ class FieldEmbedding(keras.layers.Layer):
     towers). Rows start ``normal`` (stddev ``init_stddev``) or at ``zeros`` (rows trained by FTRL with
     L1, which stay exactly zero until their gradients outweigh the L1 term).
 
-    Call ``(base_ids, dense)``: see :func:`embed_fields`. :meth:`lookup` takes global rows directly.
+    Call ``(base_ids, dense)``: see :func:`embed_fields` (``column_groups``: the fields' id columns,
+    :attr:`~trainer.features.FeatureSpec.column_groups`). :meth:`lookup` takes global rows directly.
     """
 
     def __init__(
@@ -52,6 +71,7 @@ class FieldEmbedding(keras.layers.Layer):
         init_stddev: float = 0.01,
         initializer: str = "normal",
         seed: int = 0,
+        column_groups: Sequence[int] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -64,6 +84,12 @@ class FieldEmbedding(keras.layers.Layer):
         self.initializer = initializer
         self.seed = int(seed)
         self.offsets = field_offsets(self.field_sizes)
+        self.column_groups = check_column_groups(column_groups, len(self.field_sizes))
+
+    @property
+    def width(self) -> int:
+        """Width of the ``flat`` output without the dense values (fields x dim)."""
+        return embedded_width(self.column_groups, len(self.field_sizes), self.embedding_dim)
 
     def build(self, input_shape: Any = None) -> None:
         rows = (sum(self.field_sizes), self.embedding_dim)
@@ -81,7 +107,7 @@ class FieldEmbedding(keras.layers.Layer):
             )
 
     def call(self, base_ids: Any, dense: Any = None) -> dict[str, Any]:
-        return embed_fields(self.embeddings, self.dense_vectors, self.offsets, base_ids, dense)
+        return embed_fields(self.embeddings, self.dense_vectors, self.offsets, base_ids, dense, self.column_groups)
 
     def lookup(self, rows: Any) -> Any:
         """The rows ``rows`` (global row numbers, any shape) of the table."""
@@ -100,4 +126,5 @@ class FieldEmbedding(keras.layers.Layer):
             "init_stddev": self.init_stddev,
             "initializer": self.initializer,
             "seed": self.seed,
+            "column_groups": self.column_groups,
         }

@@ -76,10 +76,16 @@ class DualDNNModel(TrainableModel):
         self.seed = int(seed)
         self._n_base = len(self.spec.base_fields)
         num_dense = len(self.spec.dense)
-        self.width = self._n_base * self.embedding_dim + num_dense  # the MLPs' and the cross network's input
         self.embedding = FieldEmbedding(
-            self.spec.base_sizes, num_dense, embedding_dim, init_stddev, seed=seed + 2000, name="embedding"
+            self.spec.base_sizes,
+            num_dense,
+            embedding_dim,
+            init_stddev,
+            seed=seed + 2000,
+            column_groups=self.spec.column_groups,
+            name="embedding",
         )
+        self.width = self.embedding.width + num_dense  # the MLPs' and the cross network's input
         self.deep_fm = FactorizationMachine(name="deep_fm")
         # the teacher
         self.wide = WideLayer(

@@ -33,6 +33,7 @@ from keras import ops
 from common.errors import ConfigError
 from trainer.features import FeatureLookup, FeatureSpec, signature_name
 from trainer.layers import MLP, FieldEmbedding, PrunedTable, Similarity
+from trainer.layers.multi_hash import combine_columns
 from trainer.layers.pruned import unprune
 from trainer.models.base import Endpoint, Served, ServingPart, TrainableModel, make_aux_heads, transform_dense
 
@@ -69,13 +70,7 @@ def split_fields(
 
 def side_spec(spec: FeatureSpec, base: Sequence[int], dense: Sequence[int]) -> FeatureSpec:
     """The layout of one side's fields alone (no crosses): what its serving lookup produces."""
-    names = {spec.base_fields[i] for i in base}
-    return FeatureSpec(
-        tracked=tuple(t for t in spec.tracked if t[0] in names),
-        hashed=tuple(h for h in spec.hashed if h[0] in names),
-        crosses=(),
-        dense=tuple(spec.dense[i] for i in dense),
-    )
+    return spec.select([spec.base_fields[i] for i in base] + [spec.dense[i] for i in dense])
 
 
 def teacher_logit(probability: Any, calibration: str) -> Any:
@@ -138,6 +133,7 @@ class TwoTowerModel(TrainableModel):
         offsets = self.spec.base_offsets
         self._offsets = {s: [offsets[i] for i in self.sides[f"{s}_base"]] for s in ("user", "item")}
         self._n_base = len(self.spec.base_fields)
+        self._groups = {s: self.side_spec(s).column_groups for s in ("user", "item")}  # a side's fields' columns
         self.embedding = FieldEmbedding(
             self.spec.base_sizes, 0, embedding_dim, initializer="zeros", seed=seed + 2000, name="embedding"
         )
@@ -153,7 +149,7 @@ class TwoTowerModel(TrainableModel):
             self.dp_head, self.rn_head = make_aux_heads(seed, self.aux_bias_init)
 
     def _width(self, side: str) -> int:
-        return len(self.sides[f"{side}_base"]) * self.embedding_dim + len(self.sides[f"{side}_dense"])
+        return len(self._groups[side]) * self.embedding_dim + len(self.sides[f"{side}_dense"])
 
     def build(self, input_shape: Any = None) -> None:
         self.embedding.build()
@@ -171,8 +167,8 @@ class TwoTowerModel(TrainableModel):
         """One side's vectors ``[batch, output_dim]`` from its fields' local ids and transformed dense
         values; ``table``: the embedding layer, or the export's pruned table (same rows, same values)."""
         rows = ops.cast(local_ids, "int32") + ops.convert_to_tensor(self._offsets[side], "int32")
-        embedded = table.lookup(rows)
-        x = ops.reshape(embedded, (-1, len(self._offsets[side]) * self.embedding_dim))
+        embedded = combine_columns(table.lookup(rows), self._groups[side])
+        x = ops.reshape(embedded, (-1, len(self._groups[side]) * self.embedding_dim))
         if self.sides[f"{side}_dense"]:
             x = ops.concatenate([x, dense], axis=1)
         tower = self.user_tower if side == "user" else self.item_tower

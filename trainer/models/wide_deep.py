@@ -74,6 +74,7 @@ class WideDeepModel(TrainableModel):
             init_stddev,
             dropout,
             seed=seed + 2000,
+            column_groups=self.spec.column_groups,
             name="deep",
         )
         self.wide_fm = FactorizationMachine(name="wide_fm")
