@@ -43,6 +43,21 @@ class VocabConfig(StrictConfig):
     evict_after_steps: int | None = Field(default=200_000, ge=1)  # idle this many train steps -> slot freed
     capacity: int | None = Field(default=None, ge=2)  # slots per field incl. OOV; None: sized from the data
     max_capacity: int = Field(default=1 << 20, ge=2)  # upper bound for the data-sized capacity
+    # Growable, bounded memory (trainer/growth.py): the tracked fields' slots together (their model rows
+    # with optimizer slots and the train step's working set, the vocabularies' own bytes) stay within this
+    # many MB. A full field with nothing idle doubles while they fit, then evicts its least recently seen
+    # IDs. With a budget a field starts at `capacity`, default GROWABLE_START, not sized from the data.
+    # None: fixed capacities.
+    memory_budget_mb: float | None = Field(default=None, gt=0)
+
+    GROWABLE_START: ClassVar[int] = 1024
+
+    @model_validator(mode="before")
+    @classmethod
+    def _growable_start(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("memory_budget_mb") is not None and data.get("capacity") is None:
+            return {**data, "capacity": cls.GROWABLE_START}
+        return data
 
 
 class MultiHashConfig(StrictConfig):

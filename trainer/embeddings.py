@@ -201,6 +201,8 @@ def field_report(name: str, vocab: DynamicVocab, step: int, top: int) -> dict[st
         "pending": len(pending_keys),
         "admissions": vocab.admitted,
         "evicted": vocab.evicted,
+        "displaced": vocab.displaced,  # of the evicted: for room at the memory budget
+        "forgotten": vocab.forgotten,  # pending IDs dropped for room at the memory budget
         "refused": vocab.rejected,
         "admit_after": vocab.admit_after,
         "evict_after_steps": vocab.evict_after,
@@ -237,6 +239,9 @@ def render(data: dict[str, Any]) -> str:
             f"{f['pending']:,} pending, {f['evicted']:,} evicted, {f['refused']:,} refused "
             f"(admit after {f['admit_after']} sightings, evict after {evict})",
         ]
+        if f["displaced"] or f["forgotten"]:
+            lines.append(f"  at the memory budget: {f['displaced']:,} least recently seen IDs evicted for room, "
+                         f"{f['forgotten']:,} pending IDs forgotten")
         for title, histogram in (("admitted", f["histogram"]), ("pending", f["pending_histogram"])):
             if not histogram:
                 continue

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.output import write_atomic
+from trainer import growth
 from trainer.config import TrainerConfig
 from trainer.errors import ModelDirError, TrainerError
 from trainer.features import EncodedBatch, FeatureEncoder, FeatureSpec, PreparedTable
@@ -66,23 +67,14 @@ class TrainerState:
         aux_bias_init: tuple[float, float] = (-4.0, 4.0),
     ):
         self.config = config
-        self.spec = spec
         self.loss = get_loss(config.loss.name, config.loss.params())
-        m = config.model
-        self.model = build_model(
-            m, spec, aux_heads=self.loss.aux_heads, bias_init=bias_init, aux_bias_init=aux_bias_init,
-            seed=config.fit.seed,
-        )
-        wide_optimizer, deep_optimizer = make_optimizers(config.optimizer)
-        self.model.compile_training(
-            self.loss, wide_optimizer, deep_optimizer, config.loss.distill_weight, m.embedding_l2
-        )
+        self._lay_out(spec, bias_init, aux_bias_init)
         vocab_cfg = config.features.vocab
-        frozen = config.features.frozen
         self.encoder = FeatureEncoder(
-            spec, vocabs or spec.new_vocabs(vocab_cfg.admit_after, vocab_cfg.evict_after_steps), frozen
+            spec, vocabs or spec.new_vocabs(vocab_cfg.admit_after, vocab_cfg.evict_after_steps),
+            config.features.frozen,
         )
-        self.frozen = FrozenRows(frozen_tables(self.model, spec, frozen))
+        self.vocabs.set_budget(growth.memory_budget(config, spec, self.model))
         self.loaded_from: str | None = None  # where the weights were last loaded from (None: initialised)
         self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self._step = 0  # step_var's value, read without an eager op (several a batch otherwise)
@@ -90,6 +82,23 @@ class TrainerState:
         self.pending = PendingClicks(
             loss.attribution_horizon_ms, loss.pending_max_weight, loss.delay_tail, loss.delay_learn_from_stream
         )
+
+    def _lay_out(
+        self, spec: FeatureSpec, bias_init: float = 0.0, aux_bias_init: tuple[float, float] = (-4.0, 4.0)
+    ) -> None:
+        """The model, its optimizers, frozen rows and compiled functions for the layout ``spec`` (at
+        start, and again when a vocabulary grows: :meth:`grow`)."""
+        self.spec = spec
+        m = self.config.model
+        self.model = build_model(
+            m, spec, aux_heads=self.loss.aux_heads, bias_init=bias_init, aux_bias_init=aux_bias_init,
+            seed=self.config.fit.seed,
+        )
+        wide_optimizer, deep_optimizer = make_optimizers(self.config.optimizer)
+        self.model.compile_training(
+            self.loss, wide_optimizer, deep_optimizer, self.config.loss.distill_weight, m.embedding_l2
+        )
+        self.frozen = FrozenRows(frozen_tables(self.model, spec, self.config.features.frozen))
         n_ids = len(spec.base_fields) + len(spec.crosses)
         signature = (
             (
@@ -140,7 +149,27 @@ class TrainerState:
         return self.encoder.prepare(table)
 
     def encode(self, prepared: PreparedTable, rows: np.ndarray) -> EncodedBatch:
-        return self.encoder.encode(prepared, rows, self.step)
+        batch = self.encoder.encode(prepared, rows, self.step)
+        if self.vocabs.budget is not None and self.vocabs.capacities() != dict(self.spec.tracked):
+            batch = self.grow(batch)
+        return batch
+
+    def grow(self, batch: EncodedBatch) -> EncodedBatch:
+        """Lay the model out again for the vocabularies' grown capacities (:mod:`trainer.growth`:
+        every value and optimizer slot kept, the new rows initialised like the others, the frozen
+        rows held where they moved); ``batch``'s row resets moved to the new layout."""
+        old_model, old_spec, held = self.model, self.spec, self.frozen.taken
+        self._lay_out(growth.grown_spec(old_spec, self.vocabs))
+        growth.copy_model(old_model, self.model, old_spec, self.spec)
+        if held:
+            self.frozen.take()  # the values copied are the held ones
+        self.encoder = FeatureEncoder(self.spec, self.vocabs, self.config.features.frozen)
+        budget = self.vocabs.budget
+        log.info(
+            "vocabularies grew to %s slots (%.1f of the budget's %.1f MB)", dict(self.spec.tracked),
+            (self.vocabs.held_bytes() or 0) / growth.MB, (budget.total_bytes if budget else 0) / growth.MB,
+        )
+        return growth.relocate(batch, old_spec, self.spec)
 
     def train_on_batch(self, batch: EncodedBatch, targets: dict[str, np.ndarray]) -> dict[str, float]:
         """Re-initialise reused vocabulary slots, then run the train step; returns its metrics.

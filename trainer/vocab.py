@@ -12,6 +12,14 @@ admitted ID's sightings (its pending ones included) and last step seen, each pen
 last step, and counters of admissions, evictions and refusals. On the hot path that is one scatter of
 the batch's slots per field; nothing per key unless a key is new.
 
+**Growable, bounded memory** (:meth:`VocabSet.set_budget`, ``features.vocab.memory_budget_mb``): a
+field that is full and has nothing idle to evict doubles its capacity, as long as every tracked
+field's slots together fit the budget (each slot costs its model rows with their optimizer slots, and
+the vocabulary's own bytes for an admitted and a pending ID); at the budget, the least recently seen
+IDs are evicted (``displaced``) to admit new ones, and pending IDs beyond the field's capacity are
+forgotten, least recently seen first. Without a budget the capacity is fixed, a full field refuses
+admissions (``rejected``) and pending IDs are bounded only by the idle sweep.
+
 The state is saved with the checkpoint through :class:`VocabState`, a ``tf.train`` Python-state object,
 and in the export's ``trainer.json``. Format 2 adds the sightings of admitted IDs; a format-1
 vocabulary (saved before them) loads with ``admit_after`` sightings per admitted ID, the fewest it can
@@ -22,13 +30,24 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from itertools import islice
 from typing import Any
 
 import numpy as np
 
 VOCAB_FORMAT = 2
 READABLE_FORMATS = (1, 2)
+# Bytes the vocabulary itself holds per admitted ID (its dict entry, key string, slot arrays) and per
+# pending ID (dict entry, key, counts), for keys of ~10-20 characters; measured by
+# tests/trainer/test_vocab.py (tracemalloc) and the soak (python -m trainer.bench.vocab_soak).
+SLOT_BYTES = 250
+PENDING_BYTES = 300
+MAX_CAPACITY = 1 << 30  # slots of one field (int32 ids, with room for the other fields' rows)
+MIN_PENDING = 1024  # pending IDs a bounded field may keep however small its capacity
+DISPLACE_SHARE = 64  # at the budget, a full field frees capacity // DISPLACE_SHARE of its slots at once
 
 
 class DynamicVocab:
@@ -51,8 +70,13 @@ class DynamicVocab:
         self._pending: dict[str, list[int]] = {}  # key -> [sightings, last step seen]
         self._last_sweep = 0
         self.admitted = 0
-        self.evicted = 0
+        self.evicted = 0  # slots freed: idle, or displaced
         self.rejected = 0  # admissions refused because the field was full
+        self.displaced = 0  # of the evicted: the least recently seen, freed for room at the budget
+        self.forgotten = 0  # pending IDs dropped, least recently seen first, beyond a bounded field's room
+        # Growth under a memory budget (VocabSet.set_budget): the capacity granted for a wanted one;
+        # None: a fixed capacity (today's behaviour without a budget).
+        self.room: Callable[[int], int] | None = None
 
     # -- lookups -----------------------------------------------------------------------------------
 
@@ -104,12 +128,15 @@ class DynamicVocab:
         """A sighting of a key without a slot: counted as pending, or admitted (its slot returned)."""
         count = 1
         if self.admit_after > 1:
-            pending = self._pending.get(key)
+            pending = self._pending.pop(key, None)  # re-inserted last: the dict is in last-seen order
             if pending is None:
                 self._pending[key] = [1, step]
+                if self.room is not None:
+                    self._bound_pending()
                 return 0
             pending[0] += 1
             pending[1] = step
+            self._pending[key] = pending
             count = pending[0]
             if count < self.admit_after:
                 return 0
@@ -132,11 +159,48 @@ class DynamicVocab:
     def _allocate(self, step: int) -> int:
         if not self._free and self._high_water >= self.capacity:
             self.evict_idle(step)
+            if not self._free and self.room is not None:
+                granted = min(self.room(2 * self.capacity), MAX_CAPACITY)
+                if granted > self.capacity:
+                    self._grow(granted)
+                else:
+                    self._displace(step)
         if self._free:
             return heapq.heappop(self._free)
         if self._high_water < self.capacity:
             return self._high_water
         return 0
+
+    # -- growth and bounds -------------------------------------------------------------------------
+
+    def _grow(self, capacity: int) -> None:
+        """Room for ``capacity`` slots (the model lays its tables out again before the next step)."""
+        added = capacity - self.capacity
+        self._key_of.extend([None] * added)
+        self._last_seen = np.concatenate([self._last_seen, np.full(added, -1, np.int64)])
+        self._sightings = np.concatenate([self._sightings, np.zeros(added, np.int64)])
+        self.capacity = capacity
+
+    def _displace(self, step: int) -> None:
+        """At the budget: free the least recently seen slots (never one seen at ``step``, which this
+        lookup may already have handed out)."""
+        seen = self._last_seen[1:]
+        candidates = np.flatnonzero((seen >= 0) & (seen < step)) + 1
+        if candidates.size == 0:
+            return
+        count = min(candidates.size, max(1, self.capacity // DISPLACE_SHARE))
+        oldest = candidates[np.argpartition(self._last_seen[candidates], count - 1)[:count]]
+        self._free_slots(sorted(int(s) for s in oldest))
+        self.displaced += count
+
+    def _bound_pending(self) -> None:
+        """Forget the least recently seen pending IDs beyond the field's room (in batches: the dict is
+        rebuilt once a quarter over, which keeps its memory compact too)."""
+        limit = max(self.capacity, MIN_PENDING)
+        if len(self._pending) > limit + limit // 4:
+            drop = len(self._pending) - limit
+            self._pending = dict(islice(self._pending.items(), drop, None))
+            self.forgotten += drop
 
     # -- eviction ----------------------------------------------------------------------------------
 
@@ -152,7 +216,15 @@ class DynamicVocab:
         cutoff = step - self.evict_after
         idle = np.flatnonzero((self._last_seen >= 0) & (self._last_seen < cutoff))
         freed = [int(s) for s in idle if s > 0]
-        for slot in freed:
+        self._free_slots(freed)
+        if self._pending:
+            stale = [k for k, (_, seen) in self._pending.items() if seen < cutoff]
+            for key in stale:
+                del self._pending[key]
+        return freed
+
+    def _free_slots(self, slots: list[int]) -> None:
+        for slot in slots:
             key = self._key_of[slot]
             self._key_of[slot] = None
             if key is not None:
@@ -160,12 +232,7 @@ class DynamicVocab:
             self._last_seen[slot] = -1
             self._sightings[slot] = 0
             heapq.heappush(self._free, slot)
-        self.evicted += len(freed)
-        if self._pending:
-            stale = [k for k, (_, seen) in self._pending.items() if seen < cutoff]
-            for key in stale:
-                del self._pending[key]
-        return freed
+        self.evicted += len(slots)
 
     # -- export and persistence --------------------------------------------------------------------
 
@@ -194,6 +261,8 @@ class DynamicVocab:
             "admitted": self.admitted,
             "evicted": self.evicted,
             "rejected": self.rejected,
+            "displaced": self.displaced,
+            "forgotten": self.forgotten,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -210,7 +279,7 @@ class DynamicVocab:
             "sightings": [int(self._sightings[s]) for s in slots],
             "pending": [[k, c, s] for k, (c, s) in self._pending.items()],
             "last_sweep": self._last_sweep,
-            "counters": [self.admitted, self.evicted, self.rejected],
+            "counters": [self.admitted, self.evicted, self.rejected, self.displaced, self.forgotten],
         }
 
     @classmethod
@@ -228,8 +297,22 @@ class DynamicVocab:
             vocab._sightings[slot] = count
         vocab._pending = {k: [int(c), int(s)] for k, c, s in data["pending"]}
         vocab._last_sweep = int(data["last_sweep"])
-        vocab.admitted, vocab.evicted, vocab.rejected = (int(x) for x in data["counters"])
+        counters = [int(x) for x in data["counters"]] + [0, 0]  # format 1: no displaced, forgotten
+        vocab.admitted, vocab.evicted, vocab.rejected, vocab.displaced, vocab.forgotten = counters[:5]
         return vocab
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """What the tracked fields may hold together: ``total_bytes``, each slot of a field costing its
+    model rows (``row_bytes``: its tables and their optimizer slots, per row) and the vocabulary's
+    own bytes for an admitted and a pending ID."""
+
+    total_bytes: int
+    row_bytes: dict[str, int]
+
+    def slot_bytes(self, field: str) -> int:
+        return self.row_bytes[field] + SLOT_BYTES + PENDING_BYTES
 
 
 class VocabSet:
@@ -237,6 +320,33 @@ class VocabSet:
 
     def __init__(self, vocabs: dict[str, DynamicVocab]):
         self.vocabs = dict(vocabs)
+        self.budget: MemoryBudget | None = None
+
+    def set_budget(self, budget: MemoryBudget | None) -> None:
+        """Let the fields grow within ``budget`` (and bound them at it); None: fixed capacities."""
+        self.budget = budget
+        for name, vocab in self.vocabs.items():
+            vocab.room = None if budget is None else partial(self._room, name)
+
+    def _room(self, field: str, wanted: int) -> int:
+        """The capacity ``field`` may have, up to ``wanted``, with the other fields as they are."""
+        assert self.budget is not None
+        others = sum(v.capacity * self.budget.slot_bytes(n) for n, v in self.vocabs.items() if n != field)
+        return min(wanted, (self.budget.total_bytes - others) // self.budget.slot_bytes(field))
+
+    def held_bytes(self) -> int | None:
+        """What the fields' capacities hold by the budget's count (None without a budget)."""
+        if self.budget is None:
+            return None
+        return sum(v.capacity * self.budget.slot_bytes(n) for n, v in self.vocabs.items())
+
+    def capacities(self) -> dict[str, int]:
+        return {name: v.capacity for name, v in self.vocabs.items()}
+
+    def replace(self, other: VocabSet) -> None:
+        """Take ``other``'s vocabularies (a restored checkpoint's), under this set's budget."""
+        self.vocabs = other.vocabs
+        self.set_budget(self.budget)
 
     def __getitem__(self, field: str) -> DynamicVocab:
         return self.vocabs[field]
@@ -265,6 +375,6 @@ def vocab_state(vocabs: VocabSet) -> Any:
 
         def deserialize(self, string_value: Any) -> None:
             text = string_value.decode() if isinstance(string_value, bytes) else str(string_value)
-            vocabs.vocabs = VocabSet.from_json(json.loads(text)).vocabs
+            vocabs.replace(VocabSet.from_json(json.loads(text)))
 
     return VocabState()

@@ -64,7 +64,7 @@ def test_the_figures_are_the_training_impressions(exported: Path, train_file: Pa
         assert report["sightings"] == sum(admitted.values())
         assert report["pending_sightings"] == sum(tally.values()) - sum(admitted.values())
         assert sum(b["ids"] for b in report["histogram"]) == report["admitted"]
-        assert report["evicted"] == report["refused"] == 0
+        assert report["evicted"] == report["refused"] == report["displaced"] == report["forgotten"] == 0
         most = sorted(admitted.values(), reverse=True)[:3]
         assert [t["sightings"] for t in report["top"]] == most
         assert all(admitted[t["id"]] == t["sightings"] for t in report["top"])

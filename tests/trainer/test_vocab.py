@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.vocab import DynamicVocab, VocabSet, vocab_state
+from trainer.vocab import (
+    MIN_PENDING,
+    PENDING_BYTES,
+    SLOT_BYTES,
+    DynamicVocab,
+    MemoryBudget,
+    VocabSet,
+    vocab_state,
+)
 
 
 def test_admission_after_n_sightings() -> None:
@@ -172,3 +181,78 @@ def test_an_admission_never_evicts_a_key_seen_earlier_in_the_same_batch() -> Non
     vocab.lookup([], step=16)  # a sweep: nothing idle yet (cutoff 0)
     slots, _ = vocab.lookup(["a", "c"], step=17)  # c's admission frees the idle slots: b's, not a's
     assert slots.tolist() == [1, 2] and vocab.items() == (["a", "c"], [1, 2])
+
+
+# -- growable, bounded memory ----------------------------------------------------------------------------
+
+
+def test_a_full_field_grows_when_the_budget_has_room_then_displaces_the_least_recently_seen() -> None:
+    vocab = DynamicVocab(capacity=4, admit_after=1, evict_after=None)
+    vocab.room = lambda wanted: min(wanted, 8)  # room for 8 slots
+    vocab.lookup(["a", "b", "c"], step=0)  # slots 1-3: full
+    vocab.lookup(["d"], step=1)  # doubles to 8 rather than refusing
+    assert vocab.capacity == 8 and vocab.slot("d") == 4 and vocab.rejected == 0
+    vocab.lookup(["e", "f", "g"], step=2)
+    vocab.lookup(["a", "c", "d", "e", "f", "g"], step=3)  # b is now the least recently seen
+    slots, reused = vocab.lookup(["h"], step=4)
+    assert vocab.capacity == 8 and "b" not in vocab and slots.tolist() == [2] and reused == [2]
+    assert vocab.displaced == 1 and vocab.evicted == 1 and vocab.rejected == 0
+
+
+def test_displacement_never_takes_a_slot_seen_in_the_same_lookup() -> None:
+    vocab = DynamicVocab(capacity=3, admit_after=1)
+    vocab.room = lambda wanted: 3  # no room to grow
+    vocab.lookup(["a", "b"], step=0)
+    slots, _ = vocab.lookup(["a", "b", "c"], step=1)  # everything was seen at step 1: nothing to displace
+    assert slots.tolist() == [1, 2, 0] and vocab.rejected == 1
+    slots, _ = vocab.lookup(["a", "c"], step=2)  # b (step 1) is displaced for c, a kept
+    assert slots.tolist() == [1, 2] and vocab.items() == (["a", "c"], [1, 2])
+
+
+def test_a_bounded_field_forgets_the_least_recently_seen_pending_ids() -> None:
+    vocab = DynamicVocab(capacity=4, admit_after=2)
+    vocab.room = lambda wanted: 4
+    vocab.lookup(["keep"], step=0)
+    for step in range(1, 2000):
+        vocab.lookup([f"new{step}"] + (["keep"] if step % 500 == 0 else []), step)
+    assert len(vocab.pending_stats()[0]) <= MIN_PENDING + MIN_PENDING // 4
+    assert vocab.forgotten > 0 and "new1" not in vocab.pending_stats()[0]
+    assert "keep" in vocab  # seen again before it was forgotten: admitted
+    unbounded = DynamicVocab(capacity=4, admit_after=2)
+    for step in range(2000):
+        unbounded.lookup([f"new{step}"], step)
+    assert len(unbounded.pending_stats()[0]) == 2000  # without a budget only the idle sweep bounds it
+
+
+def test_the_fields_share_one_budget() -> None:
+    vocabs = VocabSet({"user_id": DynamicVocab(4, 1), "item_id": DynamicVocab(4, 1)})
+    per_slot = MemoryBudget(0, {"user_id": 50, "item_id": 50}).slot_bytes("user_id")
+    vocabs.set_budget(MemoryBudget(20 * per_slot, {"user_id": 50, "item_id": 50}))
+    vocabs["user_id"].lookup([f"u{i}" for i in range(15)], step=0)  # 4 -> 8 -> 16 slots
+    assert vocabs.capacities() == {"user_id": 16, "item_id": 4}
+    vocabs["item_id"].lookup(["i0", "i1", "i2"], step=1)
+    vocabs["item_id"].lookup(["i3", "i4"], step=2)  # no room to grow: displaces the oldest instead
+    assert vocabs.capacities() == {"user_id": 16, "item_id": 4} and vocabs["item_id"].displaced > 0
+    assert vocabs.held_bytes() == 20 * per_slot
+    restored = VocabSet({})
+    restored.set_budget(vocabs.budget)
+    restored.replace(VocabSet.from_json(json.loads(json.dumps(vocabs.to_json()))))  # a checkpoint's restore
+    assert restored.capacities() == vocabs.capacities() and restored["user_id"].room is not None
+    assert restored.to_json() == vocabs.to_json()
+
+
+@pytest.mark.parametrize("admit_after", [1, 2])
+def test_the_budget_counts_at_least_what_the_vocabulary_holds(admit_after: int) -> None:
+    """SLOT_BYTES and PENDING_BYTES, what a memory budget charges per admitted and pending ID, cover
+    what the vocabulary allocates for them (keys of 20 characters, their strings included)."""
+    ids = 20_000
+    tracemalloc.start()
+    try:
+        vocab = DynamicVocab(ids + 1, admit_after)
+        for start in range(0, ids, 1000):
+            vocab.lookup([f"user-{i:015d}" for i in range(start, start + 1000)], start)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert (len(vocab), len(vocab.pending_stats()[0])) == ((ids, 0) if admit_after == 1 else (0, ids))
+    assert held / ids <= (SLOT_BYTES if admit_after == 1 else PENDING_BYTES)
