@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ class Params:
     values: dict[str, np.ndarray]
     meta: dict[str, Any]
     _digests: dict[str, str] = field(default_factory=dict)  # per path, of values[path]
+    _meta_digest: str | None = None  # of meta (never changed in place: applying a delta makes a new one)
 
     def variable_digest(self, path: str) -> str:
         digest = self._digests.get(path)
@@ -105,7 +107,9 @@ class Params:
         for path in sorted(self.values):
             a = self.values[path]
             h.update(f"{path}\0{a.dtype.str}\0{list(a.shape)}\0{self.variable_digest(path)}\n".encode())
-        h.update(b"meta\0" + hashlib.sha256(_canonical(self.meta)).hexdigest().encode())
+        if self._meta_digest is None:
+            self._meta_digest = hashlib.sha256(_canonical(self.meta)).hexdigest()
+        h.update(b"meta\0" + self._meta_digest.encode())
         return h.hexdigest()
 
     def shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -239,8 +243,9 @@ def read_manifest(version_dir: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def read_delta(version_dir: Path, version: int) -> Delta:
-    """The delta of ``version`` in ``version_dir``, its payload's checksum verified."""
+def read_delta(version_dir: Path, version: int, load: bool = True) -> Delta:
+    """The delta of ``version`` in ``version_dir``, its payload's checksum verified (its arrays and
+    changes read too unless ``load`` is false: a check of the link only)."""
     manifest = read_manifest(version_dir)
     if manifest is None:
         raise DeltaError(f"version {version} has no delta in {version_dir} (missing link)")
@@ -255,6 +260,8 @@ def read_delta(version_dir: Path, version: int) -> Delta:
     if hashlib.sha256(data).hexdigest() != manifest["payload"]["sha256"]:
         raise DeltaError(f"{payload} fails its checksum (sha256 {hashlib.sha256(data).hexdigest()[:12]}..., "
                          f"expected {str(manifest['payload']['sha256'])[:12]}...)")
+    if not load:
+        return Delta(manifest, {}, {})
     import io
 
     try:
@@ -423,9 +430,9 @@ def _vocab_counts(change: dict[str, Any]) -> dict[str, Any]:
 # -- chains --------------------------------------------------------------------------------------------
 
 
-def chain_links(model_dir: Path, version: int) -> tuple[int, list[Delta]]:
+def chain_links(model_dir: Path, version: int, load: bool = True) -> tuple[int, list[Delta]]:
     """The base of ``version``'s chain and its deltas in order, every link checked: on disk, its
-    checksum, and naming the same base and the link before it."""
+    checksum, and naming the same base and the link before it (``load``: their payloads read too)."""
     from trainer.export import is_export
 
     manifest = read_manifest(model_dir / str(version))
@@ -442,7 +449,7 @@ def chain_links(model_dir: Path, version: int) -> tuple[int, list[Delta]]:
     for number in chain:
         if not (model_dir / str(number)).is_dir():
             raise DeltaError(f"version {version}'s chain needs version {number}, which is not on disk (missing link)")
-        link = read_delta(model_dir / str(number), number)
+        link = read_delta(model_dir / str(number), number, load)
         m = link.manifest
         if int(m["base"]) != base or int(m["parent"]) != parent or [int(v) for v in m["chain"]] != \
                 chain[: len(links) + 1]:
@@ -571,6 +578,7 @@ class Written:
     base: int | None = None
     chain: list[int] = field(default_factory=list)
     refused: str | None = None
+    delta_seconds: float | None = None  # making, writing and proving the delta (the full export's time apart)
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"export": self.kind, "bytes": {}}
@@ -602,10 +610,11 @@ class DeltaExports:
         self.chain: list[int] = []
         self.parent: Params | None = None  # the last version's served values; None: read the base's
         self._state: weakref.ReferenceType[TrainerState] | None = None
+        self._layout: list[tuple[str, tuple[int, ...]]] = []  # the model's variables at the chain's start
 
     def reset(self) -> None:
         """The next version is a full export."""
-        self.base, self.chain, self.parent, self._state = None, [], None, None
+        self.base, self.chain, self.parent, self._state, self._layout = None, [], None, None, []
 
     def _delta_due(self, state: TrainerState) -> bool:
         return (self.enabled and self.base is not None and len(self.chain) < self.full_every
@@ -627,22 +636,28 @@ class DeltaExports:
         path = export_full(state, version, None)
         self.reset()
         if self.enabled:
-            self.base, self._state = version, weakref.ref(state)
+            self.base, self._state, self._layout = version, weakref.ref(state), _layout(state)
         return Written(path, FULL, directory_bytes(path))
 
     def _export_delta(self, state: TrainerState, version: int,
                       export_full: Callable[[TrainerState, int, Callable[[Path], None] | None], Path],
                       tmp: Path) -> Written:
         assert self.base is not None
+        if _layout(state) != self._layout:
+            raise NeedsFull("the model's variables changed (a field's capacity grew, or the model was rebuilt)")
         chain = [*self.chain, version]
         parent_version = self.chain[-1] if self.chain else self.base
+        started = time.monotonic()
         try:
             if self.parent is None:
                 self.parent = export_params(self.model_dir / str(self.base), state.model)
             child = capture(state, self.parent.values)
             delta = make_delta(self.parent, child, version, parent_version, self.base, chain)
             delta_bytes = write_delta(tmp / DELTA_DIR, delta)
-            chain_links(self.model_dir, parent_version) if self.chain else _check_base(self.model_dir, self.base)
+            if self.chain:
+                chain_links(self.model_dir, parent_version, load=False)
+            else:
+                _check_base(self.model_dir, self.base)
             apply_delta(self.parent, read_delta(tmp, version))
         except DeltaError as exc:
             base = self.base
@@ -657,9 +672,15 @@ class DeltaExports:
         def beside(directory: Path) -> None:
             os.rename(tmp / DELTA_DIR, directory / DELTA_DIR)
 
+        seconds = time.monotonic() - started
         path = export_full(state, version, beside)
         self.parent, self.chain = child, chain
-        return Written(path, DELTA, directory_bytes(path, skip=DELTA_DIR), delta_bytes, self.base, chain)
+        return Written(path, DELTA, directory_bytes(path, skip=DELTA_DIR), delta_bytes, self.base, chain,
+                       delta_seconds=seconds)
+
+
+def _layout(state: TrainerState) -> list[tuple[str, tuple[int, ...]]]:
+    return [(v.path, tuple(v.shape)) for v in state.model.variables]
 
 
 def _check_base(model_dir: Path, base: int) -> None:

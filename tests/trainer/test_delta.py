@@ -222,3 +222,24 @@ def test_the_other_models_chains_give_their_full_exports(model: str, tmp_path: P
     if model == "dual_dnn":
         teacher = ("/wide/", "/teacher_mlp/", "/cross", "/hint/")  # the teacher's parts and the projection
         assert served and not any(part in path for path in served for part in teacher), served
+
+
+def test_the_bytes_benchmark_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trainer.bench import delta as bench
+
+    config = tmp_path / "trainer.yaml"
+    config.write_text("model:\n  hidden_units: [8]\nsidecar:\n  vocab_capacity: 256\n  batch:\n    size: 64\n")
+    out = tmp_path / "bench.json"
+    # 30 s of impressions at 200/s; their NEGATIVEs come out a minute later: 90 s of stream
+    argv = ["--minutes", "0.5", "--rate", "200", "--intervals", "5s", "15s", "--warmup", "0s", "--users", "2000",
+            "--items", "100", "--config", str(config), "--json", str(out)]
+    assert bench.main(argv) == 0
+    result = json.loads(out.read_text())
+    every_5s, every_15s = result["results"]
+    assert every_5s["deltas"] >= 10 and every_15s["deltas"] >= 4
+    assert every_5s["samples_per_delta"] < every_15s["samples_per_delta"]
+    assert 0 < every_5s["delta_bytes"]["median"] < every_15s["delta_bytes"]["median"] < every_5s["full_bytes"]
+    assert result["model"]["vocab_capacity"] == 256 and result["traffic"]["impressions"] == 6000
+    printed = capsys.readouterr()
+    assert "| 5 s |" in printed.out and "| 15 s |" in printed.out
+    assert "bench: generating 6,000 impressions" in printed.err

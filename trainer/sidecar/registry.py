@@ -9,7 +9,8 @@ directory alone):
 
     <prefix>:versions   hash  version -> JSON {version, status, metrics, reference_version,
                                                reference_metrics, reasons, samples_trained, offsets,
-                                               created_ms, step, path}
+                                               created_ms, step, path, export (full | delta), bytes;
+                                               a delta's base and chain: trainer.delta}
     <prefix>:current    string  the current (served) version
     <prefix>:notices    pub/sub channel: one JSON notice per change of the pointer
                         {event: "published" | "rolled_back" | "restored", current, previous, reason, time_ms}
