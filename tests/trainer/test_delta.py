@@ -243,3 +243,32 @@ def test_the_bytes_benchmark_runs_and_reports(tmp_path: Path, capsys: pytest.Cap
     printed = capsys.readouterr()
     assert "| 5 s |" in printed.out and "| 15 s |" in printed.out
     assert "bench: generating 6,000 impressions" in printed.err
+
+
+def test_a_vocabulary_that_grows_starts_a_new_chain(tmp_path: Path) -> None:
+    """Under features.vocab.memory_budget_mb a full field doubles and the model is laid out again: the
+    served variables change shape, so the next version is a full export, and the chains on either side
+    still give their full exports."""
+    samples, _ = make_samples(impressions=3000, users=400, items=30, seed=9)
+    table = SampleTable([parse_sample(s) for s in samples])
+    config = TrainerConfig.load(None, {"model.embedding_dim": 4, "model.hidden_units": [8],
+                                       "features.vocab.capacity": 32, "features.vocab.admit_after": 1,
+                                       "features.vocab.memory_budget_mb": 64})
+    state = TrainerState.create(config, table)
+    prepared = state.prepare(table)
+    store = VersionStore(tmp_path / "model", keep=20)
+    deltas = DeltaExports(store.model_dir, enabled=True, full_every=FULL_EVERY)
+    kinds, capacities = [], []
+    for version, start in enumerate(range(0, 2048, 256), start=1):
+        rows = np.arange(start, start + 256)
+        state.train_and_score(state.encode(prepared, rows), targets(table, rows, None))
+        kinds.append(store.export(state, version, deltas).kind)
+        capacities.append(dict(state.spec.tracked)["user_id"])
+        if version == 8:
+            export_state(state, tmp_path / "reference")
+    # the user field grew before version 1 (32 -> 256 slots) and again before version 2 (-> 512)
+    assert capacities == [256, *[512] * 7]
+    assert kinds == ["full", "full", *["delta"] * 6]
+    out = materialize(store.model_dir, 8, tmp_path / "out")  # the chain from the grown version 2
+    test = SampleTable([parse_sample(s) for s in samples[-300:]])
+    assert np.array_equal(ExportedModel(out).predict(test), ExportedModel(tmp_path / "reference").predict(test))
