@@ -256,6 +256,13 @@ def streamed(args: argparse.Namespace, population: Population, rng: np.random.Ge
     progress(f"stream: {n:,} distinct IDs, {len(stream):,} impressions, {int(labels.sum()):,} clicks")
     strings = as_strings(population.ids)
     vocab_config = VocabConfig()
+    # The trainer's eviction horizon, unless the stream is shorter: then nothing can be evicted, and
+    # without it a full vocabulary does not sweep its slots and pending IDs on every refused admission
+    # (the same slots, many times faster).
+    steps = -(-len(stream) // args.batch)
+    evict_after = vocab_config.evict_after_steps
+    if evict_after is not None and steps <= evict_after:
+        evict_after = None
     for budget in args.budgets:
         rows = budget_rows(budget, n, args.tables)
         tables = split_rows(rows, args.tables)
@@ -269,7 +276,7 @@ def streamed(args: argparse.Namespace, population: Population, rng: np.random.Ge
                 layout, groups, buckets = [rows], [1], single_buckets
             elif scheme == "vocabulary":
                 layout, groups, buckets = [rows], [1], None
-                vocab = DynamicVocab(rows, vocab_config.admit_after, vocab_config.evict_after_steps)
+                vocab = DynamicVocab(rows, vocab_config.admit_after, evict_after)
             else:
                 combine = scheme.removeprefix("multi_hash_")
                 layout, buckets = tables, multi_buckets
