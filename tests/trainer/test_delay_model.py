@@ -238,3 +238,22 @@ def test_the_state_round_trips_through_json_and_a_replaced_state_continues_the_s
     old_format = DelayModel(HORIZON_MS)
     old_format.load_json({"start_ms": 0.0, "stream_ms": 1.0, "window_ms": 2.0, "late_counts": [0.0] * 48})
     assert not math.isfinite(old_format.start_ms)  # an earlier format starts afresh
+
+
+@pytest.mark.parametrize("family", ["log-uniform", "uniform", "exponential", "weibull", "spike"])
+def test_with_history_the_weighted_undo_terms_balance_the_fake_negatives(family: str) -> None:
+    """The weights' premise, per family: in a 12 h stream started from the previous day's history, the
+    weighted LATE_POSITIVEs emitted equal the fake NEGATIVEs emitted (of impressions whose click comes
+    within H), over the whole stream (uniform delays: from 6 h on; before, F < 1 / cap). Clicks inside
+    the window counted as late delays, or F measured from the fake negative's emission instead of the
+    impression, would break it, most on `spike` (late clicks 4 min after their fake negative)."""
+    full = stream(12.0, family, seed=11, complete=True)
+    clicked_late = np.unique(full["id"][full["attribution"] == LATE_POSITIVE] // 4)
+    samples = take(full, np.flatnonzero(full["emit_time_ms"] <= full["impression_time_ms"].max()))
+    weights = feed(history_model(family), samples)
+    since = 6 * HOUR if family == "uniform" else 0.0
+    counted = samples["emit_time_ms"] >= samples["impression_time_ms"].min() + since
+    late = counted & (samples["attribution"] == LATE_POSITIVE)
+    fake = counted & (samples["attribution"] == NEGATIVE) & np.isin(samples["id"] // 4, clicked_late)
+    weighted = sum(weights[i] for i in samples["id"][late].tolist())
+    assert 0.96 < weighted / fake.sum() < 1.04
