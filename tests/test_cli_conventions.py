@@ -40,7 +40,8 @@ class Command:
 
 INFRA_LOCAL = ("up", "down", "status", "topics", "clean-state", "flink-up", "flink-down", "flink-submit")
 TRAINER = Command("trainer", "trainer.__main__", ((), ("fit",), ("evaluate",), ("run",), ("versions",),
-                                                   ("rollback",), ("registry",), ("registry", "rebuild")))
+                                                   ("rollback",), ("registry",), ("registry", "rebuild"),
+                                                   ("serving-config",), ("embeddings",), ("materialize",)))
 COMMANDS = (
     Command("jobs.sample_join", "jobs.sample_join", ((), ("replay",), ("run",))),
     Command("jobs.generate", "jobs.generate"),

@@ -98,9 +98,12 @@ def add_parser(sub: Any) -> None:
         "serves the current version of a model directory: its pointer on disk, checked against the "
         "registry's Redis when --config or --redis-url gives it.",
     )
-    p.add_argument("--model-dir", metavar="DIR", help="the sidecar's model directory (overrides sidecar.model_dir)")
-    p.add_argument("--config", metavar="YAML", help="trainer config file: the model dir and the registry's Redis")
-    p.add_argument("--redis-url", metavar="URL", help="the registry's Redis (overrides sidecar.redis.url)")
+    p.add_argument("--model-dir", metavar="DIR",
+                   help="the sidecar's model directory (default: the config's sidecar.model_dir)")
+    p.add_argument("--config", metavar="YAML",
+                   help="trainer config file: the model dir and the registry's Redis (default: none: --model-dir, "
+                   "read from disk)")
+    p.add_argument("--redis-url", metavar="URL", help="the registry's Redis (default: the config's sidecar.redis.url)")
     p.add_argument("--name", help="the model's name in TF Serving (default: the config's task, else the dir's name)")
     p.add_argument(
         "--base-path",
