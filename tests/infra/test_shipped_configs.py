@@ -166,7 +166,7 @@ def test_the_local_session_cluster_runs_its_shipped_config_and_job(tmp_path: Pat
     the cluster from infra/flink/local/config.yaml, the job from infra/flink/local/sample-join.yaml (the
     submit command's default), streaming as shipped; one far-future event per input partition then
     moves every watermark past the horizon, which resolves every real impression."""
-    from tests.jobs.test_flink_cluster import _sentinels
+    from tests.devstack.test_flink import _sentinels
 
     state, port = tmp_path / "state", free_port()
     with private_stack(state) as stack:

@@ -113,9 +113,9 @@ def test_dockerfile_copies_existing_paths_to_where_the_config_points() -> None:
     assert envs[UDF_ENV] == targets["udf"]
     assert targets["infra/flink/config.yaml"] == "/opt/flink/conf/config.yaml"
     assert targets["infra/flink/sample-join.yaml"] == "/opt/odl-loop/sample-join.yaml"
-    for package in ("jobs", "schemas", "infra"):  # what `pip install /opt/odl-loop[jobs]` needs
+    for package in ("jobs", "schemas", "common", "devstack", "infra"):  # what `pip install /opt/odl-loop[jobs]` needs
         assert targets[package] == f"/opt/odl-loop/{package}"
-    assert (ROOT / "jobs" / "runtime" / "flink_job.py").is_file()  # the -pym entry point
+    assert (ROOT / "jobs" / "runtime" / "flink" / "job.py").is_file()  # the -pym entry point
     assert glob.glob(str(ROOT / "setup.cfg"))
 
 

@@ -119,9 +119,10 @@ def test_flood_keeps_redis_state_bounded(
     assert figures["state_keys_after_end"] == 0, line
     assert ttls and all(t > 0 or t == -2 for t in ttls) and max(ttls) > 0, f"state keys need a TTL; {line}"
     assert figures["impressions_dropped"] == 2_000 - CAP, line
-    # the early labels beyond the cap; and the storm's too when its labels are read before its impression
-    # (another topic): then CAP of them wait for it and the rest are unmatched at once, the same total
-    assert figures["labels_not_buffered"] in (1_000 - CAP, (1_000 - CAP) + (3_000 - CAP)), line
+    # the early labels beyond the cap; and those of the storm's labels read before its impression (another
+    # topic, read in small fetches: any share of the storm may come first) beyond the CAP that wait for it:
+    # 0 to 3_000 - CAP more. They are unmatched at once, so the totals below are the same either way.
+    assert 1_000 - CAP <= figures["labels_not_buffered"] <= (1_000 - CAP) + (3_000 - CAP), line
     # nothing else is lost: one sample per kept impression, every label accounted for
     assert summary.samples_out == 6_000 + CAP + 1, line
     assert summary.unmatched == 3_000 + (3_000 - 1) + 1_000, line  # orphans, storm duplicates, early labels
