@@ -26,7 +26,7 @@ from common.errors import ConfigError
 from trainer.config import TrainerConfig
 from trainer.errors import TrainerError
 from trainer.features import EncodedBatch, FeatureSpec
-from trainer.optim import _slots as optimizer_slots
+from trainer.optim import optimizer_slots
 from trainer.vocab import SLOT_BYTES, MemoryBudget, VocabSet
 
 MB = 1 << 20

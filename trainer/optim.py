@@ -51,7 +51,7 @@ def _ftrl_linear(optimizer: keras.optimizers.Ftrl, values: tf.Tensor) -> tf.Tens
     return -(values * quadratic + tf.sign(values) * l1)
 
 
-def _slots(optimizer: Any, variable: Any) -> list[tuple[Any, str]]:
+def optimizer_slots(optimizer: Any, variable: Any) -> list[tuple[Any, str]]:
     """(slot variable, how to re-initialise it) for ``variable`` under ``optimizer``."""
     index = optimizer._get_variable_index(variable)
     slots: list[tuple[Any, str]]
@@ -71,7 +71,7 @@ def _slots(optimizer: Any, variable: Any) -> list[tuple[Any, str]]:
 def sync_ftrl(optimizer: keras.optimizers.Ftrl, variables: Sequence[Any]) -> None:
     """Make the current values of ``variables`` FTRL's fixed point (call after build or restore)."""
     for variable in variables:
-        for slot, kind in _slots(optimizer, variable):
+        for slot, kind in optimizer_slots(optimizer, variable):
             if kind == "linear":
                 slot.assign(_ftrl_linear(optimizer, tf.convert_to_tensor(variable.value)))
 
@@ -81,7 +81,7 @@ def reset_rows(optimizer: Any, variable: Any, rows: np.ndarray, values: tf.Tenso
     rows_t = tf.convert_to_tensor(rows, tf.int32)
     values = tf.cast(values, variable.dtype)
     variable.value.scatter_update(tf.IndexedSlices(values, rows_t))
-    for slot, kind in _slots(optimizer, variable):
+    for slot, kind in optimizer_slots(optimizer, variable):
         if kind == "zeros":
             fresh = tf.zeros_like(values)
         elif kind == "value":

@@ -16,7 +16,15 @@ import tensorflow as tf
 
 from trainer.config import TrainerConfig
 from trainer.errors import ModelDirError
-from trainer.export import META_PATH, is_export, latest_version, read_export_meta, resolve_model_dir
+from trainer.export import (
+    META_PATH,
+    exported_values,
+    is_export,
+    latest_version,
+    read_export_meta,
+    resolve_model_dir,
+    variable_key,
+)
 from trainer.features import FeatureSpec
 from trainer.optim import sync_ftrl
 from trainer.state import META_FILE, TrainerState, read_meta
@@ -84,24 +92,14 @@ def from_export(directory: Path, config: TrainerConfig) -> TrainerState:
         merge_architecture(config, meta), FeatureSpec.from_json(meta["spec"]), VocabSet.from_json(meta["vocab"])
     )
     try:
-        loaded = tf.saved_model.load(str(directory))
-    except (OSError, tf.errors.OpError, ValueError) as exc:
-        raise ModelDirError(f"warm start: cannot load SavedModel {directory}: {exc}") from exc
-    saved = state.model.exported_variables({_variable_key(v.name): v for v in loaded.variables})
-    restored = 0
+        values = exported_values(directory, state.model)
+    except ModelDirError as exc:
+        raise ModelDirError(f"warm start: {exc}") from None
     for variable in state.model.variables:
-        source = saved.get(_variable_key(variable.path))
-        if source is None:
-            continue
-        if tuple(source.shape) != tuple(variable.shape):
-            raise ModelDirError(
-                f"warm start: variable {variable.path} has shape {tuple(source.shape)} in {directory}, "
-                f"expected {tuple(variable.shape)}"
-            )
-        variable.assign(source.numpy())
-        restored += 1
-    if restored == 0:
-        raise ModelDirError(f"warm start: no variable of {directory} matches the model")
+        value = values.get(variable_key(variable.path))
+        if value is not None:
+            variable.assign(value)
+    restored = len(values)
     sync_ftrl(state.model.wide_optimizer, state.model.wide_variables)
     state.weights_loaded(str(directory))
     state.set_step(int(meta.get("step", 0)))
@@ -116,6 +114,3 @@ def from_export(directory: Path, config: TrainerConfig) -> TrainerState:
     )
     return state
 
-
-def _variable_key(name: str) -> str:
-    return name.split(":")[0]

@@ -18,7 +18,7 @@ from trainer.export import export_state
 from trainer.features import EncodedBatch, FeatureSpec, serving_inputs
 from trainer.fit import targets
 from trainer.growth import relocate
-from trainer.optim import _slots as optimizer_slots
+from trainer.optim import optimizer_slots
 from trainer.samples import SampleTable, parse_sample
 from trainer.state import TrainerState
 from trainer.warm_start import checkpointed_state, warm_start
