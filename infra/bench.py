@@ -216,6 +216,47 @@ def models_rows(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+HASHING_COMBINES = ("sum", "concat")
+
+
+def _rows_per_id(budget: float) -> str:
+    return f"{budget:g} row{'' if budget == 1 else 's'} per ID"
+
+
+def hashing_rows(data: dict[str, Any]) -> list[Row]:
+    """Single hashing against multi-hash at equal memory (trainer/bench/hashing.py): collisions counted
+    over the large population, AUC of the one-pass click model on the streamed one."""
+    scale, stream, k = data["at_scale"], data["stream"], data["setup"]["tables"]
+    rows = [
+        Row(f"hashing: IDs collided, multi-hash {k} tables, {_rows_per_id(b['budget'])}",
+            100 * b["multi_hash"]["rate"], f"% of {scale['ids']:,} IDs", "single hashing, the same rows",
+            100 * b["single"]["rate"], "< single hashing")
+        for b in scale["budgets"]
+    ]
+    for b in stream["budgets"]:
+        schemes = b["schemes"]
+        rows += [
+            Row(f"hashing: AUC, multi-hash {combine}, {_rows_per_id(b['budget'])} ({stream['ids']:,} IDs streamed)",
+                schemes[f"multi_hash_{combine}"]["auc"], "", "single hashing, the same rows",
+                schemes["single"]["auc"], "reported")
+            for combine in HASHING_COMBINES
+        ]
+    return rows
+
+
+def delta_rows(data: dict[str, Any]) -> list[Row]:
+    """Bytes per delta export against the full export of the same step (trainer/bench/delta.py), per export
+    interval; an interval without a delta after the warm-up gives a row without a value."""
+    rows = []
+    full = f"full export, same step ({data['model']['vocab_capacity']:,} slots per field)"
+    for r in data["results"]:
+        every = f"{r['interval_s'] // 60} min" if r["interval_s"] % 60 == 0 else f"{r['interval_s']} s"
+        median = r["delta_bytes"]["median"] if r["deltas"] else None
+        rows.append(Row(f"delta exports every {every}: bytes per delta (median)", median, "bytes", full,
+                        r.get("full_bytes"), "reported"))
+    return rows
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("codec", "jobs", ("-m", "schemas.bench.codec", "--json"), ("--n", "2000", "--repeat", "1"), codec_rows),
     Benchmark("replay", "jobs", ("-m", "jobs.bench.replay", "--json"), ("--events-count", "20000"),
@@ -237,6 +278,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("gate", "trainer",
               ("-m", "trainer.bench.gate", "--kafka", "--json", "{out}", "--workdir", "{dir}", "--out",
                "{dir}/GATE_BENCHMARK.md"), ("--quick",), gate_rows),
+    Benchmark("hashing", "trainer", ("-m", "trainer.bench.hashing", "--json", "{out}", "--out",
+                                     "{dir}/HASHING_BENCHMARK.md"), ("--ids", "20000", "--stream-ids", "2000"),
+              hashing_rows),
+    # The versions go to a temporary directory the benchmark removes (a full export is ~30 MB).
+    Benchmark("delta-exports", "trainer", ("-m", "trainer.bench.delta", "--json", "{out}"),
+              ("--rate", "100", "--minutes", "1", "--intervals", "10s", "20s", "--warmup", "10s", "--users", "2000",
+               "--items", "500"), delta_rows),
 )
 
 
@@ -269,12 +317,19 @@ def table(results: list[tuple[str, list[Row]]]) -> str:
     def num(x: float | None) -> str:
         if x is None:
             return "-"
+        if 0 < abs(x) < 0.001:  # two significant digits, not 0.000 (multi-hash collision rates)
+            return f"{x:.2g}"
         return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3f}"
+
+    def ratio(r: Row) -> str:
+        if r.ratio is None:
+            return "-"
+        return f"{r.ratio:.2g}" if 0 < abs(r.ratio) < 0.01 else f"{r.ratio:.2f}"
 
     head = ["benchmark", "figure", "value", "baseline (same run)", "baseline value", "ratio", "target"]
     body = [
         [name, r.figure, f"{num(r.value)} {r.unit}".strip(), r.baseline, num(r.baseline_value),
-         "-" if r.ratio is None else f"{r.ratio:.2f}", r.target]
+         ratio(r), r.target]
         for name, rows in results
         for r in rows
     ]

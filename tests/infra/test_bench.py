@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -56,6 +57,77 @@ def test_every_registered_benchmark_names_a_runnable_module_in_a_bench_subpackag
         module = entry.argv[entry.argv.index("-m") + 1]
         assert ".bench." in module, f"{entry.name}: {module} is not in a bench subpackage"
         assert root.joinpath(*module.split(".")).with_suffix(".py").is_file(), f"{entry.name}: no module {module}"
+
+
+def _collisions(ids: int, collided: int) -> dict[str, float]:
+    return {"ids": ids, "collided_ids": collided, "rate": collided / ids}
+
+
+def test_hashing_rows_put_multi_hash_beside_single_hashing_at_equal_memory() -> None:
+    """trainer.bench.hashing's JSON, trimmed: at scale the seed-1 run of trainer/HASHING_BENCHMARK.md (20 M
+    IDs, 0.2 rows per ID), streamed a run with --stream-ids 2000."""
+    def scheme(tables: list[int], auc: float) -> dict[str, object]:
+        return {"tables": tables, **_collisions(2000, 0), "auc": auc, "logloss": 0.239}
+
+    data = {
+        "setup": {"tables": 2, "budgets": [0.2, 1.0]},
+        "at_scale": {"ids": 20_000_000, "budgets": [
+            {"budget": 0.2, "rows": 4_000_000, "single": _collisions(20_000_000, 19_866_000),
+             "multi_hash": _collisions(20_000_000, 104)},
+            {"budget": 1.0, "rows": 20_000_000, "single": _collisions(20_000_000, 12_644_000),
+             "multi_hash": _collisions(20_000_000, 0)},
+        ]},
+        "stream": {"ids": 2000, "budgets": [{"budget": 0.2, "rows": 400, "schemes": {
+            "single": scheme([400], 0.5215), "multi_hash_sum": scheme([200, 200], 0.5247),
+            "multi_hash_concat": scheme([200, 200], 0.5463), "vocabulary": scheme([400], 0.5260)}}]},
+    }
+    rows = bench.hashing_rows(data)
+    assert [r.figure for r in rows] == [
+        "hashing: IDs collided, multi-hash 2 tables, 0.2 rows per ID",
+        "hashing: IDs collided, multi-hash 2 tables, 1 row per ID",
+        "hashing: AUC, multi-hash sum, 0.2 rows per ID (2,000 IDs streamed)",
+        "hashing: AUC, multi-hash concat, 0.2 rows per ID (2,000 IDs streamed)",
+    ]
+    collided = rows[0]
+    assert collided.value == pytest.approx(0.00052) and collided.baseline_value == pytest.approx(99.33)
+    assert collided.unit == "% of 20,000,000 IDs" and collided.target == "< single hashing"
+    assert rows[1].ratio == 0.0
+    assert rows[3].value == 0.5463 and rows[3].baseline_value == 0.5215 and rows[3].target == "reported"
+    # a rate of 5e-6 is not printed as 0.000, nor its ratio to single hashing as 0.00
+    line = bench.table([("hashing", rows)]).splitlines()[2]
+    assert line == ("| hashing | hashing: IDs collided, multi-hash 2 tables, 0.2 rows per ID "
+                    "| 0.00052 % of 20,000,000 IDs | single hashing, the same rows | 99.330 | 5.2e-06 "
+                    "| < single hashing |")
+
+
+def test_delta_rows_give_each_interval_beside_the_full_export() -> None:
+    """trainer.bench.delta's JSON, trimmed (a run with --rate 100 --minutes 1), and an interval too long
+    for a delta after the warm-up, as summarize() gives it."""
+    data = {
+        "model": {"name": "wide_deep", "vocab_capacity": 65536},
+        "results": [
+            {"interval_s": 10, "deltas": 6, "delta_bytes": {"median": 75018, "mean": 65877, "p90": 80351},
+             "full_bytes": 28537559, "ratio": 0.00263},
+            {"interval_s": 60, "deltas": 0},
+        ],
+    }
+    ten_s, one_min = bench.delta_rows(data)
+    assert ten_s.figure == "delta exports every 10 s: bytes per delta (median)" and ten_s.target == "reported"
+    assert ten_s.ratio == pytest.approx(data["results"][0]["ratio"], abs=5e-6)  # the benchmark's own ratio
+    assert ten_s.baseline == "full export, same step (65,536 slots per field)"
+    assert one_min.figure == "delta exports every 1 min: bytes per delta (median)"
+    assert one_min.value is None and one_min.ratio is None
+
+
+@pytest.mark.parametrize("name", ["hashing", "delta-exports"])
+def test_the_quick_arguments_are_the_benchmarks_own(name: str, tmp_path: Path) -> None:
+    """Their parsers import without TensorFlow: a quick run's command line is checked here, the run itself
+    by `python -m infra.bench --only NAME --quick`."""
+    (entry,) = [b for b in bench.BENCHMARKS if b.name == name]
+    module = importlib.import_module(entry.argv[entry.argv.index("-m") + 1])
+    argv = [a.replace("{out}", str(tmp_path / "out.json")).replace("{dir}", str(tmp_path)) for a in entry.argv[2:]]
+    args = module.build_parser().parse_args([*argv, *entry.quick])
+    assert str(args.json) == str(tmp_path / "out.json")
 
 
 README_TABLE = re.compile(
