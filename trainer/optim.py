@@ -76,6 +76,18 @@ def sync_ftrl(optimizer: keras.optimizers.Ftrl, variables: Sequence[Any]) -> Non
                 slot.assign(_ftrl_linear(optimizer, tf.convert_to_tensor(variable.value)))
 
 
+def sync_average(optimizer: Any, variables: Sequence[Any]) -> None:
+    """Start the optimizer's moving average of ``variables`` (``use_ema``) at their current values (call
+    after setting weights from outside the optimizer: built with the model, the average still holds its
+    initialisation, which the end of a shuffled fit would otherwise swap back in)."""
+    if not optimizer.use_ema:
+        return
+    for variable in variables:
+        for slot, kind in optimizer_slots(optimizer, variable):
+            if kind == "value":
+                slot.assign(variable.value)
+
+
 def reset_rows(optimizer: Any, variable: Any, rows: np.ndarray, values: tf.Tensor) -> None:
     """Set ``variable[rows] = values`` and re-initialise the same rows of its optimizer slots."""
     rows_t = tf.convert_to_tensor(rows, tf.int32)

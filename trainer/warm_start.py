@@ -26,7 +26,7 @@ from trainer.export import (
     variable_key,
 )
 from trainer.features import FeatureSpec
-from trainer.optim import sync_ftrl
+from trainer.optim import sync_average, sync_ftrl
 from trainer.state import META_FILE, TrainerState, read_meta
 from trainer.vocab import VocabSet
 
@@ -101,6 +101,7 @@ def from_export(directory: Path, config: TrainerConfig) -> TrainerState:
             variable.assign(value)
     restored = len(values)
     sync_ftrl(state.model.wide_optimizer, state.model.wide_variables)
+    sync_average(state.model.deep_optimizer, state.model.deep_variables)
     state.weights_loaded(str(directory))
     state.set_step(int(meta.get("step", 0)))
     if "pending_clicks" in meta:

@@ -105,6 +105,17 @@ def test_warm_start_restores_weights_and_vocabulary(exported: Path, data_dir: Pa
         np.testing.assert_allclose(1 / (1 + np.exp(-logits)), served, rtol=1e-5, atol=1e-7)
 
 
+def test_a_warm_start_from_an_export_starts_the_weight_average_at_the_loaded_weights(exported: Path) -> None:
+    """The deep optimizer's moving average (swapped in at the end of a shuffled fit) begins at the
+    export's weights, not at the initialisation the model was built with."""
+    state = warm_start(exported, TrainerConfig())
+    optimizer = state.model.deep_optimizer
+    assert optimizer.use_ema
+    for variable in state.model.deep_variables:
+        average = optimizer._model_variables_moving_average[optimizer._get_variable_index(variable)]
+        np.testing.assert_array_equal(np.asarray(average.value), np.asarray(variable.value), err_msg=variable.path)
+
+
 @pytest.mark.slow
 def test_warm_start_and_distillation_through_the_cli(
     exported: Path, train_file: Path, test_file: Path, tmp_path: Path, fast_args, capsys
