@@ -44,7 +44,7 @@ def _is_zombie(pid: int) -> bool:
 
 def test_soak_rejects_bad_arguments_in_one_line() -> None:
     for argv in (["--duration", "0s"], ["--duration", "soon"], ["--rate", "-1"], ["--duration", "2d"]):
-        proc = subprocess.run([sys.executable, "-m", "jobs.bench.soak", *argv], cwd=ROOT, capture_output=True, text=True,
-                              timeout=60, env={**os.environ})
+        proc = subprocess.run([sys.executable, "-m", "jobs.bench.soak", *argv], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60, env={**os.environ})
         assert proc.returncode == 2, argv
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
