@@ -19,14 +19,14 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from devstack.errors import DevStackError
-from devstack.processes import ManagedProcess, free_port, port_is_open, spawn, wait_until
+from devstack.processes import ManagedProcess, free_port, port_is_open, read_state, spawn, wait_until, write_state
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_TEMPLATE = PROJECT_ROOT / "infra" / "flink" / "local" / "config.yaml"
@@ -66,16 +66,13 @@ class ClusterState:
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_state(path, self)
 
     @classmethod
     def load(cls, path: Path) -> ClusterState | None:
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
+        data = read_state(path, "flink-up")
+        if data is None:
             return None
-        except (OSError, ValueError) as exc:
-            raise DevStackError(f"state file {path} is unreadable ({exc}); remove it and run 'flink-up' again") from exc
         return cls(data["rest_url"], data["conf_dir"], [ManagedProcess(**p) for p in data["processes"]])
 
 

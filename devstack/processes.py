@@ -4,15 +4,18 @@ stopping it by pid (so a service outlives the command that started it)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from common.output import write_atomic
 from devstack.errors import DevStackError
 
 
@@ -79,3 +82,21 @@ def spawn(name: str, argv: list[str], log: Path, env: dict[str, str] | None = No
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
     return proc.pid
+
+
+def write_state(path: Path, state: Any) -> None:
+    """Record what a command started (a dataclass) in its state file, atomically."""
+    write_atomic(path, json.dumps(asdict(state), indent=2))
+
+
+def read_state(path: Path, start_command: str) -> dict[str, Any] | None:
+    """A state file's fields; None when there is none (nothing was started)."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DevStackError(
+            f"state file {path} is unreadable ({exc}); remove it and run '{start_command}' again"
+        ) from exc
+    return data

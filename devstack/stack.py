@@ -12,22 +12,20 @@ is started for them, but topics are still created. The broker itself: `devstack.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import Field
 
 from common.config import DurationMs, StrictConfig, load_config
 from common.defaults import LOCAL_KAFKA_PORT, LOCAL_REDIS_PORT
-from common.output import AtomicFile
 from common.topics import create_topics
 from devstack import kafka_broker
 from devstack.errors import DevStackError
-from devstack.processes import ManagedProcess, free_port, port_is_open, spawn, wait_until
+from devstack.processes import ManagedProcess, free_port, port_is_open, read_state, spawn, wait_until, write_state
 
 INFRA_DIR = Path(__file__).resolve().parents[1] / "infra"  # the stack's shipped configuration files
 DEFAULT_TOPICS_FILE = INFRA_DIR / "topics.yaml"
@@ -144,18 +142,13 @@ class StackState:
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
-        with AtomicFile(path) as out:
-            out.write(json.dumps(asdict(self), indent=2).encode())
-            out.commit()
+        write_state(path, self)
 
     @classmethod
     def load(cls, path: Path) -> StackState | None:
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
+        data = read_state(path, "up")
+        if data is None:
             return None
-        except (OSError, ValueError) as exc:
-            raise DevStackError(f"state file {path} is unreadable ({exc}); remove it and run 'up' again") from exc
         return cls(data["kafka_bootstrap_servers"], data["redis_url"],
                    [ManagedProcess(**p) for p in data.get("processes", [])])
 
