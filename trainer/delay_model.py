@@ -15,10 +15,15 @@ impressions old enough to have shown a delay in that bin). Its sources, pooled:
 - **history** (matured labels): what an offline ``fit`` over complete samples records (the day-level
   hot start; :meth:`DelayModel.record_history`), carried in its checkpoint and export. It gives the
   shape of every delay up to ``H``; the stream only sets its level where both overlap.
-- **the stream**, censored: each impression is exposed to the delays it is old enough to have shown.
-  A late click is counted, and the exposure measured, only up to ``frontier - lag`` (the largest emit
-  time seen minus the largest lag seen between partitions, so that a partition read behind another in
-  a backlog does not look like missing clicks).
+- **the stream**, censored, **per partition**: each impression is exposed to the delays it is old
+  enough to have shown by its own partition's position. The join keys samples by impression, so an
+  impression's NEGATIVE and its LATE_POSITIVE share a partition, and each partition is a censored
+  stream of its own: a late click is counted, and its partition's exposures measured, up to that
+  partition's ``frontier - lag`` (its largest emit time minus the largest lag seen inside it, where
+  several writers fill one partition). Pooled over partitions, the counts and exposures stay
+  consistent however far apart a backlog reads them (counting every partition up to the one frontier
+  of the stream made a lagging partition look like missing clicks; counting up to the slowest one
+  threw hours of delays away, and the weights of the last hours of a backlog came out ~10% low).
 
 Bins no source has exposed enough (a cold stream younger than ``H``) are extrapolated: ``gamma`` fits
 ``log rate = a + b log d - d / tau`` to the observed bins by Poisson regression on the exposures (a
@@ -37,6 +42,7 @@ Pure numpy: the state is a few floats and small arrays, saved as JSON with check
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -51,8 +57,9 @@ OBSERVED_SHARE = 0.2  # a bin is observed once its exposure is this share of the
 MIN_FIT_BINS = 4  # fewer observed bins holding late clicks: no estimate yet (the weight is the cap)
 MAX_LAG_SHARE = 0.25  # the lag allowance is at most H / 4 (one stray old sample must not blind it)
 TAIL_LOG_SPAN = 2.0  # log-flat: the log-density of the last e**2 factor of observed delays
-FORMAT = 2
-SCALARS = ("start_ms", "frontier_ms", "lag_ms", "first_impression_ms", "min_late_ms", "counted_ms", "matured")
+FORMAT = 3
+SCALARS = ("start_ms", "min_late_ms", "matured")
+PARTITION_SCALARS = ("frontier_ms", "lag_ms", "first_impression_ms", "counted_ms")
 
 Tail = Literal["blend", "gamma", "log-flat"]
 
@@ -75,6 +82,33 @@ def exposure(ages: np.ndarray, counts: np.ndarray, lo: np.ndarray, hi: np.ndarra
     else:
         share = np.clip((a - lo) / (hi - lo), 0.0, 1.0)
     return (counts[:, None] * share).sum(axis=0)
+
+
+@dataclass
+class CensoredPartition:
+    """One partition's censored stream: where it stands, and what it has not counted yet."""
+
+    frontier_ms: float = -math.inf  # largest emit time seen
+    lag_ms: float = 0.0  # largest lag seen behind the frontier (several writers, one partition)
+    first_impression_ms: float = math.inf  # earliest impression whose NEGATIVE/POSITIVE was seen
+    counted_ms: float = -math.inf  # the time its counts and exposures stand at
+    impressions: dict[int, float] = field(default_factory=dict)  # impression bucket -> count, until matured
+    held: dict[int, np.ndarray] = field(default_factory=dict)  # emit bucket -> late clicks not counted yet
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **{name: getattr(self, name) for name in PARTITION_SCALARS},
+            "impressions": {str(k): v for k, v in sorted(self.impressions.items())},
+            "held": {str(k): _sparse(v) for k, v in sorted(self.held.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CensoredPartition:
+        return cls(
+            **{name: float(data[name]) for name in PARTITION_SCALARS},
+            impressions={int(k): float(v) for k, v in data["impressions"].items()},
+            held={int(k): _dense(v) for k, v in data["held"].items()},
+        )
 
 
 class DelayModel:
@@ -100,26 +134,34 @@ class DelayModel:
     def reset_stream(self) -> None:
         """Forget the stream's position and its censored counts (the history stays)."""
         self.start_ms = math.inf  # earliest impression time of any sample seen: the stream start
-        self.frontier_ms = -math.inf  # largest emit time seen
-        self.lag_ms = 0.0  # largest lag seen behind the frontier (partitions read apart)
-        self.first_impression_ms = math.inf  # earliest impression whose NEGATIVE/POSITIVE was seen
         self.min_late_ms = math.inf  # smallest late delay seen (the join's window)
-        self.impressions: dict[int, float] = {}  # impression-time bucket -> impressions, until matured
+        self.partitions: dict[int, CensoredPartition] = {}
         self.matured = 0.0  # impressions exposed to every delay (their buckets folded)
-        self.stream_counts = np.zeros(BINS)  # late clicks counted (emitted by the counted time)
-        self.held: dict[int, np.ndarray] = {}  # emit-time bucket -> late clicks not counted yet
-        self.counted_ms = -math.inf  # the stream time the counts and exposures stand at
+        self.stream_counts = np.zeros(BINS)  # late clicks counted (emitted by their partition's counted time)
         self._dirty = True
         self._rates: np.ndarray | None = None
+
+    @property
+    def frontier_ms(self) -> float:
+        """The largest emit time seen on any partition."""
+        return max((p.frontier_ms for p in self.partitions.values()), default=-math.inf)
+
+    @property
+    def lag_ms(self) -> float:
+        """The largest lag seen inside a partition."""
+        return max((p.lag_ms for p in self.partitions.values()), default=0.0)
 
     # -- feeding -----------------------------------------------------------------------------------
 
     def set_stream(self, stream: bool) -> None:
         self.stream = bool(stream)
 
-    def observe(self, times: dict[str, np.ndarray], attributions: np.ndarray) -> np.ndarray:
+    def observe(
+        self, times: dict[str, np.ndarray], attributions: np.ndarray, partitions: np.ndarray | None = None
+    ) -> np.ndarray:
         """Each sample's weight (``1 / F(emit - start)`` on a LATE_POSITIVE in stream training, 1
-        otherwise); in stream training the batch is folded into the estimate first."""
+        otherwise); in stream training the batch is folded into the estimate first. ``partitions``:
+        each sample's input partition (None: one stream, as a file read in emission order)."""
         weights = np.ones(len(attributions), np.float32)
         if not self.stream:
             return weights
@@ -130,53 +172,70 @@ class DelayModel:
         if not known.any():
             return weights
         attributions = np.asarray(attributions)
-        self._fold(impression[known], emit[known], delay[known], attributions[known])
+        partition = np.zeros(len(attributions), np.int64) if partitions is None else np.asarray(partitions, np.int64)
+        self.start_ms = min(self.start_ms, float(impression[known].min()))
+        for p in np.unique(partition[known]).tolist():
+            rows = known & (partition == p)
+            self._fold(
+                self.partitions.setdefault(p, CensoredPartition()),
+                impression[rows],
+                emit[rows],
+                delay[rows],
+                attributions[rows],
+            )
+        self._dirty = True
         late = known & (attributions == LATE_POSITIVE_CODE)
         if late.any():
             arrived = self.arrived_fraction(emit[late] - self.start_ms)
             weights[late] = 1.0 / np.maximum(arrived, 1.0 / self.max_weight)
         return weights
 
-    def _fold(self, impression: np.ndarray, emit: np.ndarray, delay: np.ndarray, attribution: np.ndarray) -> None:
-        self.start_ms = min(self.start_ms, float(impression.min()))
-        running = np.maximum.accumulate(np.concatenate([[self.frontier_ms], emit]))
+    def _fold(
+        self,
+        part: CensoredPartition,
+        impression: np.ndarray,
+        emit: np.ndarray,
+        delay: np.ndarray,
+        attribution: np.ndarray,
+    ) -> None:
+        running = np.maximum.accumulate(np.concatenate([[part.frontier_ms], emit]))
         behind = float(np.max(running[:-1] - emit))  # -inf for a first sample
-        if behind > self.lag_ms:
-            self.lag_ms = min(behind, MAX_LAG_SHARE * self.horizon_ms)
-        self.frontier_ms = float(running[-1])
+        if behind > part.lag_ms:
+            part.lag_ms = min(behind, MAX_LAG_SHARE * self.horizon_ms)
+        part.frontier_ms = float(running[-1])
         if not self.learn_from_stream:
             return
         late = (attribution == LATE_POSITIVE_CODE) & (delay != MISSING)
         shown = attribution != LATE_POSITIVE_CODE
         if shown.any():
-            self.first_impression_ms = min(self.first_impression_ms, float(impression[shown].min()))
+            part.first_impression_ms = min(part.first_impression_ms, float(impression[shown].min()))
             buckets, counts = np.unique(np.floor(impression[shown] / BUCKET_MS).astype(np.int64), return_counts=True)
             for bucket, count in zip(buckets.tolist(), counts.tolist(), strict=True):
-                self.impressions[bucket] = self.impressions.get(bucket, 0.0) + count
-        # A late click counts only for an impression whose NEGATIVE this stream has shown (its own
-        # partition emitted that first): late clicks of earlier impressions have no exposure here.
-        late &= impression >= self.first_impression_ms
+                part.impressions[bucket] = part.impressions.get(bucket, 0.0) + count
+        # A late click counts only for an impression whose NEGATIVE this partition has shown (emitted
+        # that first): late clicks of earlier impressions have no exposure here.
+        late &= impression >= part.first_impression_ms
         if late.any():
             self.min_late_ms = min(self.min_late_ms, float(delay[late].min()))
             bins = np.clip(np.searchsorted(self.edges, delay[late], side="right") - 1, 0, BINS - 1)
             held = np.floor(emit[late] / BUCKET_MS).astype(np.int64)
             for bucket in np.unique(held).tolist():
-                row = self.held.setdefault(bucket, np.zeros(BINS))
+                row = part.held.setdefault(bucket, np.zeros(BINS))
                 row += np.bincount(bins[held == bucket], minlength=BINS)
-        self._advance()
-        self._dirty = True
+        self._advance(part)
 
-    def _advance(self) -> None:
-        """Count the late clicks emitted by ``frontier - lag`` (whole buckets), fold matured impressions."""
-        counted = math.floor((self.frontier_ms - self.lag_ms) / BUCKET_MS) * BUCKET_MS
-        if counted <= self.counted_ms:
+    def _advance(self, part: CensoredPartition) -> None:
+        """Count the partition's late clicks emitted by its ``frontier - lag`` (whole buckets), fold its
+        matured impressions."""
+        counted = math.floor((part.frontier_ms - part.lag_ms) / BUCKET_MS) * BUCKET_MS
+        if counted <= part.counted_ms:
             return
-        self.counted_ms = float(counted)
-        for bucket in [b for b in self.held if (b + 1) * BUCKET_MS <= counted]:
-            self.stream_counts += self.held.pop(bucket)
+        part.counted_ms = float(counted)
+        for bucket in [b for b in part.held if (b + 1) * BUCKET_MS <= counted]:
+            self.stream_counts += part.held.pop(bucket)
         matured = counted - self.horizon_ms
-        for bucket in [b for b in self.impressions if (b + 1) * BUCKET_MS <= matured]:
-            self.matured += self.impressions.pop(bucket)
+        for bucket in [b for b in part.impressions if (b + 1) * BUCKET_MS <= matured]:
+            self.matured += part.impressions.pop(bucket)
 
     def record_history(self, times: dict[str, np.ndarray], attributions: np.ndarray) -> None:
         """Add a file of samples with matured labels (what an offline fit trains on) to the history.
@@ -224,14 +283,17 @@ class DelayModel:
     # -- the estimate ------------------------------------------------------------------------------
 
     def _stream_exposure(self) -> np.ndarray:
+        """Per bin, the impressions exposed to it, each at its own partition's counted time."""
+        ages, counts = [], []
+        for part in self.partitions.values():
+            if part.impressions and math.isfinite(part.counted_ms):
+                buckets = np.fromiter(part.impressions.keys(), np.float64)
+                ages.append(part.counted_ms - (buckets + 0.5) * BUCKET_MS)
+                counts.append(np.fromiter(part.impressions.values(), np.float64))
+        if not ages:
+            return np.full(BINS, self.matured)
         lo, hi = self.edges[:-1], self.edges[1:]
-        total = np.full(BINS, self.matured)
-        if self.impressions and math.isfinite(self.counted_ms):
-            buckets = np.fromiter(self.impressions.keys(), np.float64)
-            counts = np.fromiter(self.impressions.values(), np.float64)
-            ages = self.counted_ms - (buckets + 0.5) * BUCKET_MS
-            total += exposure(ages, counts, lo, hi, float(BUCKET_MS))
-        return total
+        return self.matured + exposure(np.concatenate(ages), np.concatenate(counts), lo, hi, float(BUCKET_MS))
 
     def rates(self) -> np.ndarray | None:
         """Late clicks per impression in each bin (observed or extrapolated); None: no estimate yet.
@@ -311,31 +373,27 @@ class DelayModel:
             "history_counts": self.history_counts.tolist(),
             "history_exposure": self.history_exposure.tolist(),
             "start_ms": self.start_ms,
-            "frontier_ms": self.frontier_ms,
-            "lag_ms": self.lag_ms,
-            "first_impression_ms": self.first_impression_ms,
             "min_late_ms": self.min_late_ms,
-            "counted_ms": self.counted_ms,
-            "impressions": {str(k): v for k, v in sorted(self.impressions.items())},
             "matured": self.matured,
             "stream_counts": self.stream_counts.tolist(),
-            "held": {str(k): _sparse(v) for k, v in sorted(self.held.items())},
+            "partitions": {str(k): part.to_json() for k, part in sorted(self.partitions.items())},
         }
 
     def load_json(self, data: dict[str, Any]) -> None:
-        """Restore :meth:`to_json`'s output; an earlier format (no history, no exposures) starts afresh."""
+        """Restore :meth:`to_json`'s output. Format 2 (one stream, before partitions) goes on as
+        partition 0; an earlier format (no history, no exposures) starts afresh."""
         self.history_counts = np.zeros(BINS)
         self.history_exposure = np.zeros(BINS)
         self.reset_stream()
-        if data.get("format") != FORMAT:
+        if data.get("format") not in (FORMAT, 2):
             return
         self.history_counts = np.asarray(data["history_counts"], np.float64).reshape(BINS)
         self.history_exposure = np.asarray(data["history_exposure"], np.float64).reshape(BINS)
         for name in SCALARS:
             setattr(self, name, float(data[name]))
-        self.impressions = {int(k): float(v) for k, v in data["impressions"].items()}
         self.stream_counts = np.asarray(data["stream_counts"], np.float64).reshape(BINS)
-        self.held = {int(k): _dense(v) for k, v in data["held"].items()}
+        partitions = data["partitions"] if data["format"] == FORMAT else {"0": data}
+        self.partitions = {int(k): CensoredPartition.from_json(v) for k, v in partitions.items()}
         self._dirty = True
 
 

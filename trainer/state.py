@@ -176,7 +176,8 @@ class TrainerState:
 
         ``targets``: ``label``, ``attribution``, ``teacher`` and, to feed the estimate of the clicks
         still to come, the samples' ``impression_time_ms``, ``emit_time_ms`` and ``delay_ms`` (-1 where
-        missing; without them every sample weighs 1).
+        missing; without them every sample weighs 1) and, where read from several, each one's input
+        ``partition``.
         """
         return self.train_and_score(batch, targets)[0]
 
@@ -211,7 +212,7 @@ class TrainerState:
         """Each sample's ``late_weight`` (:mod:`trainer.losses.pending`), updating the estimate."""
         if not all(key in targets for key in TIME_FIELDS):
             return np.ones(len(targets["label"]), np.float32)
-        weights = self.pending.observe(targets, targets["attribution"])
+        weights = self.pending.observe(targets, targets["attribution"], targets.get("partition"))
         return weights if self.config.loss.pending_clicks else np.ones_like(weights)
 
     def set_learning_rate_scale(self, scale: float) -> None:

@@ -38,6 +38,7 @@ class Run:
 @dataclass
 class Batch:
     samples: list[Sample] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)  # each sample's input partition
     positions: dict[int, int] = field(default_factory=dict)  # partition -> next offset to read
     runs: list[Run] = field(default_factory=list)
     all_prepared: bool = True
@@ -83,6 +84,7 @@ class Batcher:
             if self._first_at is None:
                 self._first_at = now
             taken.append(sample)
+            batch.partitions.append(message.partition)
             prepared = message.prepared
             if prepared is None:
                 batch.all_prepared = False

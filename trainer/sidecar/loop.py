@@ -282,6 +282,7 @@ class Sidecar:
         teacher = self.teacher.predict(table) if self.teacher is not None else None
         # the same targets as fit's, times included: the delayed-feedback correction reads them
         step_targets = fit_targets(table, np.arange(len(table)), teacher)
+        step_targets["partition"] = np.asarray(batch.partitions, np.int64)  # each its own censored stream
         with self._prefetch.window() if self._prefetch is not None else nullcontext():  # the poller decodes meanwhile
             result, logits = state.train_and_score(encoded, step_targets)
         # progressive validation: the step's predictions were made before it trained on the batch
