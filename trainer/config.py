@@ -342,6 +342,16 @@ class BatchConfig(StrictConfig):
     max_wait: DurationMs = 1_000
 
 
+class OrderConfig(StrictConfig):
+    """Samples from several partitions trained in emit-time order (``trainer/sidecar/ordering.py``): a
+    partition that has nothing held and is not caught up holds the others back at most ``max_wait``;
+    at most ``max_buffered`` messages are held. ``by_emit_time: false``: in the order consumed."""
+
+    by_emit_time: bool = True
+    max_wait: DurationMs = 2_000
+    max_buffered: int = Field(default=50_000, ge=1)
+
+
 class CheckpointConfig(StrictConfig):
     """A checkpoint every ``every_steps`` train steps or ``every`` (whichever comes first)."""
 
@@ -472,6 +482,7 @@ class SidecarConfig(StrictConfig):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     model_dir: Path = Path("model")
     batch: BatchConfig = BatchConfig()
+    order: OrderConfig = OrderConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     dedup: DedupConfig = DedupConfig()
     export_interval: DurationMs = 60_000

@@ -74,6 +74,7 @@ class SampleSource:
         self.consumer = Consumer({**kafka.client_settings("consumer", consumer), "logger": _RDKAFKA})
         self.producer = Producer({**kafka.client_settings("producer", producer), "logger": _RDKAFKA})
         self.assigned: set[int] = set()
+        self.assigned_now: frozenset[int] = frozenset()  # a copy other threads can read
         self.at_eof: dict[int, bool] = {}
         self.positions: dict[int, int] = {}  # partition -> next offset consumed (not yet trained, maybe)
         self.deadlettered = 0
@@ -107,6 +108,7 @@ class SampleSource:
             tp.offset = starts.get(tp.partition, OFFSET_BEGINNING)
             self.assigned.add(tp.partition)
             self.at_eof[tp.partition] = False
+        self.assigned_now = frozenset(self.assigned)
         consumer.assign(partitions)
         log.info("partitions assigned", extra={"offsets": {tp.partition: tp.offset for tp in partitions}})
 
@@ -114,6 +116,7 @@ class SampleSource:
         for tp in partitions:
             self.assigned.discard(tp.partition)
             self.at_eof.pop(tp.partition, None)
+        self.assigned_now = frozenset(self.assigned)
 
     @property
     def drained(self) -> bool:
@@ -248,6 +251,7 @@ class Prefetcher:
         self._lock = threading.Lock()
         self._switch_interval: float | None = None  # the interpreter's, restored by stop()
         self._prepare: Callable[[SampleTable], PreparedTable] | None = None
+        self._busy = False  # a fetch is being decoded and queued (what it holds is in neither place)
         self._thread = threading.Thread(
             target=self._run, args=(max_messages, poll_s), name="sample-prefetch", daemon=True
         )
@@ -296,20 +300,35 @@ class Prefetcher:
                     next_lag = time.monotonic() + self.LAG_EVERY_S
                     self.lag = self.source.lag()
                 fetched = self.source.fetch(max_messages, poll_s)
-                if not fetched or not self._await_window():
+                if not fetched:
                     continue
-                decoded = self.source.decode(fetched)
-                prepare = self._prepare
-                if prepare is not None and self._await_window():
-                    self._prepare_rows(decoded, prepare)
-                while decoded and not self._stop.is_set():
-                    try:
-                        self._queue.put(decoded, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                self._busy = True
+                try:
+                    self._hand_over(fetched)
+                finally:
+                    self._busy = False
         except BaseException as exc:  # handed to the trainer's thread by get()
             self._error = exc
+
+    def _hand_over(self, fetched: list[Message]) -> None:
+        """Decode (and prepare) ``fetched`` in the trainer's windows and queue it."""
+        if not self._await_window():
+            return
+        decoded = self.source.decode(fetched)
+        prepare = self._prepare
+        if prepare is not None and self._await_window():
+            self._prepare_rows(decoded, prepare)
+        while decoded and not self._stop.is_set():
+            try:
+                self._queue.put(decoded, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def caught_up(self, partition: int) -> bool:
+        """``partition`` has reported its end and nothing read from it waits to be handed over (the
+        order of the reads matters: the end is recorded while a fetch is decoded, before it is queued)."""
+        return self.source.at_eof.get(partition, False) and not self._busy and self._queue.empty()
 
     @staticmethod
     def _prepare_rows(decoded: list[Decoded], prepare: Callable[[SampleTable], PreparedTable]) -> None:

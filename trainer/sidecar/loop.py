@@ -31,6 +31,7 @@ from trainer.sidecar.dedup import Dedup
 from trainer.sidecar.errors import Unavailable
 from trainer.sidecar.join_contract import check_join_contract
 from trainer.sidecar.metrics import SidecarMetrics, Summaries
+from trainer.sidecar.ordering import EmitTimeOrder
 from trainer.sidecar.publishing import Publisher
 from trainer.sidecar.registry import Registry, write_registry_file
 from trainer.sidecar.versions import VersionStore
@@ -104,6 +105,10 @@ class Sidecar:
         self._warm_version: int | None = None
         self._last_report: tuple[float, int] | None = None  # (clock, samples trained) at the last report
         self._prefetch: Prefetcher | None = None
+        order = self.sc.order
+        self._order: EmitTimeOrder[Decoded] | None = (
+            EmitTimeOrder(order.max_wait / 1000.0, order.max_buffered) if order.by_emit_time else None
+        )
 
     def request_stop(self) -> None:
         """Finish the step, checkpoint, commit, close (safe from a signal handler)."""
@@ -161,8 +166,12 @@ class Sidecar:
         metrics_port = None if sc.metrics_port is None else self.metrics.serve(sc.metrics_port, sc.metrics_host)
         log.info(
             "trainer sidecar started",
-            extra={"topic": sc.topic, "model_dir": str(sc.model_dir), "resumed": self.position.checkpoint is not None,
-                   "metrics_port": metrics_port},
+            extra={
+                "topic": sc.topic,
+                "model_dir": str(sc.model_dir),
+                "resumed": self.position.checkpoint is not None,
+                "metrics_port": metrics_port,
+            },
         )
 
     def _warm_start(self, path: Any) -> None:
@@ -194,13 +203,15 @@ class Sidecar:
                 messages = prefetch.get(POLL_S)
                 now = self.clock()
                 if messages:
+                    last_message = now
+                messages = self._in_order(messages, prefetch, now)
+                if messages:
                     samples = self._admit(messages)
                     taken = 0
                     while taken < len(messages):
                         taken = batcher.fill(messages, samples, taken, now)
                         if batcher.ready(now):
                             self._train(batcher.take())
-                    last_message = now
                 if batcher.ready(now) or (batcher.pending == 0 and batcher.has_positions):
                     self._train(batcher.take())
                 now = self.clock()
@@ -223,7 +234,8 @@ class Sidecar:
                 if now - last_housekeeping >= HOUSEKEEPING_S:
                     last_housekeeping = now
                     self._housekeeping()
-                if exit_idle_s is not None and prefetch.drained and now - last_message >= exit_idle_s:
+                drained = prefetch.drained and not (self._order is not None and len(self._order))
+                if exit_idle_s is not None and drained and now - last_message >= exit_idle_s:
                     self.summary.stopped_by = "idle"
                     break
             prefetch.stop()
@@ -235,6 +247,19 @@ class Sidecar:
             self.close()
         self.summary.versions = self.registry.versions()
         return self.summary
+
+    def _in_order(self, messages: list[Decoded], prefetch: Prefetcher, now: float) -> list[Decoded]:
+        """``messages`` and those held before, as far as they can go on in emit-time order
+        (:mod:`trainer.sidecar.ordering`); as consumed with ``sidecar.order.by_emit_time: false``."""
+        order = self._order
+        if order is None:
+            return messages
+        order.add(messages)
+        forced = order.forced
+        out = order.take(self.source.assigned_now, prefetch.caught_up, now)
+        if order.forced > forced:
+            self.metrics.order_forced.inc(order.forced - forced)
+        return out
 
     def _admit(self, messages: list[Decoded]) -> list[Sample | None]:
         """Each message's sample to train: None for a dead letter or a repeat (both counted)."""

@@ -56,6 +56,9 @@ class SidecarMetrics:
         ).labels(**labels)
         self.publishes = counter("trainer_publishes_total", "versions published by the gate").labels(**labels)
         self.refusals = counter("trainer_refusals_total", "versions refused by the gate").labels(**labels)
+        self.order_forced = counter(
+            "trainer_order_forced_total", "hand-ons in emit-time order that did not wait for every partition"
+        ).labels(**labels)
         self.delta_failures = counter(
             "trainer_delta_failures_total", "delta versions refused because they do not apply"
         ).labels(**labels)
