@@ -28,6 +28,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -151,6 +152,7 @@ def sidecar_run(
     from trainer.sidecar.loop import Sidecar
 
     bootstrap, redis_url = services
+    shutil.rmtree(directory, ignore_errors=True)  # a model directory left by an earlier run would resume there
     task = f"grid{uuid.uuid4().hex[:8]}"
     create_topics(bootstrap, {f"samples.{task}": (4, 0), "deadletter": (1, 0)})
     codec = Codec.default()
