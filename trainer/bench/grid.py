@@ -322,8 +322,13 @@ How to read it:
   online samples per cell, 3x the cost), (2) the duplicates with their own attribution code in the
   Sample schema and the join (docs/join.md: no `sample_id` appears twice in a run; a trainer that cannot
   tell a duplicate from the first emission cannot weigh it), and (3) a `defer` loss beside `esdfm`.
-- The sidecar's cold runs differ from `fit` more than its runs with history: catching up a backlog,
-  its own estimate of the delays lags by the lag between partitions (the counts stop there).
+- The sidecar reads the stream from 4 partitions (produced before it starts, an hour of stream time
+  per flush; fetched 1 MiB per partition, hours of stream time per chunk), trains it in emit-time
+  order across partitions (`sidecar.order`) and keeps each partition's censored delays apart (the
+  delay model): its last export is within 0.0003 log loss and 0.02 bias of `fit --order stream
+  --epochs 1` on the same samples in every cell. Before both (trained as fetched, the counts stopped
+  at the lag between partitions): uniform delays, cold, bias 0.856 against `fit`'s 0.962 (+0.0039
+  log loss).
 """
 
 
