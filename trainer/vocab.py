@@ -158,7 +158,8 @@ class DynamicVocab:
 
     def _allocate(self, step: int) -> int:
         if not self._free and self._high_water >= self.capacity:
-            self.evict_idle(step)
+            if step > self._last_sweep:  # a second sweep in one step finds nothing: idleness moves with the step
+                self.evict_idle(step)
             if not self._free and self.room is not None:
                 granted = min(self.room(2 * self.capacity), MAX_CAPACITY)
                 if granted > self.capacity:

@@ -65,6 +65,22 @@ def test_full_vocabulary_keeps_new_ids_in_oov() -> None:
     assert vocab.rejected == 1
 
 
+def test_a_full_field_sweeps_for_idle_slots_once_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every new ID refused by a full field used to sweep every slot (a step of 256 new IDs: 256 sweeps);
+    within one step a second sweep cannot find anything the first did not."""
+    vocab = DynamicVocab(capacity=64, admit_after=1, evict_after=1000)
+    vocab.lookup([f"k{i}" for i in range(63)], step=1)  # full, nothing idle
+    sweeps = []
+    real = vocab.evict_idle
+    monkeypatch.setattr(vocab, "evict_idle", lambda step: sweeps.append(step) or real(step))
+    slots, _ = vocab.lookup([f"new{i}" for i in range(256)], step=2)
+    assert not slots.any() and vocab.rejected == 256
+    assert sweeps == [2]
+    vocab.lookup([f"k{i}" for i in range(32)], step=1200)  # the others are idle now
+    slots, _ = vocab.lookup([f"later{i}" for i in range(40)], step=1201)
+    assert (slots > 0).sum() == 31 and sweeps[-1] == 1201  # the 31 idle slots freed and handed out
+
+
 def test_pending_counts_expire_with_eviction() -> None:
     vocab = DynamicVocab(capacity=8, admit_after=2, evict_after=5)
     vocab.lookup(["a"], step=0)
