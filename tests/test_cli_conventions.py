@@ -355,3 +355,17 @@ def test_a_bad_config_exits_2_with_one_line_naming_the_command_and_the_key(
     assert (code, out) == (2, "")
     unitless = f"{DURATION_EXPECTED}, got 10 (a bare number has no unit)"
     assert err == f"{prog}: error: invalid config {path}: {key}: {unitless}\n"
+
+
+def check_bench_parser(module: str) -> None:
+    """A benchmark's parser is the project's (common.cli.Parser): ``--version``, one-line errors, exit 2."""
+    code, out, _ = run_main(module, ["--version"])
+    assert code == 0 and out.startswith(f"python -m {module} (odl-loop) "), out
+    code, _, err = run_main(module, ["--no-such-flag"])
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"python -m {module}: error:"), err
+
+
+@pytest.mark.parametrize("module", ["jobs.bench.flink_sql", "jobs.bench.kafka", "jobs.bench.replay"])
+def test_the_join_benchmarks_parse_as_every_command_does(module: str) -> None:
+    check_bench_parser(module)
+

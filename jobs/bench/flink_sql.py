@@ -13,13 +13,13 @@ Registered as the ``flink-sql`` contender of ``python -m jobs.bench.replay`` (an
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from common.cli import Parser
 from jobs.bench.replay import BenchContext, BenchResult, register
 from jobs.runtime.flink.env import sql_interval
 
@@ -109,7 +109,7 @@ def bench_flink_sql(ctx: BenchContext) -> BenchResult:
 def main(argv: Sequence[str] | None = None) -> int:
     from common.config import parse_duration_ms
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m jobs.bench.flink_sql", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("events", type=Path)

@@ -22,7 +22,6 @@ A broker and a redis-server are started on free loopback ports unless ``KAFKA_BO
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from common.cli import Parser
 from jobs.bench.embedded import embedded
 from jobs.bench.stack import Topics, runtime_config, services
 from jobs.config import SampleJoinConfig
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from common.config import parse_duration_ms
     from common.topics import create_topics
 
-    p = argparse.ArgumentParser(prog="python -m jobs.bench.kafka", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m jobs.bench.kafka", description=__doc__.split("\n")[0])
     p.add_argument("--impressions", type=int, default=30_000)
     p.add_argument("--partitions", type=int, default=2)
     p.add_argument("--window", default="1m")

@@ -20,7 +20,6 @@ Without ``--events`` a deterministic synthetic file (``--events-count``, ``--see
 
 from __future__ import annotations
 
-import argparse
 import gc
 import heapq
 import importlib
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.cli import Parser
 from common.output import AtomicFile
 from jobs.config import JoinConfig, TaskConfig
 from jobs.core.events import FeatureSnapshot, Impression, Label, event_to_json
@@ -285,7 +285,7 @@ def format_results(results: list[BenchResult], reference: str | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    rp = argparse.ArgumentParser(prog="python -m jobs.bench.replay", description=__doc__.split("\n\n")[0])
+    rp = Parser(prog="python -m jobs.bench.replay", description=__doc__.split("\n\n")[0])
     rp.add_argument("--events", type=Path, help="events file (default: a synthetic one in .bench/)")
     rp.add_argument("--events-count", type=int, default=200_000, help="size of the synthetic file")
     rp.add_argument("--seed", type=int, default=7)

@@ -18,6 +18,7 @@ from tests.test_cli_conventions import (
     TRAINER,
     all_helps,
     check_bad_values,
+    check_bench_parser,
     check_defaults_shown,
     check_own_help,
     check_spellings,
@@ -65,3 +66,12 @@ def test_a_bad_config_exits_2_with_one_line(sub: list[str], train_file: Path, tm
         f"python -m trainer {sub[0]}: error: invalid config {config}: sidecar.export_interval: {UNITLESS}"
     ]
     assert not (tmp_path / "out").exists()
+
+
+BENCHMARKS = ["delayed_feedback", "delta", "gate", "grid", "hashing", "models", "sidecar", "vocab_soak"]
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_the_trainer_benchmarks_parse_as_every_command_does(name: str) -> None:
+    check_bench_parser(f"trainer.bench.{name}")
+

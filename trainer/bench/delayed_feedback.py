@@ -33,6 +33,7 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from common.cli import Parser
 from common.output import write_atomic
 from trainer.bench.data import ROOT, drop_negatives, prepare_data, train_rate, write_jsonl
 from trainer.bench.grid import grid_block
@@ -167,7 +168,7 @@ def _machine() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m trainer.bench.delayed_feedback", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m trainer.bench.delayed_feedback", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="one small seed, naive and pu, online only (for tests)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--impressions", type=int, default=80_000)

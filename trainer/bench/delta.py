@@ -38,7 +38,7 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from common.cli import duration, positive_int
+from common.cli import Parser, duration, positive_int
 from common.output import write_atomic
 
 START_MS = 1_700_000_000_000
@@ -260,7 +260,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m trainer.bench.delta",
         description="Bytes per delta export against the full export, at export intervals of stream time, on a "
         "generated heavy-tailed stream trained through the sidecar's train step.",

@@ -45,6 +45,7 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from common.cli import Parser
 from common.output import write_atomic
 from trainer.bench.data import ROOT, _run
 
@@ -483,7 +484,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.bench.gate", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m trainer.bench.gate", description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3], help="healthy streams (none: skip them)")
     parser.add_argument("--impressions", type=int, default=120_000)
     parser.add_argument("--hours", type=float, default=5.0)

@@ -40,6 +40,7 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from common.cli import Parser
 from common.output import write_atomic
 from trainer.bench.data import ROOT, write_jsonl
 from trainer.bench.families import FAMILIES
@@ -396,7 +397,7 @@ def write_section(path: Path, section: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m trainer.bench.grid", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m trainer.bench.grid", description=__doc__.split("\n\n")[0])
     p.add_argument("--full", action="store_true", help="5 families x CTR 5, 30%% x late 20, 50, 80%% x seeds 1 2 3")
     p.add_argument("--quick", action="store_true", help="one small cell, naive and pu only (checks the chain)")
     p.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))

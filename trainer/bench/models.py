@@ -35,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from common.cli import Parser
 from common.output import write_atomic
 from trainer.bench.data import ROOT, prepare_data
 from trainer.errors import TrainerError
@@ -287,7 +288,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small data and few timing calls (checks the chain)")
     p.add_argument("--impressions", type=int, default=40_000)
     p.add_argument("--users", type=int, default=4_000)

@@ -22,7 +22,6 @@ on free loopback ports unless ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` name r
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -34,6 +33,8 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+
+from common.cli import Parser
 
 TARGET = 0.8
 
@@ -148,7 +149,7 @@ def bench_memory(records: list[dict[str, Any]], config: Any) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.bench.sidecar", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m trainer.bench.sidecar", description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each side; the best counts")
