@@ -281,3 +281,39 @@ def test_kafka_job_graph_plans_with_the_jars_of_setup() -> None:
     assert "KafkaSource-default_catalog.default_database.sj_events" in plan and "sample-join" in plan
     for topic in ("samples.click", "samples.unmatched", "deadletter"):
         assert sink_table_name(topic) in plan
+
+
+@pytest.mark.integration
+def test_the_job_publishes_the_task_contract_the_trainer_checks(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As the embedded runtime does at its start (a real redis-server); a Redis it cannot reach is one
+    warning line, not a failure (the job keeps no state there)."""
+    import redis
+
+    from common.task_contract import contract_key, read_task_contract
+    from devstack.processes import free_port
+    from jobs.runtime.flink.job import publish_contract
+
+    prefix = f"flinkcontract{os.getpid()}"
+    config = SampleJoinConfig.load(
+        None,
+        {
+            "redis.url": redis_url,
+            "kafka.topics.samples_prefix": f"{prefix}.",
+            "join.tasks": [{"name": "click", "horizon": "6h"}],
+        },
+    )
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert publish_contract(config)
+        contract = read_task_contract(client, f"{prefix}.click")
+        assert contract is not None and contract.horizon_ms == 6 * 3_600_000
+        assert "flink" in contract.published_by
+        client.delete(contract_key(f"{prefix}.click"))
+    finally:
+        client.close()
+    unreachable = SampleJoinConfig.load(None, {"redis.url": f"redis://127.0.0.1:{free_port()}/0"})
+    assert not publish_contract(unreachable, timeout_s=1.0)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning: the task contract was not published" in err

@@ -4,7 +4,7 @@ The PU correction weighs live LATE_POSITIVEs by the share of late clicks that ca
 the join's attribution horizon, so ``loss.attribution_horizon_ms`` must be the join's horizon; the
 dedup must remember a ``sample_id`` at least that long. Both live in the trainer's config, the horizon
 in the join's: a disagreement is refused here with one line naming both values and where each came
-from. A join that published nothing (an older one, the Flink engine, or one on another Redis) leaves
+from. A join that published nothing (an older one, or one on another Redis) leaves
 the horizons unchecked, said in one line.
 """
 

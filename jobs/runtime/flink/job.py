@@ -178,10 +178,41 @@ def run(config: SampleJoinConfig) -> None:
 
     env = make_environment(config.flink.parallelism, streaming_options(config), jars=job_jars(config))
     build_job(env, config, KafkaTables(config, bounded=config.local.exit_when_idle is not None))
+    publish_contract(config)
     try:
         env.execute("sample-join")
     except Exception as exc:
         raise JobError(f"the Flink job failed: {one_line(exc)}") from None
+
+
+def publish_contract(config: SampleJoinConfig, timeout_s: float = 5.0) -> bool:
+    """Publish the tasks' contract in ``redis`` (what the trainer checks at its start: its attribution
+    horizon, its dedup), as the embedded runtime does. The job keeps no state in Redis, so a Redis it
+    cannot reach is one warning line on stderr, not a failure; returns whether it was published."""
+    import redis
+
+    from common.services import one_line as service_line
+    from common.task_contract import publish_task_contract
+
+    topics = config.kafka.topics
+    client = config.redis.client(socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        publish_task_contract(
+            client,
+            config.join.tasks,
+            {t.name: topics.samples(t.name) for t in config.join.tasks},
+            published_by=f"sample-join (flink, group {config.kafka.group_id})",
+        )
+        return True
+    except redis.RedisError as exc:
+        print(
+            f"jobs.runtime.flink.job: warning: the task contract was not published to Redis {config.redis.url} "
+            f"({service_line(exc)}): a trainer cannot check its horizon against the join's",
+            file=sys.stderr,
+        )
+        return False
+    finally:
+        client.close()
 
 
 def refuse_confluent_framing(config: SampleJoinConfig) -> None:
