@@ -183,7 +183,7 @@ class DelayModel:
                 delay[rows],
                 attributions[rows],
             )
-        self._dirty = True
+        self._dirty = self._dirty or self.learn_from_stream  # with the history only, the estimate stands
         late = known & (attributions == LATE_POSITIVE_CODE)
         if late.any():
             arrived = self.arrived_fraction(emit[late] - self.start_ms)
