@@ -255,6 +255,12 @@ class LossConfig(StrictConfig):
     # The join's H for this task (the same default; checked against the join's at the sidecar's start).
     attribution_horizon_ms: int = Field(default=ATTRIBUTION_HORIZON_MS, gt=0)
     pending_max_weight: float = Field(default=4.0, ge=1.0)
+    # Where that extra weight (1 / F - 1 per live LATE_POSITIVE) goes: on the late positives themselves
+    # ("late"), or spread over the batch's NEGATIVEs in proportion to the model's click probability
+    # ("negatives": the impressions still waiting for their clicks, ranked by a model that knows them);
+    # auto: negatives when the delay model holds matured history (the day-level hot start), late in a
+    # cold stream (a young model's probabilities are no guide yet). trainer/BENCHMARK.md measures both.
+    pending_on: Literal["auto", "late", "negatives"] = "auto"
     # Delays a young stream cannot have shown yet, without history covering them: gamma (a censored
     # fit of log rate = a + b log d - d / tau), log-flat (the last observed log-density continued), or
     # blend, the mean of the two (the smallest error over the shapes of trainer/delay_model.py's doc).

@@ -151,6 +151,11 @@ class DelayModel:
         """The largest lag seen inside a partition."""
         return max((p.lag_ms for p in self.partitions.values()), default=0.0)
 
+    @property
+    def has_history(self) -> bool:
+        """Whether matured history is held (a shuffled fit's samples, a finished stream)."""
+        return bool(self.history_counts.sum() > 0)
+
     # -- feeding -----------------------------------------------------------------------------------
 
     def set_stream(self, stream: bool) -> None:

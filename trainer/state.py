@@ -112,6 +112,7 @@ class TrainerState:
                     "teacher": tf.TensorSpec([None], tf.float32),
                     "late_weight": tf.TensorSpec([None], tf.float32),
                     "step_scale": tf.TensorSpec([], tf.float32),
+                    "pending_on_negatives": tf.TensorSpec([], tf.float32),
                 },
             ),
         )
@@ -192,6 +193,7 @@ class TrainerState:
             self.model.reset_rows(batch.resets, self.step)
         step_targets: dict[str, Any] = {key: targets[key] for key in ("label", "attribution", "teacher")}
         step_targets["late_weight"] = self.late_weights(targets)
+        step_targets["pending_on_negatives"] = np.float32(self.pending_on_negatives())
         # The loss is a batch mean: a batch shorter than the configured size (the end of a file, a
         # quiet moment of the stream) would otherwise take a full-size step on a handful of samples.
         step_scale = min(1.0, len(targets["label"]) / self.config.fit.batch_size)
@@ -214,6 +216,12 @@ class TrainerState:
             return np.ones(len(targets["label"]), np.float32)
         weights = self.pending.observe(targets, targets["attribution"], targets.get("partition"))
         return weights if self.config.loss.pending_clicks else np.ones_like(weights)
+
+    def pending_on_negatives(self) -> bool:
+        """Whether the extra late weight is spread over NEGATIVEs (``loss.pending_on``; auto: with a
+        day-level hot start's matured history)."""
+        where = self.config.loss.pending_on
+        return where == "negatives" or (where == "auto" and self.pending.has_history)
 
     def set_learning_rate_scale(self, scale: float) -> None:
         """Scale Adam's learning rate (the deep part); FTRL's per-coordinate rates decay by themselves."""

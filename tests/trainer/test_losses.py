@@ -85,6 +85,53 @@ def test_pu_late_weight_scales_the_whole_late_positive_term() -> None:
     )
 
 
+def test_pu_pending_weight_spread_over_negatives_by_click_probability() -> None:
+    """pending_on_negatives 1: the LATE_POSITIVE's extra 0.5 moves onto the NEGATIVEs, each in
+    proportion to its f, as an undo term (-log f + log(1 - f)) of that weight; 0 leaves it in place."""
+    logits, labels, attr = [0.5, -1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0], [POSITIVE, NEGATIVE, LATE_POSITIVE, NEGATIVE]
+    loss = get_loss("pu", LossConfig().params())
+    targets = {
+        "label": tf.constant(labels),
+        "attribution": tf.constant(attr, tf.int32),
+        "late_weight": tf.constant([1.0, 1.0, 1.5, 1.0]),
+    }
+    pos, neg, neg2 = nlog(sig(0.5)), nlog(1 - sig(-1.0)), nlog(1 - sig(3.0))
+
+    def undo(x: float) -> float:
+        return nlog(sig(x)) - nlog(1 - sig(x))
+
+    share1, share2 = 0.5 * sig(-1.0) / (sig(-1.0) + sig(3.0)), 0.5 * sig(3.0) / (sig(-1.0) + sig(3.0))
+    spread = {**targets, "pending_on_negatives": tf.constant(1.0)}
+    out = {k: float(v) for k, v in loss(spread, {"logit": tf.constant(logits)}).items()}
+    expected = (pos + neg + share1 * undo(-1.0) + undo(2.0) + neg2 + share2 * undo(3.0)) / 3
+    assert out["loss"] == pytest.approx(expected, rel=1e-6)
+    kept = {**targets, "pending_on_negatives": tf.constant(0.0)}
+    out = {k: float(v) for k, v in loss(kept, {"logit": tf.constant(logits)}).items()}
+    assert out["loss"] == pytest.approx((pos + neg + 1.5 * undo(2.0) + neg2) / 3, rel=1e-6)
+
+
+def test_the_spread_is_not_differentiated_through_the_click_probability() -> None:
+    """The spread's f only says where the weight goes: the gradient of a NEGATIVE's spread undo term
+    is its weight times d(-x)/dx = -1 (the term equals -x below the bound), nothing from f itself."""
+    logit = tf.Variable([0.0, 1.0, -2.0])
+    labels, attr = [1.0, 0.0, 0.0], [LATE_POSITIVE, NEGATIVE, NEGATIVE]
+    loss = get_loss("pu", LossConfig(pu_nnpu=False).params())
+    targets = {
+        "label": tf.constant(labels),
+        "attribution": tf.constant(attr, tf.int32),
+        "late_weight": tf.constant([3.0, 1.0, 1.0]),
+        "pending_on_negatives": tf.constant(1.0),
+    }
+    with tf.GradientTape() as tape:
+        value = loss(targets, {"logit": logit})["loss"]
+    grad = tape.gradient(value, logit).numpy()
+    weights = 2.0 * np.array([sig(1.0), sig(-2.0)]) / (sig(1.0) + sig(-2.0))
+    n = 2.0  # impressions: 3 samples, one LATE_POSITIVE
+    expected_negatives = (np.array([sig(1.0), sig(-2.0)]) - weights) / n
+    np.testing.assert_allclose(grad[1:], expected_negatives, rtol=1e-5)
+    assert grad[0] == pytest.approx(-1.0 / n, rel=1e-5)
+
+
 def test_pu_nnpu_guard_when_negative_risk_goes_below_zero() -> None:
     # [POSITIVE 0.5, NEGATIVE -1, LATE 2] (2 impressions): R- = (-log(1-f(-1)) + log(1-f(2))) / 2 < 0
     pos, neg, undo = nlog(sig(0.5)), nlog(1 - sig(-1.0)), nlog(1 - sig(2.0))

@@ -117,3 +117,19 @@ def test_shuffled_order_weighs_every_sample_one_and_stream_order_does_not() -> N
     assert np.all(state.late_weights(step_targets) == 1.0)
     state.set_order("stream")
     assert state.late_weights(step_targets).max() > 1.0
+
+
+@pytest.mark.parametrize(
+    ("pending_on", "cold", "hot"), [("auto", False, True), ("late", False, False), ("negatives", True, True)]
+)
+def test_the_extra_late_weight_goes_onto_negatives_from_a_day_level_model_only(
+    day_level: tuple[Path, Path], pending_on: str, cold: bool, hot: bool
+) -> None:
+    """``loss.pending_on: auto`` (the default) spreads the clicks still to come over NEGATIVEs by the
+    model's click probability once a day-level hot start handed over its history, never in a cold
+    stream (a young model's probabilities are no guide); ``late`` and ``negatives`` force either."""
+    export, _ = day_level
+    config = TrainerConfig.load(None, {"fit.order": "stream", "loss.pending_on": pending_on})
+    table = SampleTable([parse_sample(r) for r in make_samples(50, seed=1)[0]])
+    assert TrainerState.create(config, table).pending_on_negatives() is cold
+    assert warm_start(export, config).pending_on_negatives() is hot

@@ -7,6 +7,9 @@ the scalar to minimise (batch mean). Targets:
 - ``attribution`` int ``[batch]``: :data:`~trainer.samples.POSITIVE`, ``NEGATIVE`` or ``LATE_POSITIVE``;
 - ``late_weight`` float ``[batch]`` (optional, 1 when absent): the weight of a live LATE_POSITIVE, which
   stands in for the late clicks still to come (:mod:`trainer.losses.pending`); 1 for other samples.
+- ``pending_on_negatives`` float ``[]`` (optional, 0 when absent): the share of that extra weight
+  spread over the batch's NEGATIVEs (:func:`~trainer.losses.pending.spread_over_negatives`), whose
+  ``late_weight`` passed to :meth:`DelayedFeedbackLoss.compute` is then their undo terms' weight.
 
 Outputs: ``logit`` ``[batch]`` (x, with f = sigmoid(x)); ``dp_logit`` and ``rn_logit`` from the
 auxiliary heads when the loss asks for them (``aux_heads``).
@@ -22,6 +25,7 @@ from typing import ClassVar
 import tensorflow as tf
 
 from trainer.losses.params import LossParams
+from trainer.losses.pending import spread_over_negatives
 from trainer.samples import LATE_POSITIVE
 
 
@@ -56,10 +60,14 @@ class DelayedFeedbackLoss:
         )
         weight = targets.get("late_weight")
         late_weight = late if weight is None else late * tf.cast(weight, tf.float32)
+        share = targets.get("pending_on_negatives")
+        if share is not None:
+            late_weight = spread_over_negatives(label, late, late_weight, outputs["logit"], share)
         return self.compute(label, late, late_weight, outputs)
 
     def compute(
         self, label: tf.Tensor, late: tf.Tensor, late_weight: tf.Tensor, outputs: dict[str, tf.Tensor]
     ) -> dict[str, tf.Tensor]:
-        """``late``: 1 on LATE_POSITIVEs; ``late_weight``: their weight (0 elsewhere)."""
+        """``late``: 1 on LATE_POSITIVEs; ``late_weight``: the weight of each sample's undo term (a
+        LATE_POSITIVE's; a NEGATIVE's share of the clicks still to come; 0 elsewhere)."""
         raise NotImplementedError

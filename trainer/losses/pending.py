@@ -9,6 +9,14 @@ delays as matured history instead (the day-level hot start hands them to the nex
 The state is saved with the checkpoint as a Python-state dependency (one JSON string: eager
 ``tf.Variable`` reads and writes, ten a batch, each handing the GIL to the sidecar's poller, cost more
 than the estimate itself) and in the export's ``trainer.json`` (``pending_clicks``).
+
+Where the extra weight goes (``loss.pending_on``): the ``1 / F - 1`` on top of each live LATE_POSITIVE
+stands in for clicks that have not arrived; putting it on the few that did (short delays, weights up to
+the cap) is unbiased in level but noisy, and costs ranking (AUC ~0.002 below naive on uniform delays
+with a day-level hot start). :func:`spread_over_negatives` puts the same total on the batch's NEGATIVEs,
+each in proportion to the model's click probability: the undo terms of the impressions most likely
+to be the ones still waiting. A model trained on a previous day ranks them well; a cold one does not
+(measured: -0.01 to -0.02 AUC cold at 80% late), hence ``auto``.
 """
 
 from __future__ import annotations
@@ -19,6 +27,18 @@ from typing import Any
 import tensorflow as tf
 
 from trainer.delay_model import DelayModel, Tail
+
+
+def spread_over_negatives(
+    label: tf.Tensor, late: tf.Tensor, late_weight: tf.Tensor, logit: tf.Tensor, share: tf.Tensor
+) -> tf.Tensor:
+    """Per-sample undo weights: ``share`` of the batch's extra LATE_POSITIVE weight (``late_weight -
+    late``) moved onto its NEGATIVEs in proportion to ``sigmoid(logit)`` (not differentiated); the batch
+    total is unchanged. ``share`` 0 returns ``late_weight``."""
+    excess = late_weight - late
+    expected = tf.stop_gradient(tf.sigmoid(logit)) * (1.0 - label)
+    spread = tf.reduce_sum(excess) * expected / tf.maximum(tf.reduce_sum(expected), 1e-12)
+    return late_weight + share * (spread - excess)
 
 
 class PendingClicks(DelayModel, tf.train.experimental.PythonState):
