@@ -15,7 +15,7 @@ shows ``**********``. Two builders reveal them, to construct clients only:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -93,6 +93,23 @@ class KafkaConnection(StrictConfig):
     # deployable's own. No secrets here: those go in ``security``.
     consumer: dict[str, Any] = Field(default_factory=dict)
     producer: dict[str, Any] = Field(default_factory=dict)
+    # Consumer settings the deployable's correctness rests on, with why: ``consumer`` may repeat them,
+    # not change them (an override would win, and e.g. auto-committed offsets lose or repeat samples).
+    pinned_consumer: ClassVar[Mapping[str, tuple[Any, str]]] = {}
+
+    @classmethod
+    def pinned_consumer_settings(cls) -> dict[str, Any]:
+        """The pinned settings as librdkafka takes them (the deployable's consumer starts from these)."""
+        return {key: value for key, (value, _) in cls.pinned_consumer.items()}
+
+    @field_validator("consumer")
+    @classmethod
+    def _keeps_the_pinned(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        for key, (value, why) in cls.pinned_consumer.items():
+            if key in settings and str(settings[key]).lower() != str(value).lower():
+                kept = str(value).lower() if isinstance(value, bool) else value
+                raise ValueError(f"{key} is {settings[key]!r}; it must stay {kept} ({why})")
+        return settings
 
     @field_validator("consumer", "producer")
     @classmethod

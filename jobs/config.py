@@ -6,8 +6,9 @@ Both engines (`local`: embedded Kafka + Redis runtime; `flink`: PyFlink job) rea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -109,6 +110,13 @@ class KafkaConfig(KafkaConnection):
 
     group_id: str = Field(default="sample-join", min_length=1)
     topics: TopicsConfig = TopicsConfig()
+    pinned_consumer: ClassVar[Mapping[str, tuple[Any, str]]] = {
+        "enable.auto.commit": (False, "the join commits offsets with its Redis checkpoint"),
+        "enable.auto.offset.store": (False, "the join commits offsets with its Redis checkpoint"),
+        "enable.partition.eof": (True, "the embedded runtime tells a caught-up partition by it"),
+        # partition p of every input topic to the same member: an impression meets its labels
+        "partition.assignment.strategy": ("range", "co-partitioning needs partition p of every input on one member"),
+    }
 
 
 class RedisConfig(RedisConnection):

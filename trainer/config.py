@@ -11,6 +11,7 @@ checkpoints and exports.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -319,6 +320,11 @@ class KafkaConfig(KafkaConnection):
 
     group_id: str = Field(default="trainer.click", min_length=1)
     deadletter_topic: str = Field(default=DEADLETTER_TOPIC, min_length=1)
+    pinned_consumer: ClassVar[Mapping[str, tuple[Any, str]]] = {
+        "enable.auto.commit": (False, "the sidecar commits offsets with its checkpoints, so a sample is trained once"),
+        "enable.auto.offset.store": (False, "the sidecar stores an offset once its sample is trained"),
+        "enable.partition.eof": (True, "sidecar.order and --exit-when-idle tell a caught-up partition by it"),
+    }
 
     @model_validator(mode="before")
     @classmethod

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from jobs.config import KafkaConfig
 from jobs.core.events import AVRO_BUILDERS, BadEvent, Event, event_from_avro
 from jobs.core.join import Sample, UnmatchedLabel
 from jobs.errors import JobError
@@ -132,12 +133,8 @@ def consumer_settings(bootstrap: str, group_id: str, extra: dict[str, Any]) -> d
     return {
         "bootstrap.servers": bootstrap,
         "group.id": group_id,
-        "enable.auto.commit": False,  # correctness comes from the Redis checkpoint's offsets
-        "enable.auto.offset.store": False,
+        **KafkaConfig.pinned_consumer_settings(),  # manual offsets, end-of-partition events, range
         "auto.offset.reset": "earliest",
-        "enable.partition.eof": True,
-        # range gives partition p of every subscribed topic to the same member (co-partitioning)
-        "partition.assignment.strategy": "range",
         "socket.connection.setup.timeout.ms": 5_000,
         "fetch.wait.max.ms": 50,
         **FAST_GROUP_SETTINGS,

@@ -8,6 +8,7 @@ import pytest
 
 from common.errors import ConfigError
 from jobs.config import JoinConfig, SampleJoinConfig, TaskConfig
+from jobs.runtime.kafka_io import consumer_settings
 
 
 def test_defaults_follow_the_design() -> None:
@@ -53,3 +54,21 @@ def test_bad_tasks_are_one_error(task: dict[str, str], message: str) -> None:
 def test_task_names_must_be_unique() -> None:
     with pytest.raises(ValueError, match="unique"):
         JoinConfig(tasks=(TaskConfig(name="click"), TaskConfig(name="click")))
+
+
+def test_consumer_settings_the_join_rests_on_cannot_be_changed(tmp_path: Path) -> None:
+    """Range assignment (co-partitioning: partition p of every input on one member) and offsets kept
+    with the Redis checkpoint: a ``kafka.consumer`` override would win over the runtime's own, so the
+    config refuses it in one line naming the file; the runtime's consumer starts from the pinned ones."""
+    path = tmp_path / "join.yaml"
+    path.write_text("kafka:\n  consumer:\n    partition.assignment.strategy: cooperative-sticky\n")
+    with pytest.raises(ConfigError) as info:
+        SampleJoinConfig.load(path)
+    text = str(info.value)
+    assert "partition.assignment.strategy is 'cooperative-sticky'; it must stay range" in text
+    assert str(path) in text and "\n" not in text
+    path.write_text("kafka:\n  consumer:\n    enable.auto.commit: 'false'\n    fetch.wait.max.ms: 20\n")
+    config = SampleJoinConfig.load(path)
+    settings = consumer_settings("broker:9092", "g", config.kafka.client_settings("consumer"))
+    assert settings["partition.assignment.strategy"] == "range" and settings["enable.partition.eof"] is True
+    assert settings["fetch.wait.max.ms"] == 20

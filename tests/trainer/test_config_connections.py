@@ -104,3 +104,20 @@ def test_a_config_saved_with_the_earlier_keys_reads_back() -> None:
     restored = TrainerConfig.from_json(saved)
     assert restored.model == TrainerConfig().model and restored.features == TrainerConfig().features
     assert restored.sidecar.kafka == KafkaConfig()  # not read back: the running config's is used
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("enable.auto.commit", True), ("enable.auto.offset.store", "true"), ("enable.partition.eof", False)],
+)
+def test_consumer_settings_the_sidecar_rests_on_cannot_be_changed(setting: str, value: object) -> None:
+    """Offsets committed with checkpoints (a sample trained once) and end-of-partition events
+    (sidecar.order, --exit-when-idle): an override would win over the sidecar's own, so it is refused
+    in one line; repeating the pinned value is fine."""
+    with pytest.raises(ConfigError) as info:
+        sidecar({"consumer": {setting: value}})
+    text = str(info.value)
+    assert f"{setting} is {value!r}; it must stay" in text and "trainer.yaml" in text and "\n" not in text
+    pinned = KafkaConfig.pinned_consumer_settings()[setting]
+    kept = sidecar({"consumer": {setting: str(pinned).lower()}}).sidecar.kafka
+    assert kept.client_settings("consumer")[setting] == str(pinned).lower()

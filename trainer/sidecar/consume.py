@@ -61,10 +61,8 @@ class SampleSource:
         kafka = config.kafka  # its consumer / producer settings win over these
         consumer = {
             "group.id": kafka.group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
+            **kafka.pinned_consumer_settings(),  # manual offsets, end-of-partition events
             "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
             "fetch.wait.max.ms": 50,
             "max.poll.interval.ms": 300_000,
             "session.timeout.ms": 6_000,
