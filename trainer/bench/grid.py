@@ -330,9 +330,9 @@ How to read it:
   per flush; fetched 1 MiB per partition, hours of stream time per chunk), trains it in emit-time
   order across partitions (`sidecar.order`) and keeps each partition's censored delays apart (the
   delay model): its last export is within 0.0006 log loss and 0.008 bias of `fit --order stream
-  --epochs 1` on the same samples in every cell (this run: a fresh-clone CI ran beside it). Before both (trained as fetched, the counts stopped
-  at the lag between partitions): uniform delays, cold, bias 0.856 against `fit`'s 0.962 (+0.0039
-  log loss).
+  --epochs 1` on the same samples in every cell (this run: a fresh-clone CI ran beside it). Before
+  both (trained as fetched, the counts stopped at the lag between partitions): uniform delays, cold,
+  bias 0.856 against `fit`'s 0.962 (+0.0039 log loss).
 """
 
 

@@ -1,5 +1,5 @@
 """The live path learns what the offline pass learns: `trainer run` catching up a backlog over four
-partitions (and after a SIGKILL) against `fit --order stream --epochs 1` on the same samples in
+partitions (and after a SIGKILL), and caught up with the samples arriving while it runs, against `fit --order stream --epochs 1` on the same samples in
 emission order, both scored on the following impressions with their true labels (real broker, Redis,
 TensorFlow)."""
 
@@ -51,23 +51,30 @@ def _online(world: dict[str, Path]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in world["online"].read_text().splitlines()]
 
 
-def _backlog_env(
-    sidecar_env: Any, samples: list[dict[str, Any]], fetch: dict[str, Any], **overrides: Any
-) -> SidecarEnv:
-    """A 4-partition topic holding every sample before the sidecar starts, produced in emission order
-    an hour of stream time per flush; the sidecar's consumer configured with ``fetch``."""
+def _env(sidecar_env: Any, fetch: dict[str, Any], **overrides: Any) -> SidecarEnv:
+    """A 4-partition topic; the sidecar's consumer configured with ``fetch``."""
     env: SidecarEnv = sidecar_env(4, **SETTINGS, **overrides)
     settings = yaml.safe_load(env.config_path.read_text())
     settings["sidecar"]["kafka"]["consumer"] = fetch
     env.config_path.write_text(yaml.safe_dump(settings))
-    _produce_backlog(env, samples)
     return env
 
 
-def _produce_backlog(env: SidecarEnv, samples: list[dict[str, Any]]) -> None:
+def _backlog_env(
+    sidecar_env: Any, samples: list[dict[str, Any]], fetch: dict[str, Any], **overrides: Any
+) -> SidecarEnv:
+    """The topic holding every sample before the sidecar starts, produced in emission order an hour of
+    stream time per flush."""
+    env = _env(sidecar_env, fetch, **overrides)
+    for hour in _hours(samples):
+        produce(env.bootstrap, env.topic, hour)
+    return env
+
+
+def _hours(samples: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The samples in emission order, an hour of stream time per list."""
     hour = [(s["emit_time_ms"] - samples[0]["emit_time_ms"]) // 3_600_000 for s in samples]
-    for h in sorted(set(hour)):
-        produce(env.bootstrap, env.topic, [s for s, at in zip(samples, hour, strict=True) if at == h])
+    return [[s for s, at in zip(samples, hour, strict=True) if at == h] for h in sorted(set(hour))]
 
 
 def _fit_stream(env: SidecarEnv, world: dict[str, Path], out: Path, warm_start: Path | None) -> dict[str, Any]:
@@ -121,5 +128,31 @@ def test_from_a_day_level_model_through_a_sigkill_learns_what_fit_learns(
     proc.wait(30)
     result = env.run("--exit-when-idle", "3s")  # resumes from its checkpoint
     assert result.returncode == 0, result.stderr[-3000:]
+    live, offline = _last_export(env, world), _fit_stream(env, world, tmp_path / "fit", world["day"])
+    _assert_same(live, offline)
+
+
+def test_samples_arriving_while_it_runs_learn_what_fit_learns(
+    sidecar_env, processes, world: dict[str, Path], tmp_path: Path
+) -> None:
+    """Caught up: the sidecar runs from the day-level model before the samples come, and they arrive an
+    hour of stream time at a time while it trains (each partition's new messages at slightly different
+    moments, as the join's output does)."""
+    samples = _online(world)
+    env = _env(sidecar_env, FETCHES["whole partitions"], **{"sidecar.warm_start": str(world["day"])})
+    proc = env.start("--exit-when-idle", "30s")
+    processes.append(proc)
+    hours = _hours(samples)
+    for hour in hours[:3]:
+        produce(env.bootstrap, env.topic, hour)
+    wait_for(
+        lambda: proc.poll() is not None or (position(env) or {}).get("samples_trained", 0) > 0,
+        240,
+        "a checkpoint of the first hours",
+    )
+    assert proc.poll() is None, "the sidecar ended before the rest of the stream came"
+    for hour in hours[3:]:
+        produce(env.bootstrap, env.topic, hour)
+    assert proc.wait(300) == 0
     live, offline = _last_export(env, world), _fit_stream(env, world, tmp_path / "fit", world["day"])
     _assert_same(live, offline)
