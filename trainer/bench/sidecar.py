@@ -1,6 +1,6 @@
 """Benchmark: the sidecar's training throughput from Kafka beside the same model fed from memory.
 
-    python -m trainer.bench.sidecar [--samples 20000] [--batch-size 256] [--json OUT]
+    python -m trainer.bench.sidecar [--samples 20000] [--batch-size 256] [--partitions 1] [--json OUT]
 
 Both sides train the same model config on the same samples, one pass, in one run:
 
@@ -11,6 +11,10 @@ Both sides train the same model config on the same samples, one pass, in one run
 * **memory**: the same batches, encoded beforehand, with the same targets (fit's, event times
   included, which feed the delayed-feedback estimate), fed to ``TrainerState.train_on_batch`` (the
   first one, which traces the step, not measured).
+
+``--partitions``: the samples topic's partitions (keyed by impression, as the join writes it); with
+more than one, the sidecar trains them in emit-time order (``sidecar.order``), and the ratio includes
+what that costs.
 
 ``--samples`` is rounded down to whole batches: a last, partial batch would close only after the
 sidecar's ``batch.max_wait`` with nothing more to read, a wait for data that is no training cost.
@@ -92,7 +96,9 @@ def _services(stack: ExitStack, workdir: Path) -> tuple[str, str]:
     return bootstrap, redis_url
 
 
-def bench_kafka(records: list[dict[str, Any]], config: Any, bootstrap: str, redis_url: str, workdir: Path) -> float:
+def bench_kafka(
+    records: list[dict[str, Any]], config: Any, bootstrap: str, redis_url: str, workdir: Path, partitions: int = 1
+) -> float:
     from confluent_kafka import Producer
 
     from common.topics import create_topics
@@ -100,7 +106,7 @@ def bench_kafka(records: list[dict[str, Any]], config: Any, bootstrap: str, redi
     from trainer.sidecar.loop import Sidecar
 
     task = f"bench{uuid.uuid4().hex[:8]}"
-    create_topics(bootstrap, {f"samples.{task}": (1, 0), "deadletter": (1, 0)})
+    create_topics(bootstrap, {f"samples.{task}": (partitions, 0), "deadletter": (1, 0)})
     codec = Codec.default()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     for r in records:
@@ -153,10 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each side; the best counts")
+    parser.add_argument("--partitions", type=int, default=1, help="of the samples topic (more: emit-time ordering)")
     parser.add_argument("--json", metavar="OUT", help="also write the results here")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.samples < 2 * args.batch_size or args.rounds < 1:
-        parser.error("--samples must hold at least two batches, and --rounds be at least 1")
+    if args.batch_size < 1 or args.samples < 2 * args.batch_size or args.rounds < 1 or args.partitions < 1:
+        parser.error("--samples must hold at least two batches, and --rounds and --partitions be at least 1")
     from trainer.quiet import import_tensorflow
 
     import_tensorflow()
@@ -183,12 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap, redis_url = _services(stack, workdir)
         for round_ in range(args.rounds):  # alternating, so that a change of load hits both sides
             memory_runs.append(bench_memory(records, config))
-            kafka_runs.append(bench_kafka(records, config, bootstrap, redis_url, workdir / str(round_)))
+            kafka_runs.append(
+                bench_kafka(records, config, bootstrap, redis_url, workdir / str(round_), args.partitions)
+            )
     kafka, memory = max(kafka_runs), max(memory_runs)
     result = {
         "samples": len(records),
         "batch_size": args.batch_size,
         "rounds": args.rounds,
+        "partitions": args.partitions,
         "kafka_runs": [round(x) for x in kafka_runs],
         "memory_runs": [round(x) for x in memory_runs],
         "kafka_samples_per_s": round(kafka),
