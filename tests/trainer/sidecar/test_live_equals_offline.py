@@ -1,7 +1,7 @@
 """The live path learns what the offline pass learns: `trainer run` catching up a backlog over four
-partitions (and after a SIGKILL), and caught up with the samples arriving while it runs, against `fit --order stream --epochs 1` on the same samples in
-emission order, both scored on the following impressions with their true labels (real broker, Redis,
-TensorFlow)."""
+partitions (and after a SIGKILL), and caught up with the samples arriving while it runs, against
+`fit --order stream --epochs 1` on the same samples in emission order, both scored on the following
+impressions with their true labels (real broker, Redis, TensorFlow)."""
 
 from __future__ import annotations
 
