@@ -110,6 +110,23 @@ def test_pu_pending_weight_spread_over_negatives_by_click_probability() -> None:
     assert out["loss"] == pytest.approx((pos + neg + 1.5 * undo(2.0) + neg2) / 3, rel=1e-6)
 
 
+def test_a_batch_without_negatives_keeps_its_extra_weight_on_the_late_positives() -> None:
+    """Nowhere to spread it (no NEGATIVE in the batch): the loss is the one with the weight left in
+    place, not the one with the extra weight dropped."""
+    logits, labels, attr = [0.5, 2.0], [1.0, 1.0], [POSITIVE, LATE_POSITIVE]
+    loss = get_loss("pu", LossConfig().params())
+    targets = {
+        "label": tf.constant(labels),
+        "attribution": tf.constant(attr, tf.int32),
+        "late_weight": tf.constant([1.0, 3.0]),
+    }
+    kept = loss({**targets, "pending_on_negatives": tf.constant(0.0)}, {"logit": tf.constant(logits)})["loss"]
+    spread = loss({**targets, "pending_on_negatives": tf.constant(1.0)}, {"logit": tf.constant(logits)})["loss"]
+    dropped = loss({**targets, "late_weight": tf.constant([1.0, 1.0])}, {"logit": tf.constant(logits)})["loss"]
+    assert float(spread) == pytest.approx(float(kept), rel=1e-6)
+    assert float(spread) != pytest.approx(float(dropped), rel=1e-3)
+
+
 def test_the_spread_is_not_differentiated_through_the_click_probability() -> None:
     """The spread's f only says where the weight goes: the gradient of a NEGATIVE's spread undo term
     is its weight times d(-x)/dx = -1 (the term equals -x below the bound), nothing from f itself."""

@@ -34,10 +34,13 @@ def spread_over_negatives(
 ) -> tf.Tensor:
     """Per-sample undo weights: ``share`` of the batch's extra LATE_POSITIVE weight (``late_weight -
     late``) moved onto its NEGATIVEs in proportion to ``sigmoid(logit)`` (not differentiated); the batch
-    total is unchanged. ``share`` 0 returns ``late_weight``."""
+    total is unchanged. ``share`` 0 returns ``late_weight``; so does a batch without NEGATIVEs (the tail
+    of a finished file), whose extra weight stays on its late positives instead of being dropped."""
     excess = late_weight - late
     expected = tf.stop_gradient(tf.sigmoid(logit)) * (1.0 - label)
-    spread = tf.reduce_sum(excess) * expected / tf.maximum(tf.reduce_sum(expected), 1e-12)
+    total = tf.reduce_sum(expected)
+    spread = tf.reduce_sum(excess) * expected / tf.maximum(total, 1e-12)
+    share = share * tf.cast(total > 0.0, share.dtype)
     return late_weight + share * (spread - excess)
 
 
