@@ -114,7 +114,6 @@ class KafkaConfig(KafkaConnection):
         "enable.auto.commit": (False, "the join commits offsets with its Redis checkpoint"),
         "enable.auto.offset.store": (False, "the join commits offsets with its Redis checkpoint"),
         "enable.partition.eof": (True, "the embedded runtime tells a caught-up partition by it"),
-        # partition p of every input topic to the same member: an impression meets its labels
         "partition.assignment.strategy": ("range", "co-partitioning needs partition p of every input on one member"),
     }
 
