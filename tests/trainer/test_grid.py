@@ -93,6 +93,10 @@ def test_the_report_checks_each_cell_against_the_targets(tmp_path: Path) -> None
     assert grid.grid_block(out.read_text()) == f"{grid.GRID_BEGIN}\nsecond\n{grid.GRID_END}"
 
 
+def test_keep_workdir_is_off_unless_asked() -> None:
+    assert not grid.parse_args([]).keep_workdir and grid.parse_args(["--keep-workdir"]).keep_workdir
+
+
 def test_the_reduced_grid_is_the_default_and_full_is_every_cell() -> None:
     reduced = grid.cells(grid.parse_args([]))
     assert len(reduced) == len(FAMILIES) + len(grid.REDUCED_EXTRA) and grid.parse_args([]).seeds == [1]
@@ -101,9 +105,10 @@ def test_the_reduced_grid_is_the_default_and_full_is_every_cell() -> None:
 
 
 @pytest.mark.slow
-def test_a_quick_grid_runs_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "grid.json"
-    assert grid.main(["--quick", "--workdir", str(tmp_path), "--json", str(out)]) == 0
+def test_a_quick_grid_runs_end_to_end_and_leaves_no_cell_files(tmp_path: Path) -> None:
+    out, workdir = tmp_path / "grid.json", tmp_path / "work"
+    assert grid.main(["--quick", "--workdir", str(workdir), "--json", str(out)]) == 0
+    assert workdir.is_dir() and not any(workdir.iterdir())  # each cell's ~200 MB removed once scored
     data = json.loads(out.read_text())
     (record,) = data["records"]
     assert set(record["results"]) == {"cold", "history"}

@@ -424,7 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-offline", dest="offline", action="store_false", help="skip the shuffled offline fits")
     p.add_argument("--sidecar-cells", type=int, help="the sidecar on the first N cells (default 2; 0 with --quick)")
     p.add_argument("--config", help="trainer config YAML for every fit")
-    p.add_argument("--workdir", default=str(ROOT / ".bench" / "grid"))
+    p.add_argument("--workdir", default=str(ROOT / ".bench" / "grid"), help="where each cell's samples and models go")
+    p.add_argument(
+        "--keep-workdir",
+        action="store_true",
+        help="keep each cell's samples files and models once scored (~200 MB a cell and seed; removed by default)",
+    )
     p.add_argument("--json", type=Path, help="write every result here")
     p.add_argument("--out", type=Path, help="put the Markdown in this file's grid section (trainer/BENCHMARK.md)")
     return p
@@ -467,7 +472,10 @@ def main(argv: list[str] | None = None) -> int:
                     world = World(family, ctr, late, seed)
                     cell_started = time.monotonic()
                     use = services if index < args.sidecar_cells and seed == args.seeds[0] else None
-                    record = run_cell(world, args, Path(args.workdir) / f"{family}-{ctr}-{late}-{seed}", use)
+                    directory = Path(args.workdir) / f"{family}-{ctr}-{late}-{seed}"
+                    record = run_cell(world, args, directory, use)
+                    if not args.keep_workdir:  # the full grid's 90 cell-seeds would leave ~16 GB
+                        shutil.rmtree(directory)
                     records.append(record)
                     res = record["results"]
                     _say(
