@@ -269,7 +269,7 @@ class LossConfig(StrictConfig):
     # Also learn the delays from the stream (censored, pooled with the history); False: history only.
     delay_learn_from_stream: bool = True
     fnc_max_probability: float = Field(default=0.999, gt=0.0, lt=1.0)  # clip of b / (1 - b)
-    esdfm_aux_weight: float = Field(default=1.0, ge=0.0)  # weight of the f_dp and f_rn heads' losses
+    esdfm_aux_weight: float = Field(default=1.0, ge=0.0)  # esdfm, defer: weight of the auxiliary heads' losses
     distill_weight: float = Field(default=0.0, ge=0.0)  # lambda of the distillation term
 
     def params(self) -> LossParams:

@@ -20,6 +20,7 @@ import numpy as np
 
 from trainer.config import FitConfig, TrainerConfig
 from trainer.pipeline import batch_rows, impression_hashes
+from trainer.replay import with_horizon_duplicates
 from trainer.samples import ReadStats, SampleTable, read_samples
 
 if TYPE_CHECKING:
@@ -149,8 +150,12 @@ def _fit(
 
     started = time.monotonic()
     rows, read = read_samples(samples, deadletter=deadletter)
+    log.info("read %d samples from %d file(s)", len(rows), len(samples))
+    if config.loss.name == "defer":
+        read_count = len(rows)
+        rows = with_horizon_duplicates(rows, config.loss.attribution_horizon_ms)
+        log.info("defer: %d duplicates at the attribution horizon added", len(rows) - read_count)
     table = SampleTable(rows)
-    log.info("read %d samples from %d file(s)", len(table), len(samples))
     if warm_start is not None:
         state = warm_started(warm_start, config)
     elif config.fit.order == "stream":

@@ -60,7 +60,7 @@ def test_serving_signature_takes_feature_fields_by_name(exported: Path, test_fil
     assert probability.shape == (2,) and ((probability > 0) & (probability < 1)).all()
 
 
-@pytest.mark.parametrize("loss", ["naive", "fnc", "esdfm"])
+@pytest.mark.parametrize("loss", ["naive", "fnc", "esdfm", "defer"])
 def test_served_probability_is_the_models_with_calibration(loss: str, train_file: Path, tmp_path: Path) -> None:
     config = TrainerConfig.load(None, {"loss.name": loss})
     table = SampleTable(read_samples([train_file])[0])

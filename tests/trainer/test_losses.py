@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from trainer.config import LossConfig
+from trainer.losses import defer
 from trainer.losses.esdfm import delayed_positive_probability, real_negative_probability
 from trainer.losses.registry import LOSSES, get_loss
 from trainer.samples import LATE_POSITIVE, NEGATIVE, POSITIVE
@@ -37,7 +38,7 @@ def run(name: str, logits=LOGITS, labels=LABELS, attributions=ATTR, **extra_outp
 
 
 def test_every_design_loss_is_registered() -> None:
-    assert sorted(LOSSES) == ["esdfm", "fnc", "fnw", "naive", "pu"]
+    assert sorted(LOSSES) == ["defer", "esdfm", "fnc", "fnw", "naive", "pu"]
 
 
 def test_naive_is_cross_entropy_on_the_stream() -> None:
@@ -211,6 +212,41 @@ def test_esdfm_head_transforms_invert_the_stream_rates() -> None:
     assert float(delayed_positive_probability(tf.constant(math.log(g / (1 - g))))) == pytest.approx(0.3, rel=1e-5)
     h = (0.6 + 0.3) / (0.6 + 2 * 0.3)
     assert float(real_negative_probability(tf.constant(math.log(h / (1 - h))))) == pytest.approx(0.6 / 0.9, rel=1e-5)
+
+
+def test_defer_importance_weights_and_dp_head() -> None:
+    dp = [-1.0, -0.5, -2.0]
+    f = [sig(x) for x in LOGITS]
+    f_dp = [min(2 * sig(d), fi) for d, fi in zip(dp, f, strict=True)]  # p_dp = 2 g, at most f
+    main = (
+        f[0] / (f[0] - f_dp[0] / 2) * nlog(f[0])
+        + (1 - f[1]) / (1 - f[1] + f_dp[1] / 2) * nlog(1 - f[1])
+        + f[2] / (f[2] - f_dp[2] / 2) * nlog(f[2])
+    ) / 3
+    dp_loss = (nlog(1 - sig(dp[0])) + nlog(1 - sig(dp[1])) + nlog(sig(dp[2]))) / 3  # only the LATE is 1
+    out = run("defer", dp_logit=dp, rn_logit=[0.0, 0.0, 0.0])
+    assert out["main_loss"] == pytest.approx(main, rel=1e-6)
+    assert out["dp_loss"] == pytest.approx(dp_loss, rel=1e-6)
+    assert out["loss"] == pytest.approx(main + dp_loss, rel=1e-6)
+
+
+def test_defer_weights_turn_the_duplicated_stream_back_into_the_true_rate() -> None:
+    # 50 impressions at p = 0.3: 9 clicked within W (two POSITIVEs each), 6 later (a NEGATIVE, then a
+    # LATE_POSITIVE: p_dp = 0.12), 35 never (two NEGATIVEs each). At the true f and f_dp the loss is flat.
+    attributions = [POSITIVE] * 18 + [NEGATIVE] * 6 + [LATE_POSITIVE] * 6 + [NEGATIVE] * 70
+    labels = [1.0] * 18 + [0.0] * 6 + [1.0] * 6 + [0.0] * 70
+    loss = get_loss("defer", LossConfig().params())
+    x = tf.Variable(tf.fill([len(labels)], float(math.log(0.3 / 0.7))))
+    dp = tf.fill([len(labels)], float(math.log(0.06 / 0.94)))  # g = p_dp / 2
+    targets = {"label": tf.constant(labels), "attribution": tf.constant(attributions, tf.int32)}
+    with tf.GradientTape() as tape:
+        main = loss(targets, {"logit": x, "dp_logit": dp, "rn_logit": tf.zeros_like(dp)})["main_loss"]
+    assert float(tf.reduce_sum(tape.gradient(main, x))) == pytest.approx(0.0, abs=1e-5)
+    assert float(defer.delayed_positive_probability(dp[0])) == pytest.approx(0.12, rel=1e-5)
+    # plain cross-entropy on the same stream pulls the rate down to q(y=1) = 0.3 - 0.12 / 2
+    with tf.GradientTape() as tape:
+        naive = get_loss("naive", LossConfig().params())(targets, {"logit": x})["loss"]
+    assert float(tf.reduce_sum(tape.gradient(naive, x))) > 0.01
 
 
 def test_losses_read_labels_not_attributions_for_positives() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-LossName = Literal["naive", "pu", "fnw", "fnc", "esdfm"]
+LossName = Literal["naive", "pu", "fnw", "fnc", "esdfm", "defer"]
 LOSS_NAMES: tuple[str, ...] = get_args(LossName)
 
 
@@ -20,4 +20,4 @@ class LossParams:
     pu_nnpu: bool  # pu: the non-negative risk guard (nnPU)
     pu_nnpu_beta: float  # pu: the guard fires when the batch's negative risk is below -beta
     pu_nnpu_gamma: float  # pu: ... and then ascends it with this weight
-    esdfm_aux_weight: float  # esdfm: weight of the f_dp and f_rn heads' losses
+    esdfm_aux_weight: float  # esdfm, defer: weight of the auxiliary heads' losses

@@ -1,6 +1,7 @@
 """The registry of the delayed-feedback losses: :func:`get_loss` picks one by name."""
 
 from trainer.losses.base import DelayedFeedbackLoss
+from trainer.losses.defer import DEFERLoss
 from trainer.losses.esdfm import ESDFMLoss
 from trainer.losses.fnc import FNCLoss
 from trainer.losses.fnw import FNWLoss
@@ -9,7 +10,7 @@ from trainer.losses.params import LOSS_NAMES, LossParams
 from trainer.losses.pu import PULoss
 
 LOSSES: dict[str, type[DelayedFeedbackLoss]] = {
-    cls.name: cls for cls in (NaiveLoss, PULoss, FNWLoss, FNCLoss, ESDFMLoss)
+    cls.name: cls for cls in (NaiveLoss, PULoss, FNWLoss, FNCLoss, ESDFMLoss, DEFERLoss)
 }
 if tuple(LOSSES) != LOSS_NAMES:
     raise ImportError(f"loss registry {tuple(LOSSES)} does not match LOSS_NAMES {LOSS_NAMES}")
@@ -20,4 +21,6 @@ def get_loss(name: str, params: LossParams) -> DelayedFeedbackLoss:
     return LOSSES[name](params)
 
 
-__all__ = ["LOSSES", "DelayedFeedbackLoss", "ESDFMLoss", "FNCLoss", "FNWLoss", "NaiveLoss", "PULoss", "get_loss"]
+__all__ = [
+    "LOSSES", "DEFERLoss", "DelayedFeedbackLoss", "ESDFMLoss", "FNCLoss", "FNWLoss", "NaiveLoss", "PULoss", "get_loss"
+]

@@ -28,7 +28,7 @@ from trainer.sidecar.batching import Batch, Batcher
 from trainer.sidecar.checkpoint import CheckpointStore, Position
 from trainer.sidecar.consume import Decoded, Prefetcher, SampleSource
 from trainer.sidecar.dedup import Dedup
-from trainer.sidecar.errors import Unavailable
+from trainer.sidecar.errors import Unavailable, UsageError
 from trainer.sidecar.join_contract import check_join_contract
 from trainer.sidecar.metrics import SidecarMetrics, Summaries
 from trainer.sidecar.ordering import EmitTimeOrder
@@ -94,6 +94,11 @@ def sidecar_config(config: TrainerConfig) -> TrainerConfig:
 
 class Sidecar:
     def __init__(self, config: TrainerConfig, clock: Callable[[], float] = time.monotonic):
+        if config.loss.name == "defer":
+            raise UsageError(
+                "loss 'defer' trains on a second ingestion of every impression at the attribution horizon, "
+                "which the join does not emit and the sidecar does not replay: use it with `fit`, or another loss"
+            )
         self.config = sidecar_config(config)
         self.sc = self.config.sidecar
         self.clock = clock

@@ -14,7 +14,7 @@ from trainer.samples import Sample
 from trainer.sidecar.batching import Batcher
 from trainer.sidecar.consume import Decoded
 from trainer.sidecar.dedup import Dedup
-from trainer.sidecar.errors import Unavailable
+from trainer.sidecar.errors import Unavailable, UsageError
 from trainer.sidecar.retry import retrying
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -103,6 +103,13 @@ def test_bad_sidecar_config_is_one_error_naming_the_file(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=str(path)) as info:
         TrainerConfig.load(path)
     assert "batch.size" in str(info.value) and "export_interval" in str(info.value)
+
+
+def test_the_sidecar_refuses_defer_whose_second_ingestion_it_does_not_replay() -> None:
+    from trainer.sidecar.loop import Sidecar
+
+    with pytest.raises(UsageError, match="loss 'defer'.*use it with `fit`"):
+        Sidecar(TrainerConfig.load(None, {"loss.name": "defer"}))
 
 
 def test_a_batch_gathers_the_features_prepared_ahead_across_polls() -> None:
