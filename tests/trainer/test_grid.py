@@ -55,6 +55,13 @@ def test_the_split_cuts_what_a_live_trainer_has_seen() -> None:
     assert {s["attribution"] for s in cut.test + cut.oracle} == {"POSITIVE", "NEGATIVE"}
     for row in cut.test[:100] + cut.oracle[:100]:
         parse_sample(row)
+    # the streamed day: the previous day's samples and the stream's, as a trainer running since saw them
+    assert cut.streamed and all(s["emit_time_ms"] <= last for s in cut.streamed)
+    assert [s["emit_time_ms"] for s in cut.streamed] == sorted(s["emit_time_ms"] for s in cut.streamed)
+    assert {s["sample_id"] for s in cut.online} <= {s["sample_id"] for s in cut.streamed}
+    assert len(cut.streamed) < len(cut.history) + len(cut.online)  # late clicks after the cut are not there
+    assert cut.streamed_oracle[-len(cut.oracle):] == cut.oracle
+    assert len(cut.streamed_oracle) == len({s["impression_id"] for s in cut.history}) + len(cut.oracle)
 
 
 def _metrics(logloss: float, bias: float, auc: float = 0.7) -> dict[str, float]:

@@ -59,6 +59,9 @@ COLD: dict[str, dict[str, Any]] = {
 }
 HISTORY: dict[str, dict[str, Any]] = {"naive": {"loss.name": "naive"}, "pu": {}, "esdfm": {"loss.name": "esdfm"}}
 OFFLINE: dict[str, dict[str, Any]] = {"naive": {"loss.name": "naive"}, "pu": {}}
+# --streamed-day: one cold pass over the previous day's stream and the online one; DEFER's duplicates
+# of the day's impressions fall within it (fit adds them for loss defer, trainer/replay.py)
+STREAMED: dict[str, dict[str, Any]] = {"naive": {"loss.name": "naive"}, "pu": {}, "defer": {"loss.name": "defer"}}
 ORACLE = "oracle"
 TARGETS = {  # (R-NLL at least, bias range, AUC drop from naive at most)
     "history": (0.7, (0.93, 1.07), 0.002),
@@ -93,7 +96,9 @@ def run_cell(world: World, args: argparse.Namespace, directory: Path, services: 
     """Every model of one cell and seed: {setting: {model: metrics}}."""
     directory.mkdir(parents=True, exist_ok=True)
     cut = split(world, args.impressions, args.train_hours, args.test_hours)
-    files = {name: write_jsonl(directory / f"{name}.jsonl", getattr(cut, name)) for name in cut.__dataclass_fields__}
+    names = ["online", "oracle", "test", "history"] + ["offline"] * args.offline
+    names += ["streamed", "streamed_oracle"] * args.streamed_day
+    files = {name: write_jsonl(directory / f"{name}.jsonl", getattr(cut, name)) for name in names}
     base = TrainerConfig.load(args.config, {"fit.seed": world.seed})
     stream = {"fit.order": "stream", "fit.epochs": 1}
 
@@ -117,6 +122,13 @@ def run_cell(world: World, args: argparse.Namespace, directory: Path, services: 
         shuffled.append((ORACLE, files["oracle"], {"loss.name": "naive"}))
         for name, train, overrides in shuffled:
             results["offline"][name] = _fit_eval(train, files["test"], directory / f"offline-{name}", config(overrides))
+    if args.streamed_day:
+        runs = [(name, files["streamed"], {**stream, **o}) for name, o in STREAMED.items() if name in args.models]
+        runs.append((ORACLE, files["streamed_oracle"], {**stream, "loss.name": "naive"}))
+        results["streamed"] = {
+            name: _fit_eval(train, files["test"], directory / f"streamed-{name}", config(overrides))
+            for name, train, overrides in runs
+        }
     if services is not None:
         for setting, warm in (("sidecar cold", None), ("sidecar history", day)):
             results[setting] = {"pu": sidecar_run(cut.online, files["test"], base, services, directory / setting, warm)}
@@ -266,6 +278,7 @@ def markdown(records: list[dict[str, Any]], args: argparse.Namespace, seconds: f
         row.append(_mean([r_nll(r["offline"], "pu") for r in results if "offline" in r], 2, False))
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", _checks(records)]
+    lines += _streamed_table(by_cell)
     sidecar = [r for r in records if any(k.startswith("sidecar") for k in r["results"])]
     if sidecar:
         lines += ["", "Sidecar (`trainer run` on the stream produced to 4 partitions before it starts) beside "
@@ -284,6 +297,37 @@ def markdown(records: list[dict[str, Any]], args: argparse.Namespace, seconds: f
                     f"{live['logloss'] - fitted['logloss']:+.5f} | {_mean([r_nll(with_baselines, 'live')], 2)} |"
                 )
     return "\n".join([*lines, "", GRID_NOTES.rstrip("\n")])
+
+
+def _streamed_table(by_cell: dict[tuple[str, float, float], list[dict[str, Any]]]) -> list[str]:
+    """--streamed-day: each loss's R-NLL, bias and AUC minus naive's, per cell (mean over seeds)."""
+    rows = [(cell, [r["streamed"] for r in results if "streamed" in r]) for cell, results in by_cell.items()]
+    rows = [(cell, got) for cell, got in rows if got]
+    if not rows:
+        return []
+    names = [name for name in STREAMED if name != "naive" and name in rows[0][1][0]]
+    lines = [
+        "",
+        "Streamed day (`--streamed-day`): one cold pass over the previous day's samples and the online ones, as "
+        "a trainer running since the day before saw them by the cut (`defer`: with DEFER's duplicates of the "
+        "impressions older than H). Per cell: mean over seeds of R-NLL, bias and AUC minus naive's.",
+        "",
+        "| family | CTR | late | naive bias | oracle bias | "
+        + " | ".join(f"{n} R-NLL, bias, dAUC" for n in names)
+        + " |",
+        "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in names) + " |",
+    ]
+    for (family, ctr, late), got in rows:
+        row = [family, f"{ctr:.0%}", f"{late:.0%}"]
+        row += [_mean([g[k]["prediction_bias"] for g in got], 3, False) for k in ("naive", ORACLE)]
+        for name in names:
+            row.append(
+                f"{_mean([r_nll(g, name) for g in got], 2, False)}, "
+                f"{_mean([g[name]['prediction_bias'] for g in got], 3, False)}, "
+                f"{_mean([g[name]['auc'] - g['naive']['auc'] for g in got], 4, False)}"
+            )
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 GRID_NOTES = """\
@@ -420,8 +464,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--impressions", type=int, default=60_000, help="per cell and seed (training + test)")
     p.add_argument("--train-hours", type=float, default=12.0)
     p.add_argument("--test-hours", type=float, default=4.0)
-    p.add_argument("--models", nargs="+", default=sorted(set(COLD) | set(HISTORY)), help="which losses to run")
+    p.add_argument(
+        "--models", nargs="+", default=sorted(set(COLD) | set(HISTORY) | set(STREAMED)), help="which losses to run"
+    )
     p.add_argument("--no-offline", dest="offline", action="store_false", help="skip the shuffled offline fits")
+    p.add_argument(
+        "--streamed-day",
+        action="store_true",
+        help="also train one pass over the previous day streamed with the online stream (naive, pu, defer)",
+    )
     p.add_argument("--sidecar-cells", type=int, help="the sidecar on the first N cells (default 2; 0 with --quick)")
     p.add_argument("--config", help="trainer config YAML for every fit")
     p.add_argument("--workdir", default=str(ROOT / ".bench" / "grid"), help="where each cell's samples and models go")

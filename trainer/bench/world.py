@@ -107,6 +107,8 @@ class Split:
     oracle: list[dict[str, Any]]  # the training impressions with their true labels, in impression order
     test: list[dict[str, Any]]  # the impressions after them with their true labels
     history: list[dict[str, Any]]  # the previous day's complete samples (the day-level hot start)
+    streamed: list[dict[str, Any]]  # the previous day and the training impressions as emitted by the cut
+    streamed_oracle: list[dict[str, Any]]  # the same impressions with their true labels, in impression order
 
 
 def truly_labelled(rows: list[dict[str, Any]], truth: dict[str, int]) -> list[dict[str, Any]]:
@@ -140,12 +142,17 @@ def split(world: World, impressions: int, train_hours: float, test_hours: float,
     )
     last = START_MS + train_hours * HOUR
     train = [s for s in stream.rows if s["impression_time_ms"] <= last]
+    online = [s for s in stream.rows if s["emit_time_ms"] <= last]
+    oracle = sorted(truly_labelled(train, stream.truth), key=lambda s: s["impression_time_ms"])
     return Split(
-        online=[s for s in stream.rows if s["emit_time_ms"] <= last],
+        online=online,
         offline=train,
-        oracle=sorted(truly_labelled(train, stream.truth), key=lambda s: s["impression_time_ms"]),
+        oracle=oracle,
         test=truly_labelled([s for s in stream.rows if s["impression_time_ms"] > last], stream.truth),
         history=day.rows,
+        # the previous day's samples are emitted before the stream's (both in emission order)
+        streamed=sorted([s for s in day.rows if s["emit_time_ms"] <= last] + online, key=lambda s: s["emit_time_ms"]),
+        streamed_oracle=sorted(truly_labelled(day.rows, day.truth), key=lambda s: s["impression_time_ms"]) + oracle,
     )
 
 
