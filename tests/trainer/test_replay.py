@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+import pytest
+
+from trainer.bench.data import write_jsonl
+from trainer.bench.world import World
+from trainer.config import TrainerConfig
+from trainer.fit import fit
 from trainer.replay import DUPLICATE_SUFFIX, with_horizon_duplicates
 from trainer.samples import LATE_POSITIVE, NEGATIVE, POSITIVE, Sample
 
@@ -49,3 +58,19 @@ def test_a_stream_younger_than_the_horizon_gains_nothing() -> None:
         stream, key=lambda s: s.emit_time_ms
     )
     assert with_horizon_duplicates([], H) == []
+
+
+def test_fit_with_loss_defer_trains_on_the_duplicates(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rows = World("exponential", ctr=0.3, late_share=0.5, seed=5).generate(3000, 1_700_000_000_000, 36.0, 0, "d.").rows
+    end = rows[-1]["emit_time_ms"]
+    late = {s["impression_id"] for s in rows if s["attribution"] == "LATE_POSITIVE"}
+    expected = sum(  # the first emissions past the horizon of the impressions without a late click
+        s["attribution"] != "LATE_POSITIVE" and s["impression_time_ms"] + H <= end and s["impression_id"] not in late
+        for s in rows
+    )
+    overrides = {"loss.name": "defer", "fit.order": "stream", "fit.epochs": 1, "fit.batch_size": 128}
+    with caplog.at_level(logging.INFO, logger="trainer"):
+        result = fit([write_jsonl(tmp_path / "s.jsonl", rows)], TrainerConfig.load(None, overrides), tmp_path / "m")
+    assert expected > 500 and result.samples == len(rows) + expected
+    assert f"defer: {expected} duplicates at the attribution horizon added" in caplog.text
+    assert (tmp_path / "m" / "saved_model.pb").is_file()
