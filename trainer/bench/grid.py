@@ -371,16 +371,11 @@ How to read it:
   one pass's own noise, not the weights': between the 11 h and 12 h cuts of uniform 5% seed 1 the
   oracle's bias moves 0.975 -> 1.099 and naive's 0.878 -> 1.075. A lower Adam rate (3e-4) steadies it
   (oracle 1.053, 1.016, 1.054 at 10, 11, 12 h) but costs 0.0045 AUC; FTRL's rate (0.02) changes nothing.
-- DEFER is not a column, because no faithful run fits this bench yet. DEFER ingests every impression
-  twice: the first emission, then at the end of its attribution window a duplicate (a real negative
-  as a negative, an in-window positive as a positive; a late click is its second emission), and
-  weighs both by importance weights from a delayed-positive head. Here that window is the join's
-  H = 24 h and the grid's stream is 12 h old at its cut, so the stream would hold no duplicate: DEFER
-  would reduce to its weights on fake negatives, not the method. A faithful column needs (1) a stream
-  older than H at the cut (the previous day streamed rather than handed over as a day model: 36 h of
-  online samples per cell, 3x the cost), (2) the duplicates with their own attribution code in the
-  Sample schema and the join (docs/join.md: no `sample_id` appears twice in a run; a trainer that cannot
-  tell a duplicate from the first emission cannot weigh it), and (3) a `defer` loss beside `esdfm`.
+- DEFER (`loss.name: defer`) ingests every impression twice: a late click by its LATE_POSITIVE, any
+  other at `impression time + H` (a POSITIVE again, or a real negative), which `fit` adds to its files
+  (trainer/replay.py); a dp head's rate weighs the doubled stream back. The settings above hold no
+  such duplicate (12 h of stream, H = 24 h), so it is compared on a stream older than H:
+  `--streamed-day`, one cold pass over the previous day streamed with the online stream (36 h).
 - The sidecar reads the stream from 4 partitions (produced before it starts, an hour of stream time
   per flush; fetched 1 MiB per partition, hours of stream time per chunk), trains it in emit-time
   order across partitions (`sidecar.order`) and keeps each partition's censored delays apart (the
