@@ -108,7 +108,7 @@ def test_bad_sidecar_config_is_one_error_naming_the_file(tmp_path: Path) -> None
 def test_the_sidecar_refuses_defer_whose_second_ingestion_it_does_not_replay() -> None:
     from trainer.sidecar.loop import Sidecar
 
-    with pytest.raises(UsageError, match="loss 'defer'.*use it with `fit`"):
+    with pytest.raises(UsageError, match=r"loss 'defer'.*use it with `fit`"):
         Sidecar(TrainerConfig.load(None, {"loss.name": "defer"}))
 
 
