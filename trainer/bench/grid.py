@@ -13,6 +13,8 @@ what a live trainer has seen by the last training impression (``fit --order stre
 - **without history** (a cold stream): the same, plus ``pu`` with each of the two tail estimates the
   default blends (``loss.delay_tail=gamma``, a censored gamma fit; ``log-flat``, the earlier one);
 - **offline** (``--offline``): shuffled epochs over every sample of the training impressions;
+- **streamed day** (``--streamed-day``): one cold pass over the previous day's samples and the online
+  ones as emitted by the cut (36 h, older than the horizon: ``defer``'s duplicates fall within it);
 - **sidecar** (``--sidecar-cells N``, first seed): ``trainer run``'s loop in-process on the stream
   produced to a 4-partition topic before it starts, cold and from the day-level model.
 
