@@ -47,12 +47,14 @@ def test_teacher_logit_undoes_the_calibration() -> None:
     np.testing.assert_allclose(keras.ops.convert_to_numpy(teacher_logit(fnc, "fnc")), logits[:3], rtol=1e-5, atol=1e-5)
 
 
-def test_keras_round_trip_and_ftrl_trains_the_rows_alone(tmp_path: Path) -> None:
+def test_keras_round_trip_and_ftrl_trains_the_rows_and_the_heads_biases(tmp_path: Path) -> None:
     data = table(300)
     state = TrainerState.create(config("two_tower", loss="esdfm"), data)
     model = state.model
     assert isinstance(model, TwoTowerModel)
-    assert [v.path for v in model.wide_variables] == ["two_tower/embedding/embeddings"]
+    assert [v.path for v in model.wide_variables] == [  # and the heads' biases (a cold start's heads catch up)
+        "two_tower/embedding/embeddings", "two_tower/dp_head/bias", "two_tower/rn_head/bias"
+    ]
     assert model.wide_optimizer.l1_regularization_strength == model.embedding_l1
     metrics = train(state, data, 3)
     assert np.isfinite(metrics["total_loss"]) and "dp_loss" in metrics
