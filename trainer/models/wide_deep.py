@@ -2,9 +2,10 @@
 
     logit = wide.linear + FM(wide factors) + FM(deep vectors) + MLP(deep embeddings, dense)
 
-The wide variables (bias, id/cross/dense weights, wide FM factors) are trained with FTRL, the deep
-ones (embeddings, dense vectors, MLP, auxiliary heads) with Adam, both in the one train step of
-:class:`~trainer.models.base.TrainableModel`, which the offline fit and the streaming sidecar share.
+The wide variables (bias, id/cross/dense weights, wide FM factors) and the auxiliary heads' biases are
+trained with FTRL, the deep ones (embeddings, dense vectors, MLP, the heads' kernels) with Adam, both in
+the one train step of :class:`~trainer.models.base.TrainableModel`, which the offline fit and the
+streaming sidecar share.
 """
 
 from __future__ import annotations
