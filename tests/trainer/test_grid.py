@@ -100,6 +100,11 @@ def test_the_report_checks_each_cell_against_the_targets(tmp_path: Path) -> None
     assert grid.grid_block(out.read_text()) == f"{grid.GRID_BEGIN}\nsecond\n{grid.GRID_END}"
 
 
+def test_naive_and_pu_always_run() -> None:
+    assert grid.parse_args(["--models", "defer"]).models == ["naive", "pu", "defer"]
+    assert grid.parse_args(["--models", "pu", "esdfm", "naive"]).models == ["naive", "pu", "esdfm"]
+
+
 def test_keep_workdir_is_off_unless_asked() -> None:
     assert not grid.parse_args([]).keep_workdir and grid.parse_args(["--keep-workdir"]).keep_workdir
 

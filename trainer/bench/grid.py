@@ -466,7 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-hours", type=float, default=12.0)
     p.add_argument("--test-hours", type=float, default=4.0)
     p.add_argument(
-        "--models", nargs="+", default=sorted(set(COLD) | set(HISTORY) | set(STREAMED)), help="which losses to run"
+        "--models",
+        nargs="+",
+        default=sorted(set(COLD) | set(HISTORY) | set(STREAMED)),
+        help="which losses to run (naive and pu always)",
     )
     p.add_argument("--no-offline", dest="offline", action="store_false", help="skip the shuffled offline fits")
     p.add_argument(
@@ -495,8 +498,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.seeds = args.seeds or (list(SEEDS) if args.full else [1])
     if args.sidecar_cells is None:
         args.sidecar_cells = 2
-    if "naive" not in args.models:
-        args.models = ["naive", *args.models]
+    # naive is every R-NLL's baseline and pu the report's subject: both always run
+    args.models = ["naive", "pu", *(m for m in args.models if m not in ("naive", "pu"))]
     if args.impressions < 1000 or args.train_hours <= 0 or args.test_hours <= 0:
         raise SystemExit("grid: error: need --impressions >= 1000 and positive --train-hours, --test-hours")
     return args
