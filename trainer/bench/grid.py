@@ -362,10 +362,10 @@ How to read it:
   (`loss.pending_max_weight: 2`) narrows that to -0.0013 but under-corrects any stream whose F is
   still under 0.5 (cold R-NLL falls in 4 of 7 cells): the default stays 4.
 - `esdfm` learns its elapsed-time heads from the same censored stream and corrects little online. Its
-  heads start at fixed logits (-4, 4); in this table's run Adam trained their biases, which barely
-  moved. FTRL trains them now: cold, uniform 30%/50% seed 1 R-NLL 0.09 -> 0.14, exponential 30%/50%
-  seed 2 0.13 -> 0.23, uniform 30%/80% seed 1 0.05 -> 0.10; started at the true rates (a patched start)
-  0.38, 0.56, 0.32, still below `pu`'s 0.65, 0.77, 0.69: its weights count no click still to come.
+  heads start at fixed logits (-4, 4), and under Adam their biases barely moved; FTRL trains them (cold,
+  Adam -> FTRL: uniform 30%/50% seed 1 R-NLL 0.09 -> 0.14, exponential 30%/50% seed 2 0.13 -> 0.23,
+  uniform 30%/80% seed 1 0.05 -> 0.10); started at the true rates (a patched start) 0.38, 0.56, 0.32,
+  still below `pu`'s 0.65, 0.77, 0.69: its weights count no click still to come.
 - Tried and not kept (12 cells x 3 seeds with history: every family at 5% CTR and 20%/80% late, and
   at 30% CTR and 80% late): spreading the delay model's expected clicks still to come (each impression's
   late clicks per impression times 1 - F at its stream age: no cap, none of the 1 / F noise of the few
