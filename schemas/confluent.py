@@ -31,8 +31,6 @@ from typing import Any, overload
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
-from common.services import one_line
-
 from .codec import Codec, _record_encoder, _show
 from .compat import load_compat_config
 from .errors import BadMagic, DecodeError, SchemaError, TruncatedMessage
@@ -78,7 +76,7 @@ def _client(url: str, auth: str | None) -> Any:
     try:
         return SchemaRegistryClient.new_client(conf)
     except (ValueError, TypeError) as exc:
-        raise RegistryError(f"cannot use the schema registry at {url}: {one_line(exc)}") from exc
+        raise RegistryError(f"cannot use the schema registry at {url}: {_one_line(exc)}") from exc
 
 
 @dataclass(frozen=True)
@@ -134,7 +132,7 @@ class ConfluentCodec:
         try:
             self.client.get_subjects()
         except Exception as exc:  # the client raises SchemaRegistryError, httpx's errors, ...
-            raise RegistryError(f"the schema registry at {self.url} does not answer: {one_line(exc)}") from exc
+            raise RegistryError(f"the schema registry at {self.url} does not answer: {_one_line(exc)}") from exc
 
     def register(self, topic: str, record: str) -> int:
         """The id of ``record``'s current schema under ``topic``'s subject, registered there if it is not
@@ -152,7 +150,7 @@ class ConfluentCodec:
             schema_id = int(self.client.register_schema(name, Schema(text, "AVRO")))
         except Exception as exc:
             raise RegistryError(
-                f"the schema registry at {self.url} did not register {record} under {name}: {one_line(exc)}"
+                f"the schema registry at {self.url} did not register {record} under {name}: {_one_line(exc)}"
             ) from exc
         self._ids[key] = schema_id
         return schema_id
@@ -170,10 +168,10 @@ class ConfluentCodec:
             if exc.http_status_code != 404:  # 404: no level of its own yet
                 raise RegistryError(
                     f"the schema registry at {self.url} did not give the compatibility level of {name}: "
-                    f"{one_line(exc)}"
+                    f"{_one_line(exc)}"
                 ) from exc
         except Exception as exc:
-            raise RegistryError(f"the schema registry at {self.url} does not answer: {one_line(exc)}") from exc
+            raise RegistryError(f"the schema registry at {self.url} does not answer: {_one_line(exc)}") from exc
         if current == level:
             return
         try:
@@ -181,7 +179,7 @@ class ConfluentCodec:
         except Exception as exc:
             raise RegistryError(
                 f"the schema registry at {self.url} did not set the compatibility of {name} to {level} (the "
-                f"level schemas/compat.yaml enforces; it is {current or 'the registry default'}): {one_line(exc)}"
+                f"level schemas/compat.yaml enforces; it is {current or 'the registry default'}): {_one_line(exc)}"
             ) from exc
 
     # ---------------------------------------------------------------- encode
@@ -283,14 +281,14 @@ class ConfluentCodec:
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
                 raise SchemaIdError(
-                    f"the schema registry at {self.url} has no {where} ({one_line(exc)})"
+                    f"the schema registry at {self.url} has no {where} ({_one_line(exc)})"
                 ) from exc
             raise SchemaIdError(
-                f"the schema registry at {self.url} did not give {where}: {one_line(exc)}"
+                f"the schema registry at {self.url} did not give {where}: {_one_line(exc)}"
             ) from exc
         except Exception as exc:  # httpx's transport errors once the client's retries are spent, ...
             raise SchemaIdError(
-                f"the schema registry at {self.url} did not give {where}: {one_line(exc)}"
+                f"the schema registry at {self.url} did not give {where}: {_one_line(exc)}"
             ) from exc
         kind = found.schema_type or "AVRO"
         if kind != "AVRO" or found.references:
@@ -300,7 +298,7 @@ class ConfluentCodec:
             schema = json.loads(found.schema_str or "")
             parsed = fastavro.parse_schema(schema)
         except Exception as exc:
-            raise SchemaIdError(f"{where} at {self.url} is not a valid Avro schema: {one_line(exc)}") from exc
+            raise SchemaIdError(f"{where} at {self.url} is not a valid Avro schema: {_one_line(exc)}") from exc
         is_record = isinstance(schema, dict) and schema.get("type") == "record"
         name = short_name(schema) if is_record else None
         if name not in self.codec.records:
@@ -318,7 +316,7 @@ class ConfluentCodec:
             return _with_version(self.codec, version), fingerprint, where
         except Exception as exc:
             raise SchemaIdError(
-                f"{where} at {self.url} ({name}) cannot be read as the current {name}: {one_line(exc)}"
+                f"{where} at {self.url} ({name}) cannot be read as the current {name}: {_one_line(exc)}"
             ) from exc
 
 
@@ -332,6 +330,10 @@ def _with_version(codec: Codec, version: RegistryVersion) -> Codec:
         fast_resolution=codec._fast_resolution,
         native_decoder=codec._native_decoder,
     )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 __all__ = [
