@@ -3,7 +3,7 @@
 DEFER's stream ingests every impression twice: first as the join emits it (a POSITIVE within the window
 ``W``, else a NEGATIVE), then once more, with its label as known then: a late click's LATE_POSITIVE, or, at
 the attribution horizon ``H``, a duplicate of a POSITIVE or of a NEGATIVE that stayed unclicked (a real
-negative). The join emits no such duplicate; ``fit --order stream`` adds them (:mod:`trainer.replay`).
+negative). The join emits no such duplicate; ``fit`` adds them (:mod:`trainer.replay`).
 """
 
 from __future__ import annotations
