@@ -11,6 +11,7 @@ its last ``H`` of impressions, as a live stream does.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections.abc import Sequence
 
 from trainer.samples import LATE_POSITIVE, Sample
@@ -27,6 +28,9 @@ def with_horizon_duplicates(samples: Sequence[Sample], horizon_ms: int) -> list[
         return list(samples)
     last = max(times)
     clicked_late = {s.impression_id for s in samples if s.attribution == LATE_POSITIVE and s.label}
+    def emitted(sample: Sample) -> int:
+        return last if sample.emit_time_ms is None else sample.emit_time_ms
+
     duplicates = sorted(
         (
             dataclasses.replace(
@@ -41,18 +45,6 @@ def with_horizon_duplicates(samples: Sequence[Sample], horizon_ms: int) -> list[
             and s.impression_time_ms + horizon_ms <= last
             and not (s.label == 0 and s.impression_id in clicked_late)
         ),
-        key=lambda s: s.emit_time_ms or 0,
+        key=emitted,
     )
-    merged: list[Sample] = []
-    pending = iter(duplicates)
-    upcoming = next(pending, None)
-    for sample in samples:
-        emitted = sample.emit_time_ms if sample.emit_time_ms is not None else last
-        while upcoming is not None and (upcoming.emit_time_ms or 0) <= emitted:
-            merged.append(upcoming)
-            upcoming = next(pending, None)
-        merged.append(sample)
-    if upcoming is not None:
-        merged.append(upcoming)
-        merged.extend(pending)
-    return merged
+    return list(heapq.merge(duplicates, samples, key=emitted))

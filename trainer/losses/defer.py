@@ -47,7 +47,7 @@ class DEFERLoss(DelayedFeedbackLoss):
         weighted = label * positive_weight * ce_positive(logit) + (1.0 - label) * negative_weight * ce_negative(logit)
         main = tf.reduce_mean(weighted)
         dp_loss = tf.reduce_mean(cross_entropy(late, dp_logit))
-        # The rn head gets a zero gradient rather than none (every trainable variable has one).
+        # The rn head gets a zero gradient rather than none (Keras warns of each variable without one).
         unused = 0.0 * tf.reduce_mean(outputs["rn_logit"])
         loss = main + self.params.esdfm_aux_weight * dp_loss + unused
         return {"loss": loss, "main_loss": main, "dp_loss": dp_loss}

@@ -152,7 +152,7 @@ class TrainableModel(keras.Model):
         """FTRL's: the FTRL layers' variables and the auxiliary heads' biases. A cold stream starts the
         heads at fixed logits far from their rates; under Adam a bias moves a few thousandths a step (a
         day of stream would not reach the rate), under FTRL's per-coordinate rate as the main bias does."""
-        heads = [head.bias for head in (getattr(self, "dp_head", None), getattr(self, "rn_head", None)) if head]
+        heads = [self.dp_head.bias, self.rn_head.bias] if getattr(self, "aux_heads", False) else []
         return [v for layer in self.ftrl_layers() for v in layer.trainable_variables] + heads
 
     @property
